@@ -1,0 +1,95 @@
+"""The ``neurokd`` command: parse, call the library, print. Errors become one stderr line."""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from dataclasses import fields
+from typing import Any
+
+import click
+
+from .config import RunConfig
+from .errors import NeuroKDError
+
+
+def _config_options(command):
+    """One option per RunConfig field, so the command line and TOML keys never drift apart."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in reversed(fields(RunConfig)):
+        if f.metadata.get("internal"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        help_text = f.metadata["help"] + ("" if f.default is None else f" [default: {f.default}]")
+        if kind is bool:
+            command = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
+                                   help=help_text)(command)
+        elif f.metadata.get("choices"):
+            command = click.option(flag, f.name, type=click.Choice(f.metadata["choices"]),
+                                   default=None, help=help_text)(command)
+        else:
+            command = click.option(flag, f.name, type=kind, default=None, help=help_text)(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="show Python tracebacks on errors")
+@click.version_option(package_name="neurokd")
+def cli(debug: bool) -> None:
+    """Distil ANN teachers into spiking students (TSER), export them, estimate their energy."""
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="TOML file with any of the options below (the command line wins)")
+@click.option("--quiet", "-q", is_flag=True, help="no progress output")
+@_config_options
+def distill(config_path: str | None, quiet: bool, **options: Any) -> None:
+    """Distil a spiking student from an ANN teacher (default: digits, TSER, T=4)."""
+    from .distill import distill as run_distill
+    from .progress import make_reporter
+    from .report import print_distill_summary
+
+    config = RunConfig.from_sources(config_path, options)
+    with make_reporter(quiet) as reporter:
+        result = run_distill(config, reporter)
+    print_distill_summary(result)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="neurokd", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        print("neurokd: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        print(f"neurokd: error: {_one_line(exc.format_message())}", file=sys.stderr)
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except NeuroKDError as exc:
+        if debug:
+            raise
+        print(f"neurokd: error: {_one_line(str(exc))}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("neurokd: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if debug:
+            raise
+        print(f"neurokd: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,178 @@
+"""Every setting of a distillation run: one dataclass, validated on creation, TOML in and out.
+
+The same field list drives the command-line options (see ``cli.py``), so every option is also a
+TOML key and the command line wins over the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DATASETS = ("digits", "mnist1d", "cifar10", "cifar100", "imagefolder")
+METHODS = ("ce", "kd", "tser")
+STUDENTS = ("cnn", "resnet", "resnet18", "resnet19")
+TEACHERS = ("cnn", "twin", "resnet18", "resnet34")
+DEVICES = ("auto", "cpu", "cuda")
+RESETS = ("hard", "soft")
+
+
+def _opt(help: str, default: Any = None, cli: str | None = None, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, "cli": cli, **kw})
+
+
+@dataclass
+class RunConfig:
+    """Settings of one ``neurokd distill`` run (all plain types, so it round-trips through TOML)."""
+
+    name: str | None = _opt("run name: files go to OUT/NAME (default: DATASET-METHOD-tT-sSEED)")
+    out: str = _opt("parent folder of run folders", "runs")
+    dataset: str = _opt("data set", "digits", choices=DATASETS)
+    data_dir: str | None = _opt("folder with CIFAR python batches or ImageFolder class folders")
+    image_size: int = _opt("side length images are resized to (imagefolder)", 32)
+    val_fraction: float = _opt("share of the training split held out for validation", 0.1)
+    augment: bool | None = _opt("random crop + flip (default: on for CIFAR/imagefolder)")
+    student: str = _opt("student architecture", "cnn", choices=STUDENTS)
+    width: int = _opt("base channel count of the student", 16)
+    teacher_arch: str = _opt("teacher architecture", "cnn", choices=TEACHERS)
+    teacher_width: int = _opt("base channel count of the cnn teacher", 32)
+    teacher: str | None = _opt("reuse this teacher (teacher.pt or a student.pt) instead of training one")
+    teacher_epochs: int = _opt("epochs to train the teacher", 30)
+    teacher_lr: float = _opt("teacher learning rate (Adam)", 2e-3)
+    method: str = _opt("distillation loss", "tser", choices=METHODS)
+    alpha: float = _opt("weight of the distillation term (0..1)", 0.5)
+    tau: float = _opt("softmax temperature of the distillation term", 1.0)
+    lam: float = _opt("entropy-regularisation weight (tser)", 0.05)
+    timesteps: int = _opt("simulation timesteps T", 4)
+    neuron_tau: float = _opt("LIF membrane time constant (>1)", 2.0)
+    v_threshold: float = _opt("LIF firing threshold", 1.0)
+    reset: str = _opt("LIF reset after a spike: hard (to 0) or soft (subtract threshold)", "hard", choices=RESETS)
+    epochs: int = _opt("student training epochs", 20)
+    batch_size: int = _opt("mini-batch size", 64)
+    lr: float = _opt("student learning rate (Adam)", 2e-3)
+    weight_decay: float = _opt("weight decay", 0.0)
+    seed: int = _opt("random seed (data order, initialisation)", 0)
+    device: str = _opt("auto picks CUDA when present", "auto", choices=DEVICES)
+    # Filled in from the data set when a run starts, so the config alone rebuilds the model.
+    input_shape: list[int] | None = _opt("input shape C,H,W (set from the data set)", internal=True)
+    num_classes: int | None = _opt("number of classes (set from the data set)", internal=True)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, not {value!r}")
+        positive_ints = ("epochs", "teacher_epochs", "batch_size", "timesteps", "width",
+                         "teacher_width", "image_size")
+        for key in positive_ints:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if "epochs" in key else 1):
+                bound = "a whole number >= 0" if "epochs" in key else "a whole number >= 1"
+                raise ConfigError(f"{key} must be {bound}, not {value!r}")
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, not {self.epochs}")
+        _check_range("alpha", self.alpha, 0.0, 1.0)
+        _check_range("val_fraction", self.val_fraction, 0.0, 0.5, low_open=True)
+        for key in ("tau", "lr", "teacher_lr", "v_threshold"):
+            if not _is_number(getattr(self, key)) or getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be a number > 0, not {getattr(self, key)!r}")
+        if not _is_number(self.lam) or self.lam < 0:
+            raise ConfigError(f"lam must be a number >= 0, not {self.lam!r}")
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be a number >= 0, not {self.weight_decay!r}")
+        if not _is_number(self.neuron_tau) or self.neuron_tau <= 1:
+            raise ConfigError(f"neuron_tau must be a number > 1, not {self.neuron_tau!r}")
+        if self.dataset in ("cifar10", "cifar100", "imagefolder") and not self.data_dir:
+            raise ConfigError(f"dataset {self.dataset} needs --data-dir (nothing is downloaded)")
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise ConfigError(f"name must be a plain folder name, not {self.name!r}")
+        self.alpha, self.tau, self.lam = float(self.alpha), float(self.tau), float(self.lam)
+        self.neuron_tau = float(self.neuron_tau)
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.dataset}-{self.method}-t{self.timesteps}-s{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / self.run_name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                near = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise ConfigError(f"{source}: unknown key {key!r}{hint}")
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_sources(cls, toml_path: str | Path | None, overrides: dict[str, Any]) -> RunConfig:
+        """Defaults, then the TOML file, then the command line (``None`` means not given)."""
+        values = load_toml(toml_path) if toml_path else {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values, source=str(toml_path) if toml_path else "options")
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"malformed TOML in {path}: {exc}") from None
+    # A [distill] table is accepted as well as top-level keys.
+    if set(values) == {"distill"} and isinstance(values["distill"], dict):
+        values = values["distill"]
+    return values
+
+
+def to_toml(values: dict[str, Any]) -> str:
+    """Flat TOML for plain values; ``None`` (not set) is left out."""
+    lines = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _check_range(key: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+    ok = _is_number(value) and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{key} must be in {bracket}{low}, {high}], not {value!r}")

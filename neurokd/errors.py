@@ -1,0 +1,25 @@
+"""Errors a user can act on; the CLI prints them as one stderr line."""
+
+
+class NeuroKDError(Exception):
+    """A problem with the user's input or files (CLI exit code 2)."""
+
+    exit_code = 2
+
+
+class ConfigError(NeuroKDError):
+    """An option or TOML value is missing, unknown or out of range."""
+
+
+class DataError(NeuroKDError):
+    """A data set cannot be found or read in the expected format."""
+
+
+class CheckpointError(NeuroKDError):
+    """A checkpoint file is missing, unreadable or not a neurokd checkpoint."""
+
+
+class TrainingError(NeuroKDError):
+    """Training could not go on (for example a non-finite loss)."""
+
+    exit_code = 1

@@ -1,0 +1,88 @@
+"""Progress for long loops: a rich bar on a terminal, plain lines otherwise, nothing when quiet."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class Reporter:
+    """Silent reporter; the base of the others and the library default."""
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def start(self, description: str, total: int) -> Any:
+        return None
+
+    def advance(self, task: Any, steps: int = 1) -> None:
+        return None
+
+    def finish(self, task: Any, summary: str = "") -> None:
+        return None
+
+    def note(self, message: str) -> None:
+        return None
+
+
+class PlainReporter(Reporter):
+    """One line per finished task on stderr (CI logs, pipes)."""
+
+    def start(self, description: str, total: int) -> Any:
+        return description
+
+    def finish(self, task: Any, summary: str = "") -> None:
+        print(f"{task}{': ' + summary if summary else ''}", file=sys.stderr, flush=True)
+
+    def note(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+
+class RichReporter(Reporter):
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=self.console, transient=False)
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def start(self, description: str, total: int) -> Any:
+        return self.progress.add_task(description, total=total)
+
+    def advance(self, task: Any, steps: int = 1) -> None:
+        self.progress.advance(task, steps)
+
+    def finish(self, task: Any, summary: str = "") -> None:
+        # The finished bar gives way to one summary line, so long runs keep one live bar.
+        description = self.progress.tasks[task].description
+        self.progress.update(task, visible=False)
+        self.progress.remove_task(task)
+        self.progress.console.print(f"{description}{': ' + summary if summary else ''}")
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(message)
+
+
+def make_reporter(quiet: bool = False) -> Reporter:
+    if quiet:
+        return Reporter()
+    return RichReporter() if sys.stderr.isatty() else PlainReporter()
