@@ -1,0 +1,113 @@
+"""Where a student comes from: a neurokd checkpoint, or a user's own spikingjelly model.
+
+``export`` and ``energy report`` share this loader, so both accept
+``--model pkg.module:build_fn [--weights W.pt] --input-shape C,H,W --timesteps T``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import read_torch_file
+from .errors import ConfigError, NeuroKDError
+
+
+@dataclass
+class StudentSource:
+    """A spiking model taking ``[B, ...]`` (direct encoding) or ``[T, B, ...]``, giving ``[T, B, K]``."""
+
+    model: nn.Module
+    input_shape: tuple[int, ...]
+    timesteps: int
+    label: str
+    config: dict[str, Any] | None = None  # the run config, for neurokd checkpoints
+    teacher: nn.Module | None = None
+    class_names: list[str] | None = None
+
+
+class DirectEncoding(nn.Module):
+    """Repeats a static input T times in front of a user's multi-step model."""
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], timesteps: int):
+        super().__init__()
+        self.model = model
+        self.input_shape = tuple(input_shape)
+        self.timesteps = timesteps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == len(self.input_shape) + 1:
+            x = x.unsqueeze(0).expand(self.timesteps, *x.shape)
+        return self.model(x)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--input-shape must look like 1,8,8, not {text!r}") from None
+    if not shape or any(d < 1 for d in shape):
+        raise ConfigError(f"--input-shape must be positive sizes like 1,8,8, not {text!r}")
+    return shape
+
+
+def load_source(checkpoint: str | Path | None = None, model: str | None = None,
+                weights: str | Path | None = None, input_shape: str | tuple | None = None,
+                timesteps: int | None = None) -> StudentSource:
+    """Exactly one of ``checkpoint`` or ``model`` ("pkg.module:build_fn")."""
+    if (checkpoint is None) == (model is None):
+        raise ConfigError("give either a checkpoint or --model pkg.module:build_fn")
+    if checkpoint is not None:
+        from .loading import load
+
+        run = load(checkpoint)
+        return StudentSource(run.student, tuple(run.config["input_shape"]),
+                             int(run.config["timesteps"]), Path(checkpoint).stem, run.config,
+                             run.teacher, run.class_names)
+    if input_shape is None or timesteps is None:
+        raise ConfigError("--model needs --input-shape C,H,W and --timesteps T")
+    shape = parse_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+    if timesteps < 1:
+        raise ConfigError(f"--timesteps must be >= 1, not {timesteps}")
+    user_model = _build_user_model(model)
+    if weights is not None:
+        state = read_torch_file(weights)
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise NeuroKDError(f"{weights}: expected a state_dict (a dict of tensors)")
+        try:
+            user_model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise NeuroKDError(f"{weights}: weights do not fit {model}: "
+                               f"{str(exc).splitlines()[0]}") from None
+    from spikingjelly.activation_based import functional
+
+    functional.set_step_mode(user_model, "m")
+    return StudentSource(DirectEncoding(user_model, shape, timesteps).eval(), shape, timesteps,
+                         model.rsplit(":", 1)[-1])
+
+
+def _build_user_model(spec: str) -> nn.Module:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"--model must look like pkg.module:build_fn, not {spec!r}")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: the user's own modules in the working folder
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--model: cannot import {module_name!r}: {exc}") from None
+    builder = getattr(module, attr, None)
+    if builder is None:
+        raise ConfigError(f"--model: {module_name!r} has no attribute {attr!r}")
+    built = builder() if callable(builder) and not isinstance(builder, nn.Module) else builder
+    if not isinstance(built, nn.Module):
+        raise ConfigError(f"--model: {spec} returned {type(built).__name__}, not a torch nn.Module")
+    return built.eval()
