@@ -138,26 +138,21 @@ def _image_transforms(mean, std, image_size: int | None, augment: bool):
 
 
 def _cifar(name, data_dir, val_fraction, augment, **_):
-    from torchvision import datasets
+    from .cifar import CifarPickle
 
     folder = CIFAR_FOLDERS[name]
     root = Path(data_dir).expanduser()
-    if root.name == folder:
-        root = root.parent
-    expected = root / folder
+    expected = root if root.name == folder else root / folder
     if not expected.is_dir():
         raise DataError(
-            f"{name}: no folder {expected} (expected the python-pickle batches from the "
-            f"official {folder}.tar.gz unpacked there; nothing is downloaded)")
+            f"{name}: no folder {expected} (expected the python-pickle batches of the "
+            f"official {folder.replace('-python', '')}-python.tar.gz unpacked there, e.g. "
+            f"{expected}/data_batch_1 or {expected}/train; nothing is downloaded)")
     augment = True if augment is None else augment
     train_tf, eval_tf = _image_transforms(*CIFAR_MEAN_STD[name], None, augment)
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    try:
-        train_aug = cls(str(root), train=True, download=False, transform=train_tf)
-        train_plain = cls(str(root), train=True, download=False, transform=eval_tf)
-        test = cls(str(root), train=False, download=False, transform=eval_tf)
-    except (RuntimeError, OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{name}: cannot read {expected} as CIFAR python batches: {exc}") from None
+    train_aug = CifarPickle(expected, name, train=True, transform=train_tf)
+    train_plain = train_aug.with_transform(eval_tf)
+    test = CifarPickle(expected, name, train=False, transform=eval_tf)
     keep, held = _stratified_split(np.asarray(train_aug.targets), val_fraction)
     return DataBundle(name=name, train=Subset(train_aug, keep.tolist()),
                       val=Subset(train_plain, held.tolist()), test=test,

@@ -1,0 +1,90 @@
+"""CIFAR-10/100 from the official python-pickle folders, read without running pickled code.
+
+The batches are pickles; torchvision's reader calls ``pickle.load`` on them, which would run any
+code a tampered file carries. This reader takes torchvision's file lists but unpickles with an
+allow-list (numpy arrays, lists, dicts, strings), so a crafted batch is refused instead.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from .errors import DataError
+
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+
+
+def read_batch(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+        entry = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except FileNotFoundError:
+        raise DataError(f"missing CIFAR file {path}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, OSError) as exc:
+        raise DataError(f"{path} is not a CIFAR python batch: {exc}") from None
+    if not isinstance(entry, dict):
+        raise DataError(f"{path} is not a CIFAR python batch (no dict inside)")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
+class CifarPickle(Dataset):
+    """A CIFAR split as ``(transform(PIL image), label)``; torchvision's file names and layout."""
+
+    def __init__(self, folder: Path, variant: str, train: bool, transform=None):
+        from torchvision import datasets
+
+        spec = datasets.CIFAR10 if variant == "cifar10" else datasets.CIFAR100
+        files = spec.train_list if train else spec.test_list
+        images, labels = [], []
+        for name, _md5 in files:
+            entry = read_batch(folder / name)
+            data = entry.get("data")
+            targets = entry.get("labels", entry.get("fine_labels"))
+            if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 \
+                    or targets is None or len(targets) != len(data):
+                raise DataError(f"{folder / name}: expected 'data' [N, 3072] uint8 and N labels")
+            images.append(data.astype(np.uint8, copy=False))
+            labels.extend(int(t) for t in targets)
+        self.data = np.vstack(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        self.targets = labels
+        meta = read_batch(folder / spec.meta["filename"])
+        names = meta.get(spec.meta["key"])
+        if not isinstance(names, list):
+            raise DataError(f"{folder / spec.meta['filename']}: no {spec.meta['key']!r} list")
+        self.classes = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
+        if labels and (min(labels) < 0 or max(labels) >= len(self.classes)):
+            raise DataError(f"{folder}: labels outside 0..{len(self.classes) - 1}")
+        self.transform = transform
+
+    def with_transform(self, transform) -> CifarPickle:
+        """The same images under another transform (no second read from disk)."""
+        twin = object.__new__(CifarPickle)
+        twin.__dict__.update(self.__dict__, transform=transform)
+        return twin
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        image = Image.fromarray(self.data[index])
+        return (self.transform(image) if self.transform else image), self.targets[index]

@@ -1,0 +1,52 @@
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("PYTHONHASHSEED", "0")
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def cifar10_dir(tmp_path: Path) -> Path:
+    """A tiny CIFAR-10 folder in the official python-pickle layout (5 train batches + test)."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+
+    def batch(name: str, count: int) -> None:
+        labels = [i % 10 for i in range(count)]
+        data = rng.integers(0, 256, size=(count, 3072), dtype=np.uint8)
+        entry = {b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                 b"filenames": [f"{i}.png".encode() for i in range(count)]}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(entry, handle, protocol=2)
+
+    for index in range(1, 6):
+        batch(f"data_batch_{index}", 20)
+    batch("test_batch", 20)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck"]
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": [n.encode() for n in names], b"num_vis": 3072}, handle,
+                    protocol=2)
+    return tmp_path
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Three classes of small PNGs in ImageFolder layout (root/<class>/*.png)."""
+    from PIL import Image
+
+    root = tmp_path / "shapes"
+    rng = np.random.default_rng(1)
+    for index, cls in enumerate(["circle", "square", "triangle"]):
+        (root / cls).mkdir(parents=True)
+        for k in range(10):
+            pixels = rng.integers(0, 256, size=(12, 12, 3), dtype=np.uint8)
+            pixels[..., index] = 255
+            Image.fromarray(pixels).save(root / cls / f"{k}.png")
+    return root

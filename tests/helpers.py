@@ -1,0 +1,41 @@
+"""Run the CLI in-process (fast) or as a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys, *args: str) -> Outcome:
+    from neurokd.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return Outcome(code, captured.out, captured.err)
+
+
+def run_subprocess(*args: str, cwd=None, timeout=600) -> Outcome:
+    proc = subprocess.run([sys.executable, "-m", "neurokd", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+    return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_one_line_error(outcome: Outcome, code: int = 2, contains: str = "") -> None:
+    lines = [line for line in outcome.err.splitlines() if line.strip()]
+    assert outcome.code == code, (outcome.code, outcome.err)
+    assert len(lines) == 1, outcome.err
+    assert "Traceback" not in outcome.err
+    assert contains.lower() in lines[0].lower(), lines[0]
