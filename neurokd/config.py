@@ -53,7 +53,7 @@ class RunConfig:
     neuron_tau: float = _opt("LIF membrane time constant (>1)", 2.0)
     v_threshold: float = _opt("LIF firing threshold", 1.0)
     reset: str = _opt("LIF reset after a spike: hard (to 0) or soft (subtract threshold)", "hard", choices=RESETS)
-    epochs: int = _opt("student training epochs", 20)
+    epochs: int = _opt("student training epochs", 30)
     batch_size: int = _opt("mini-batch size", 64)
     lr: float = _opt("student learning rate (Adam)", 2e-3)
     weight_decay: float = _opt("weight decay", 0.0)
