@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ConfigError
 
 DATASETS = ("digits", "mnist1d", "cifar10", "cifar100", "imagefolder")
-METHODS = ("ce", "kd", "tser")
+METHODS = ("ce", "kd", "tser", "ts-ce", "ts-kl", "ts-both")
 STUDENTS = ("cnn", "resnet", "resnet18", "resnet19")
 TEACHERS = ("cnn", "twin", "resnet18", "resnet34")
 DEVICES = ("auto", "cpu", "cuda")

@@ -100,6 +100,19 @@ def distill(config: RunConfig, reporter: Reporter | None = None) -> Result:
                   teacher.model.eval() if teacher.model else None)
 
 
+def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
+    """Train only the teacher of ``config``; writes RUN_DIR/teacher.pt for ``--teacher`` reuse."""
+    reporter = reporter or Reporter()
+    data = load_data(config.dataset, config.data_dir, config.val_fraction, config.augment,
+                     config.image_size)
+    config = dataclasses.replace(config, input_shape=list(data.input_shape),
+                                 num_classes=data.num_classes, method="kd", teacher=None)
+    teacher = _prepare_teacher(config, data, resolve_device(config.device), reporter)
+    return save_teacher(config.run_dir / "teacher.pt", config.to_dict(),
+                        _cpu_state(teacher.model), {"accuracy": teacher.accuracy},
+                        data.class_names)
+
+
 def predict_sequence(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
     from spikingjelly.activation_based import functional
 

@@ -53,6 +53,34 @@ def kd_loss(student_logits, teacher_logits, targets, alpha: float = 0.5,
     return (1 - alpha) * F.cross_entropy(mean_logits, targets) + alpha * tau**2 * kl
 
 
+def temporal_kd_loss(student_logits, teacher_logits, targets, alpha: float = 0.5,
+                     tau: float = 1.0, lam: float = 0.0, separate_ce: bool = True,
+                     separate_kl: bool = True) -> torch.Tensor:
+    """KD whose CE and/or KL terms are taken per timestep ("temporal separation"), minus
+    ``lam`` times the mean per-timestep entropy of the student's softened distribution.
+
+    ``separate_ce=separate_kl=False, lam=0`` is ``kd``; both True is ``tser``. The mixed forms are
+    the paper's ablation rows.
+    """
+    _check(student_logits, targets)
+    steps = student_logits.shape[0]
+    teacher = _teacher(teacher_logits, "temporal KD")
+    mean_logits = student_logits.mean(0)
+    if separate_ce:
+        ce = F.cross_entropy(student_logits.flatten(0, 1), targets.repeat(steps))
+    else:
+        ce = F.cross_entropy(mean_logits, targets)
+    if separate_kl:
+        kl = kl_to_teacher(student_logits, teacher.unsqueeze(0).expand_as(student_logits), tau)
+    else:
+        kl = kl_to_teacher(mean_logits, teacher, tau)
+    loss = (1 - alpha) * ce + alpha * tau**2 * kl
+    if lam:
+        log_q = F.log_softmax(student_logits / tau, dim=-1)
+        loss = loss - lam * (-(log_q.exp() * log_q).sum(-1).mean())
+    return loss
+
+
 def tser_loss(student_logits, teacher_logits, targets, alpha: float = 0.5, tau: float = 1.0,
               lam: float = 0.05) -> torch.Tensor:
     """Temporal separation + entropy regularisation (Yu et al., CVPR 2025).
@@ -61,18 +89,27 @@ def tser_loss(student_logits, teacher_logits, targets, alpha: float = 0.5, tau: 
     q_t = softmax(z_t / tau). The entropy is subtracted, so minimising the loss raises it: a
     single over-confident timestep cannot copy the teacher's mistakes at full strength.
     """
-    _check(student_logits, targets)
-    steps = student_logits.shape[0]
-    teacher = _teacher(teacher_logits, "tser")
-    ce = F.cross_entropy(student_logits.flatten(0, 1), targets.repeat(steps))
-    kl = kl_to_teacher(student_logits, teacher.unsqueeze(0).expand_as(student_logits), tau)
-    log_q = F.log_softmax(student_logits / tau, dim=-1)
-    entropy = -(log_q.exp() * log_q).sum(-1).mean()
-    return (1 - alpha) * ce + alpha * tau**2 * kl - lam * entropy
+    return temporal_kd_loss(student_logits, teacher_logits, targets, alpha, tau, lam, True, True)
 
 
-LOSSES: dict[str, LossFn] = {"ce": ce_loss, "kd": kd_loss, "tser": tser_loss}
-NEEDS_TEACHER = {"kd", "tser"}
+def _ablation(separate_ce: bool, separate_kl: bool, doc: str) -> LossFn:
+    def loss(student_logits, teacher_logits, targets, alpha: float = 0.5, tau: float = 1.0):
+        return temporal_kd_loss(student_logits, teacher_logits, targets, alpha, tau, 0.0,
+                                separate_ce, separate_kl)
+    loss.__doc__ = doc
+    return loss
+
+
+LOSSES: dict[str, LossFn] = {
+    "ce": ce_loss,
+    "kd": kd_loss,
+    "tser": tser_loss,
+    # Ablations of TSER (no entropy term): which parts are taken per timestep.
+    "ts-ce": _ablation(True, False, "per-timestep CE, KL on time-averaged logits"),
+    "ts-kl": _ablation(False, True, "CE on time-averaged logits, per-timestep KL"),
+    "ts-both": _ablation(True, True, "per-timestep CE and KL, no entropy term"),
+}
+NEEDS_TEACHER = {"kd", "tser", "ts-ce", "ts-kl", "ts-both"}
 
 
 def get_loss(name: str, **hparams: float) -> LossFn:

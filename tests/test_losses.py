@@ -97,3 +97,22 @@ def test_registry_binds_only_accepted_hyperparameters():
     assert torch.allclose(ce(student, None, targets), F.cross_entropy(student.mean(0), targets))
     with pytest.raises(ValueError, match="teacher"):
         get_loss("tser")(student, None, targets)
+
+
+def test_ablation_rows_interpolate_between_kd_and_tser():
+    student, teacher, targets = _logits(steps=4)
+    kw = {"alpha": 0.5, "tau": 2.0}
+    both = get_loss("ts-both", **kw)(student, teacher, targets)
+    assert torch.allclose(both, tser_loss(student, teacher, targets, lam=0.0, **kw))
+    mean = student.mean(0)
+    kl_mean = F.kl_div(F.log_softmax(mean / 2, -1), F.softmax(teacher / 2, -1),
+                       reduction="batchmean")
+    ce_steps = torch.stack([F.cross_entropy(z, targets) for z in student]).mean()
+    expected = 0.5 * ce_steps + 0.5 * 4.0 * kl_mean
+    assert torch.allclose(get_loss("ts-ce", **kw)(student, teacher, targets), expected, atol=1e-6)
+    kd = kd_loss(student, teacher, targets, **kw)
+    ts_kl = get_loss("ts-kl", **kw)(student, teacher, targets)
+    kl_steps = torch.stack([F.kl_div(F.log_softmax(z / 2, -1), F.softmax(teacher / 2, -1),
+                                     reduction="batchmean") for z in student]).mean()
+    assert torch.allclose(ts_kl, 0.5 * F.cross_entropy(mean, targets) + 2.0 * kl_steps, atol=1e-6)
+    assert not torch.allclose(ts_kl, kd)

@@ -1,0 +1,102 @@
+"""Markdown, JSON and PNG for benchmarks/compare_methods.py (kept apart to stay readable)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from neurokd.fileio import write_atomic, write_json, write_text
+
+TITLES = {"methods": "Methods", "ablation": "Ablation: where temporal separation applies",
+          "lam": "Entropy weight λ (tser)", "tau": "Temperature τ", "timesteps": "Timesteps T"}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _row(label: str, row: dict) -> str:
+    gap = f"{100 * row['gap_closed']:.0f}%" if "gap_closed" in row else "—"
+    return (f"| {label} | {_pct(row['mean'])} ± {_pct(row['std'])} | {_pct(row['val_mean'])} | "
+            f"{gap} | {row['firing_rate']:.3f} | {' '.join(_pct(r) for r in row['runs'])} |")
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [
+        f"# {result['dataset']}: ce vs kd vs tser", "",
+        f"Teacher ({s['teacher_arch']}) test accuracy: **{_pct(result['teacher_accuracy'])}%**. "
+        f"Student `{s['student']}`, T={s['timesteps']}, α={s['alpha']}, τ={s['tau']}, "
+        f"λ={s['lam']}, {s['epochs']} epochs, Adam lr {s['lr']}, batch {s['batch_size']}; "
+        f"seeds {result['seeds']}. Test accuracy in % (mean ± sample std over seeds); "
+        "`val` is the validation split used to choose settings; `gap closed` is "
+        "(method − ce) / (teacher − ce).", "",
+    ]
+    for group in ("methods", "ablation", "lam", "tau", "timesteps"):
+        if group not in result:
+            continue
+        rows = result[group]
+        lines += [f"## {TITLES[group]}", "",
+                  "| row | test | val | gap closed | firing rate | runs |",
+                  "|---|---|---|---|---|---|"]
+        lines += [_row(label, row) for label, row in rows.items()]
+        lines.append("")
+        if group in ("lam", "tau"):
+            best = max(rows, key=lambda k: rows[k]["val_mean"])
+            lines += [f"Best on validation: **{best}**.", ""]
+    lines += ["## Paired comparison over seeds", "",
+              "| comparison | mean difference (pts) | seeds won | t | p |", "|---|---|---|---|---|"]
+    for name, test in result["significance"].items():
+        t = f"{test['t']:.2f}" if "t" in test else "—"
+        p = f"{test['p']:.3f}" if "p" in test else "—"
+        lines.append(f"| {name.replace('_', ' ')} | {100 * test['mean_diff']:+.2f} | "
+                     f"{test['wins']}/{test['n']} | {t} | {p} |")
+    lines += ["", f"Command: `{result['command']}`. {result['distinct_runs']} distinct runs, "
+              f"{result['training_time_s'] / 60:.1f} min of training on this machine "
+              f"(this invocation: {result['wall_time_s'] / 60:.1f} min).", ""]
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    bars = {**result["methods"], **result.get("ablation", {})}
+    axes[0].bar(list(bars), [100 * r["mean"] for r in bars.values()],
+                yerr=[100 * r["std"] for r in bars.values()], capsize=4, color="tab:blue")
+    axes[0].axhline(100 * result["teacher_accuracy"], color="k", ls="--", label="teacher")
+    low = min(100 * (r["mean"] - r["std"]) for r in bars.values())
+    axes[0].set_ylim(low - 2, 100 * result["teacher_accuracy"] + 1)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_title("methods and ablation")
+    axes[0].tick_params(axis="x", rotation=30)
+    axes[0].legend()
+    for group, ax, key in (("tau", axes[1], "tau="), ("timesteps", axes[2], "T=")):
+        for method in ("kd", "tser"):
+            rows = {k: v for k, v in result.get(group, {}).items() if k.startswith(method + " ")}
+            if rows:
+                xs = [float(k.split(key)[1]) for k in rows]
+                ax.errorbar(xs, [100 * r["mean"] for r in rows.values()],
+                            yerr=[100 * r["std"] for r in rows.values()], marker="o",
+                            capsize=3, label=method)
+        ax.set_xlabel(key.rstrip("="))
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(TITLES[group])
+        ax.legend()
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def write_outputs(result: dict, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / result["dataset"]
+    paths = [write_json(stem.with_suffix(".json"), result),
+             write_text(stem.with_suffix(".md"), markdown(result))]
+    plot(result, stem.with_suffix(".png"))
+    paths.append(stem.with_suffix(".png"))
+    json.loads(paths[0].read_text())  # the JSON just written must parse
+    return paths
