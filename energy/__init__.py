@@ -1,0 +1,1 @@
+"""Energy estimates of spiking students from counted operations and spike rates."""

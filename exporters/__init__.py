@@ -1,0 +1,1 @@
+"""Exporters of spiking students: ONNX, NIR, Loihi (lava-dl netx HDF5)."""
