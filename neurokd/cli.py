@@ -47,17 +47,45 @@ def cli(debug: bool) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML file with any of the options below (the command line wins)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress output")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
+              help="continue an interrupted run from RUN_DIR/last.pt with its saved settings")
 @_config_options
-def distill(config_path: str | None, quiet: bool, **options: Any) -> None:
+def distill(config_path: str | None, quiet: bool, resume_dir: str | None,
+            **options: Any) -> None:
     """Distil a spiking student from an ANN teacher (default: digits, TSER, T=4)."""
     from .distill import distill as run_distill
     from .progress import make_reporter
     from .report import print_distill_summary
 
-    config = RunConfig.from_sources(config_path, options)
+    if resume_dir:
+        config = _resume_config(resume_dir, config_path, options)
+    else:
+        config = RunConfig.from_sources(config_path, options)
     with make_reporter(quiet) as reporter:
-        result = run_distill(config, reporter)
+        result = run_distill(config, reporter, resume=bool(resume_dir))
     print_distill_summary(result)
+
+
+def _resume_config(resume_dir: str, config_path: str | None, options: dict) -> RunConfig:
+    """The saved settings of RUN_DIR; only --device may change on resume."""
+    from pathlib import Path
+
+    from .config import load_toml
+    from .errors import ConfigError
+
+    given = [k for k, v in options.items() if v is not None and k != "device"]
+    if config_path or given:
+        extra = "--config" if config_path else "--" + given[0].replace("_", "-")
+        raise ConfigError(f"--resume continues a run with its saved settings; drop {extra}")
+    run_dir = Path(resume_dir)
+    saved = run_dir / "config.toml"
+    if not saved.is_file():
+        raise ConfigError(f"nothing to resume in {run_dir} (no config.toml)")
+    values = load_toml(saved)
+    values.update(out=str(run_dir.parent), name=run_dir.name)
+    if options.get("device"):
+        values["device"] = options["device"]
+    return RunConfig.from_dict(values, source=str(saved))
 
 
 def _one_line(message: str) -> str:

@@ -1,4 +1,9 @@
-"""``distill(config) -> Result``: teacher, spiking student, loss, checkpoint. The CLI calls this."""
+"""``distill(config) -> Result``: teacher, spiking student, loss, checkpoint. The CLI calls this.
+
+A run folder holds ``config.toml`` (written first), ``last-teacher.pt`` / ``last.pt`` (training
+state after every epoch, for ``--resume``), ``teacher.pt`` (as soon as the teacher is trained),
+then ``student.pt`` and ``metrics.json``.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,13 @@ from torch import nn
 from .checkpoint import FORMAT, TEACHER_FORMAT, load_checkpoint, save_checkpoint, save_teacher
 from .config import RunConfig, to_toml
 from .data import DataBundle, Indexed, load_data, make_loader
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .fileio import write_json, write_text
+from .fitting import FitSettings, StopFlag, fit, load_state
 from .losses import NEEDS_TEACHER, get_loss
 from .models import build_student, build_teacher, count_parameters
 from .progress import Reporter
-from .training import evaluate, fit, logits_of, predict, resolve_device
+from .training import evaluate, logits_of, predict, resolve_device
 
 
 @dataclass
@@ -40,42 +46,42 @@ class Teacher:
     model: nn.Module | None
     accuracy: float | None
     config: dict[str, Any]  # teacher_arch / teacher_width of the model actually used
-    trained_here: bool = False
 
 
-def distill(config: RunConfig, reporter: Reporter | None = None) -> Result:
-    """Train (or load) the teacher, distil the student, write the run folder."""
-    reporter = reporter or Reporter()
+@dataclass
+class _Context:
+    config: RunConfig
+    data: DataBundle
+    device: torch.device
+    reporter: Reporter
+    stop: StopFlag
+    resume: bool
+
+
+def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = False) -> Result:
+    """Train (or load) the teacher, distil the student, write the run folder.
+
+    ``resume=True`` continues the run in ``config.run_dir`` from its saved training state.
+    """
     started = time.perf_counter()
-    device = resolve_device(config.device)
     data = load_data(config.dataset, config.data_dir, config.val_fraction, config.augment,
                      config.image_size)
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes)
-    torch.manual_seed(config.seed)
-    teacher = _prepare_teacher(config, data, device, reporter)
-    config = dataclasses.replace(config, **teacher.config)
-    train_loader = make_loader(Indexed(data.train), config.batch_size, shuffle=True,
-                               seed=config.seed)
-    val_loader = make_loader(data.val, 256)
-    test_loader = make_loader(data.test, 256)
-    cached = _cached_teacher_logits(teacher.model, data, device, config.method)
-    loss_fn = get_loss(config.method, alpha=config.alpha, tau=config.tau, lam=config.lam)
-
-    torch.manual_seed(config.seed)
-    student = build_student(config.to_dict()).to(device)
-
-    def batch_loss(batch):
-        x, y, index = (t.to(device) for t in batch)
-        student_logits = predict_sequence(student, x)
-        teacher_logits = None
-        if config.method in NEEDS_TEACHER:
-            teacher_logits = cached[index] if cached is not None else _teacher_logits(teacher.model, x)
-        return loss_fn(student_logits, teacher_logits, y)
-
-    fitted = fit(student, train_loader, val_loader, batch_loss, config.epochs, config.lr,
-                 config.weight_decay, device, reporter, "student")
-    accuracy, firing_rate = evaluate(student, test_loader, device)
+    device = resolve_device(config.device)
+    if resume and not (config.run_dir / "config.toml").exists():
+        raise ConfigError(f"nothing to resume in {config.run_dir} (no config.toml)")
+    if config.teacher:  # a bad teacher file must fail before anything is written
+        load_checkpoint(config.teacher, formats=(TEACHER_FORMAT, FORMAT))
+    if not resume:
+        write_text(config.run_dir / "config.toml", to_toml(config.to_dict()))
+    with StopFlag().installed() as stop:
+        ctx = _Context(config, data, device, reporter or Reporter(), stop, resume)
+        torch.manual_seed(config.seed)
+        teacher = _prepare_teacher(ctx)
+        ctx.config = config = dataclasses.replace(config, **teacher.config)
+        student, fitted = _train_student(ctx, teacher)
+    accuracy, firing_rate = evaluate(student, make_loader(data.test, 256), device)
     metrics = {
         "student_accuracy": accuracy, "teacher_accuracy": teacher.accuracy,
         "firing_rate": firing_rate, "method": config.method, "timesteps": config.timesteps,
@@ -87,30 +93,51 @@ def distill(config: RunConfig, reporter: Reporter | None = None) -> Result:
         "device": str(device), "history": fitted.history,
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
-    run_dir = config.run_dir
-    if teacher.trained_here:
-        save_teacher(run_dir / "teacher.pt", config.to_dict(), _cpu_state(teacher.model),
-                     {"accuracy": teacher.accuracy}, data.class_names)
     checkpoint = save_checkpoint(
-        run_dir / "student.pt", config.to_dict(), _cpu_state(student),
+        config.run_dir / "student.pt", config.to_dict(), _cpu_state(student),
         _cpu_state(teacher.model) if teacher.model else None, metrics, data.class_names)
-    write_json(run_dir / "metrics.json", metrics)
-    write_text(run_dir / "config.toml", to_toml(config.to_dict()))
-    return Result(config, run_dir, checkpoint, metrics, student.eval(),
+    write_json(config.run_dir / "metrics.json", metrics)
+    return Result(config, config.run_dir, checkpoint, metrics, student.eval(),
                   teacher.model.eval() if teacher.model else None)
 
 
 def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
     """Train only the teacher of ``config``; writes RUN_DIR/teacher.pt for ``--teacher`` reuse."""
-    reporter = reporter or Reporter()
     data = load_data(config.dataset, config.data_dir, config.val_fraction, config.augment,
                      config.image_size)
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes, method="kd", teacher=None)
-    teacher = _prepare_teacher(config, data, resolve_device(config.device), reporter)
-    return save_teacher(config.run_dir / "teacher.pt", config.to_dict(),
-                        _cpu_state(teacher.model), {"accuracy": teacher.accuracy},
-                        data.class_names)
+    with StopFlag().installed() as stop:
+        ctx = _Context(config, data, resolve_device(config.device), reporter or Reporter(), stop,
+                       resume=(config.run_dir / "last-teacher.pt").exists())
+        _prepare_teacher(ctx)
+    return config.run_dir / "teacher.pt"
+
+
+def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
+    config, device = ctx.config, ctx.device
+    train_loader = make_loader(Indexed(ctx.data.train), config.batch_size, shuffle=True,
+                               seed=config.seed)
+    cached = _cached_teacher_logits(teacher.model, ctx.data, device, config.method)
+    loss_fn = get_loss(config.method, alpha=config.alpha, tau=config.tau, lam=config.lam)
+    torch.manual_seed(config.seed)
+    student = build_student(config.to_dict()).to(device)
+
+    def batch_loss(batch):
+        x, y, index = (t.to(device) for t in batch)
+        student_logits = predict_sequence(student, x)
+        teacher_logits = None
+        if config.method in NEEDS_TEACHER:
+            teacher_logits = cached[index] if cached is not None else _teacher_logits(teacher.model, x)
+        return loss_fn(student_logits, teacher_logits, y)
+
+    state_path = config.run_dir / "last.pt"
+    resume = load_state(state_path, "student") if ctx.resume else None
+    settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
+                           config.detect_anomaly)
+    fitted = fit(student, train_loader, make_loader(ctx.data.val, 256), batch_loss, settings,
+                 device, ctx.reporter, ctx.stop, resume)
+    return student, fitted
 
 
 def predict_sequence(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -135,10 +162,13 @@ def _cached_teacher_logits(teacher: nn.Module | None, data: DataBundle, device: 
     return logits_of(teacher, make_loader(data.train, 256), device)
 
 
-def _prepare_teacher(config: RunConfig, data: DataBundle, device: torch.device,
-                     reporter: Reporter) -> Teacher:
+def _prepare_teacher(ctx: _Context) -> Teacher:
+    config, data, device = ctx.config, ctx.data, ctx.device
+    own_teacher = config.run_dir / "teacher.pt"
     if config.teacher:
-        return _load_teacher(config, data, device)
+        return _load_teacher(config.teacher, data, device, config)
+    if ctx.resume and own_teacher.exists():  # trained before the interruption
+        return _load_teacher(own_teacher, data, device, config)
     if config.method not in NEEDS_TEACHER:
         return Teacher(None, None, {})
     torch.manual_seed(config.seed)
@@ -149,22 +179,30 @@ def _prepare_teacher(config: RunConfig, data: DataBundle, device: torch.device,
         x, y = batch[0].to(device), batch[1].to(device)
         return F.cross_entropy(model(x), y)
 
-    fit(model, train_loader, make_loader(data.val, 256), batch_loss, config.teacher_epochs,
-        config.teacher_lr, config.weight_decay, device, reporter, "teacher")
+    state_path = config.run_dir / "last-teacher.pt"
+    settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
+                           "teacher", state_path, config.detect_anomaly)
+    resume = load_state(state_path, "teacher") if ctx.resume else None
+    fit(model, train_loader, make_loader(data.val, 256), batch_loss, settings, device,
+        ctx.reporter, ctx.stop, resume)
     accuracy, _ = evaluate(model, make_loader(data.test, 256), device)
-    return Teacher(model.eval(), accuracy, {}, trained_here=True)
+    save_teacher(own_teacher, config.to_dict(), _cpu_state(model), {"accuracy": accuracy},
+                 data.class_names)
+    state_path.unlink(missing_ok=True)  # teacher.pt now holds all a resume needs
+    return Teacher(model.eval(), accuracy, {})
 
 
-def _load_teacher(config: RunConfig, data: DataBundle, device: torch.device) -> Teacher:
+def _load_teacher(path: str | Path, data: DataBundle, device: torch.device,
+                  config: RunConfig) -> Teacher:
     """A teacher from ``teacher.pt`` or from the teacher inside a ``student.pt``."""
-    stored = load_checkpoint(config.teacher, formats=(TEACHER_FORMAT, FORMAT))
+    stored = load_checkpoint(path, formats=(TEACHER_FORMAT, FORMAT))
     if stored.get("teacher") is None:
-        raise CheckpointError(f"{config.teacher}: this checkpoint holds no teacher")
+        raise CheckpointError(f"{path}: this checkpoint holds no teacher")
     saved = stored["config"]
     if list(saved.get("input_shape") or []) != list(data.input_shape) or \
             saved.get("num_classes") != data.num_classes:
         raise CheckpointError(
-            f"{config.teacher}: teacher was trained on input {saved.get('input_shape')} with "
+            f"{path}: teacher was trained on input {saved.get('input_shape')} with "
             f"{saved.get('num_classes')} classes, but {config.dataset} has "
             f"{list(data.input_shape)} and {data.num_classes}")
     arch = {"teacher_arch": saved["teacher_arch"], "teacher_width": saved["teacher_width"]}
@@ -172,7 +210,7 @@ def _load_teacher(config: RunConfig, data: DataBundle, device: torch.device) -> 
     try:
         model.load_state_dict(stored["teacher"])
     except RuntimeError as exc:
-        raise CheckpointError(f"{config.teacher}: teacher weights do not fit "
+        raise CheckpointError(f"{path}: teacher weights do not fit "
                               f"{arch['teacher_arch']}: {str(exc).splitlines()[0]}") from None
     model = model.to(device).eval()
     accuracy, _ = evaluate(model, make_loader(data.test, 256), device)

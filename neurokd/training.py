@@ -1,11 +1,6 @@
-"""Building blocks of a training run: device choice, one fit loop, evaluation with firing rates."""
+"""Device choice, prediction and evaluation with firing rates (the fit loop is in fitting.py)."""
 
 from __future__ import annotations
-
-import copy
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from spikingjelly.activation_based import functional
@@ -13,8 +8,7 @@ from spikingjelly.activation_based.neuron.base_node import BaseNode
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .errors import ConfigError, TrainingError
-from .progress import Reporter
+from .errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,46 +73,3 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tupl
 def logits_of(model: nn.Module, loader: DataLoader, device: torch.device) -> torch.Tensor:
     model.eval()
     return torch.cat([predict(model, batch[0].to(device)) for batch in loader])
-
-
-@dataclass
-class FitResult:
-    best_epoch: int
-    best_val_accuracy: float
-    history: list[dict] = field(default_factory=list)
-
-
-def fit(model: nn.Module, loader: DataLoader, val_loader: DataLoader, batch_loss: Callable,
-        epochs: int, lr: float, weight_decay: float, device: torch.device, reporter: Reporter,
-        label: str, on_epoch_end: Callable[[int, dict], None] | None = None) -> FitResult:
-    """Adam + cosine schedule; keeps (and finally loads) the weights of the best validation epoch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    best_state, best = copy.deepcopy(model.state_dict()), FitResult(0, -1.0)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        task = reporter.start(f"{label} epoch {epoch}/{epochs}", len(loader))
-        loss_sum, steps = 0.0, 0
-        for step, batch in enumerate(loader, start=1):
-            loss = batch_loss(batch)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(f"{label}: loss became {value} at epoch {epoch}, "
-                                    f"step {step}; lower --lr or check the inputs")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum, steps = loss_sum + value, steps + 1
-            reporter.advance(task)
-        scheduler.step()
-        val_accuracy, _ = evaluate(model, val_loader, device)
-        record = {"epoch": epoch, "loss": loss_sum / max(steps, 1), "val_accuracy": val_accuracy}
-        best.history.append(record)
-        if val_accuracy > best.best_val_accuracy:
-            best.best_epoch, best.best_val_accuracy = epoch, val_accuracy
-            best_state = copy.deepcopy(model.state_dict())
-        reporter.finish(task, f"loss {record['loss']:.4f}, val {100 * val_accuracy:.2f}%")
-        if on_epoch_end:
-            on_epoch_end(epoch, record)
-    model.load_state_dict(best_state)
-    return best

@@ -1,0 +1,211 @@
+"""The fit loop: Adam + cosine schedule, best-validation weights, resumable at any step.
+
+At the end of every epoch, and when SIGINT / SIGTERM arrive (after the current step), the whole
+training state goes to ``last.pt`` atomically: weights, optimiser, schedule, best weights so far,
+history, the data-order generator as it was at the start of the epoch, the position in the
+epoch and the global RNG. Resuming rebuilds the same batch order and skips the batches already
+done, so a resumed CPU run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .errors import NeuroKDError, TrainingError
+from .fileio import write_atomic
+from .progress import Reporter
+from .training import evaluate
+
+STATE_FORMAT = "neurokd.train-state"
+
+
+class Interrupted(NeuroKDError):
+    """Training stopped on a signal after saving its state (exit 130 for SIGINT, 143 for TERM)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class StopFlag:
+    """Set by SIGINT / SIGTERM; the loop finishes its step, saves and stops. A second SIGINT
+    interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        try:
+            previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: no handlers, Ctrl-C behaves as usual
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class FitSettings:
+    epochs: int
+    lr: float
+    weight_decay: float
+    label: str
+    state_path: Path | None = None  # where last.pt goes (None: no saving)
+    detect_anomaly: bool = False
+
+
+class _Run:
+    """The mutable state of one fit: what last.pt holds."""
+
+    def __init__(self, model: nn.Module, settings: FitSettings, loader: DataLoader):
+        self.model, self.settings, self.loader = model, settings, loader
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr,
+                                          weight_decay=settings.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
+                                                                    T_max=settings.epochs)
+        self.best_state = copy.deepcopy(model.state_dict())
+        self.result = FitResult(0, -1.0)
+        self.epoch, self.step, self.loss_sum = 1, 0, 0.0  # position: next epoch, steps done
+        self.epoch_generator = self._generator_state()
+
+    def _generator_state(self) -> torch.Tensor | None:
+        generator = self.loader.generator
+        return generator.get_state() if generator is not None else None
+
+    def state(self) -> dict[str, Any]:
+        return {"format": STATE_FORMAT, "version": 1, "label": self.settings.label,
+                "epoch": self.epoch, "step": self.step, "loss_sum": self.loss_sum,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "best_state": self.best_state,
+                "best_epoch": self.result.best_epoch,
+                "best_val_accuracy": self.result.best_val_accuracy,
+                "history": self.result.history, "epoch_generator": self.epoch_generator,
+                "torch_rng": torch.get_rng_state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.best_state = state["best_state"]
+        self.result = FitResult(state["best_epoch"], state["best_val_accuracy"],
+                                list(state["history"]))
+        self.epoch, self.step, self.loss_sum = state["epoch"], state["step"], state["loss_sum"]
+        self.epoch_generator = state["epoch_generator"]
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self) -> None:
+        if self.settings.state_path is not None:
+            state = self.state()
+            write_atomic(self.settings.state_path, lambda tmp: torch.save(state, tmp))
+
+    def batches(self) -> Iterator[Any]:
+        """This epoch's batches from the saved generator state, skipping those already done."""
+        if self.epoch_generator is not None:
+            self.loader.generator.set_state(self.epoch_generator)
+        order = iter(self.loader.batch_sampler)
+        for _ in range(self.step):
+            next(order)
+        for indices in order:
+            yield self.loader.collate_fn([self.loader.dataset[i] for i in indices])
+
+
+def load_state(path: Path, label: str) -> dict[str, Any] | None:
+    """A saved training state for phase ``label``, or None when there is none."""
+    from .checkpoint import read_torch_file
+
+    if not path.exists():
+        return None
+    state = read_torch_file(path)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or \
+            state.get("label") != label:
+        raise NeuroKDError(f"{path}: not a neurokd training state for the {label}")
+    return state
+
+
+def fit(model: nn.Module, loader: DataLoader, val_loader: DataLoader, batch_loss: Callable,
+        settings: FitSettings, device: torch.device, reporter: Reporter,
+        stop: StopFlag | None = None, resume: dict[str, Any] | None = None) -> FitResult:
+    """Train, keep (and finally load) the weights of the best validation epoch."""
+    run = _Run(model, settings, loader)
+    if resume is not None:
+        run.restore(resume)
+    stop = stop or StopFlag()
+    anomaly = torch.autograd.set_detect_anomaly(True) if settings.detect_anomaly \
+        else contextlib.nullcontext()
+    with anomaly:
+        while run.epoch <= settings.epochs:
+            task = _train_epoch(run, batch_loss, reporter, stop)
+            _end_epoch(run, task, val_loader, device, reporter)
+    model.load_state_dict(run.best_state)
+    return run.result
+
+
+def _train_epoch(run: _Run, batch_loss: Callable, reporter: Reporter, stop: StopFlag) -> Any:
+    settings = run.settings
+    run.model.train()
+    task = reporter.start(f"{settings.label} epoch {run.epoch}/{settings.epochs}",
+                          len(run.loader))
+    reporter.advance(task, run.step)
+    for batch in run.batches():
+        loss = batch_loss(batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"{settings.label}: loss became {value} at epoch {run.epoch}, step "
+                f"{run.step + 1}; the last good state stays in {settings.state_path} "
+                "(lower --lr, check the inputs, or use --detect-anomaly)")
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.step, run.loss_sum = run.step + 1, run.loss_sum + value
+        reporter.advance(task)
+        if stop.signum is not None:
+            run.save()
+            where = settings.state_path.parent if settings.state_path else None
+            hint = f"; resume with: neurokd distill --resume {where}" if where else ""
+            raise Interrupted(f"interrupted during {settings.label} epoch {run.epoch}, step "
+                              f"{run.step}; state saved{hint}", stop.signum)
+    return task
+
+
+def _end_epoch(run: _Run, task: Any, val_loader: DataLoader, device: torch.device,
+               reporter: Reporter) -> None:
+    run.scheduler.step()
+    val_accuracy, _ = evaluate(run.model, val_loader, device)
+    record = {"epoch": run.epoch, "loss": run.loss_sum / max(run.step, 1),
+              "val_accuracy": val_accuracy}
+    run.result.history.append(record)
+    if val_accuracy > run.result.best_val_accuracy:
+        run.result.best_epoch, run.result.best_val_accuracy = run.epoch, val_accuracy
+        run.best_state = copy.deepcopy(run.model.state_dict())
+    reporter.finish(task, f"loss {record['loss']:.4f}, val {100 * val_accuracy:.2f}%")
+    run.epoch, run.step, run.loss_sum = run.epoch + 1, 0, 0.0
+    run.epoch_generator = run._generator_state()
+    run.save()
