@@ -57,6 +57,7 @@ class RichReporter(Reporter):
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                                  console=self.console, transient=False)
+        self.descriptions: dict[Any, str] = {}
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -66,15 +67,16 @@ class RichReporter(Reporter):
         self.progress.stop()
 
     def start(self, description: str, total: int) -> Any:
-        return self.progress.add_task(description, total=total)
+        task = self.progress.add_task(description, total=total)
+        self.descriptions[task] = description
+        return task
 
     def advance(self, task: Any, steps: int = 1) -> None:
         self.progress.advance(task, steps)
 
     def finish(self, task: Any, summary: str = "") -> None:
         # The finished bar gives way to one summary line, so long runs keep one live bar.
-        description = self.progress.tasks[task].description
-        self.progress.update(task, visible=False)
+        description = self.descriptions.pop(task)
         self.progress.remove_task(task)
         self.progress.console.print(f"{description}{': ' + summary if summary else ''}")
 
