@@ -46,11 +46,13 @@ def cli(debug: bool) -> None:
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML file with any of the options below (the command line wins)")
+@click.option("--preset", help="a recipe shipped with neurokd (cifar10-resnet19, "
+              "cifar100-resnet19); --config and options override it")
 @click.option("--quiet", "-q", is_flag=True, help="no progress output")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="continue an interrupted run from RUN_DIR/last.pt with its saved settings")
 @_config_options
-def distill(config_path: str | None, quiet: bool, resume_dir: str | None,
+def distill(config_path: str | None, preset: str | None, quiet: bool, resume_dir: str | None,
             **options: Any) -> None:
     """Distil a spiking student from an ANN teacher (default: digits, TSER, T=4)."""
     from .distill import distill as run_distill
@@ -58,9 +60,9 @@ def distill(config_path: str | None, quiet: bool, resume_dir: str | None,
     from .report import print_distill_summary
 
     if resume_dir:
-        config = _resume_config(resume_dir, config_path, options)
+        config = _resume_config(resume_dir, config_path or preset, options)
     else:
-        config = RunConfig.from_sources(config_path, options)
+        config = RunConfig.from_sources(config_path, options, preset)
     with make_reporter(quiet) as reporter:
         result = run_distill(config, reporter, resume=bool(resume_dir))
     print_distill_summary(result)

@@ -21,6 +21,7 @@ STUDENTS = ("cnn", "resnet", "resnet18", "resnet19")
 TEACHERS = ("cnn", "twin", "resnet18", "resnet34")
 DEVICES = ("auto", "cpu", "cuda")
 RESETS = ("hard", "soft")
+OPTIMIZERS = ("adam", "sgd")
 
 
 def _opt(help: str, default: Any = None, cli: str | None = None, **kw: Any) -> Any:
@@ -44,7 +45,7 @@ class RunConfig:
     teacher_width: int = _opt("base channel count of the cnn teacher", 32)
     teacher: str | None = _opt("reuse this teacher (teacher.pt or a student.pt) instead of training one")
     teacher_epochs: int = _opt("epochs to train the teacher", 30)
-    teacher_lr: float = _opt("teacher learning rate (Adam)", 2e-3)
+    teacher_lr: float = _opt("teacher learning rate (same optimiser as the student)", 2e-3)
     method: str = _opt("distillation loss", "tser", choices=METHODS)
     alpha: float = _opt("weight of the distillation term (0..1)", 0.5)
     tau: float = _opt("softmax temperature of the distillation term", 1.0)
@@ -55,7 +56,10 @@ class RunConfig:
     reset: str = _opt("LIF reset after a spike: hard (to 0) or soft (subtract threshold)", "hard", choices=RESETS)
     epochs: int = _opt("student training epochs", 30)
     batch_size: int = _opt("mini-batch size", 64)
-    lr: float = _opt("student learning rate (Adam)", 2e-3)
+    lr: float = _opt("student learning rate", 2e-3)
+    optimizer: str = _opt("adam, or sgd (with --momentum); both on a cosine schedule", "adam",
+                          choices=OPTIMIZERS)
+    momentum: float = _opt("SGD momentum", 0.9)
     weight_decay: float = _opt("weight decay", 0.0)
     seed: int = _opt("random seed (data order, initialisation)", 0)
     device: str = _opt("auto picks CUDA when present", "auto", choices=DEVICES)
@@ -80,6 +84,7 @@ class RunConfig:
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, not {self.epochs}")
         _check_range("alpha", self.alpha, 0.0, 1.0)
+        _check_range("momentum", self.momentum, 0.0, 1.0)
         _check_range("val_fraction", self.val_fraction, 0.0, 0.5, low_open=True)
         for key in ("tau", "lr", "teacher_lr", "v_threshold"):
             if not _is_number(getattr(self, key)) or getattr(self, key) <= 0:
@@ -122,11 +127,30 @@ class RunConfig:
             raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_sources(cls, toml_path: str | Path | None, overrides: dict[str, Any]) -> RunConfig:
-        """Defaults, then the TOML file, then the command line (``None`` means not given)."""
-        values = load_toml(toml_path) if toml_path else {}
+    def from_sources(cls, toml_path: str | Path | None, overrides: dict[str, Any],
+                     preset: str | None = None) -> RunConfig:
+        """Defaults, then a preset, then the TOML file, then the command line (``None``: not
+        given)."""
+        values = load_toml(preset_path(preset)) if preset else {}
+        values.update(load_toml(toml_path) if toml_path else {})
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values, source=str(toml_path) if toml_path else "options")
+
+
+PRESETS = Path(__file__).parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
+def preset_path(name: str) -> Path:
+    path = PRESETS / f"{name}.toml"
+    if not path.is_file():
+        near = difflib.get_close_matches(name, preset_names(), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; presets: {', '.join(preset_names())}")
+    return path
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     state_path = config.run_dir / "last.pt"
     resume = load_state(state_path, "student") if ctx.resume else None
     settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
-                           config.detect_anomaly)
+                           config.detect_anomaly, config.optimizer, config.momentum)
     fitted = fit(student, train_loader, make_loader(ctx.data.val, 256), batch_loss, settings,
                  device, ctx.reporter, ctx.stop, resume)
     return student, fitted
@@ -181,7 +181,8 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
 
     state_path = config.run_dir / "last-teacher.pt"
     settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
-                           "teacher", state_path, config.detect_anomaly)
+                           "teacher", state_path, config.detect_anomaly, config.optimizer,
+                           config.momentum)
     resume = load_state(state_path, "teacher") if ctx.resume else None
     fit(model, train_loader, make_loader(data.val, 256), batch_loss, settings, device,
         ctx.reporter, ctx.stop, resume)

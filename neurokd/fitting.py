@@ -1,4 +1,4 @@
-"""The fit loop: Adam + cosine schedule, best-validation weights, resumable at any step.
+"""The fit loop: Adam or SGD on a cosine schedule, best-validation weights, resumable at any step.
 
 At the end of every epoch, and when SIGINT / SIGTERM arrive (after the current step), the whole
 training state goes to ``last.pt`` atomically: weights, optimiser, schedule, best weights so far,
@@ -79,6 +79,14 @@ class FitSettings:
     label: str
     state_path: Path | None = None  # where last.pt goes (None: no saving)
     detect_anomaly: bool = False
+    optimizer: str = "adam"
+    momentum: float = 0.9
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum,
+                                   weight_decay=self.weight_decay)
+        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
 
 
 class _Run:
@@ -86,8 +94,7 @@ class _Run:
 
     def __init__(self, model: nn.Module, settings: FitSettings, loader: DataLoader):
         self.model, self.settings, self.loader = model, settings, loader
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr,
-                                          weight_decay=settings.weight_decay)
+        self.optimizer = settings.make_optimizer(model.parameters())
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
                                                                     T_max=settings.epochs)
         self.best_state = copy.deepcopy(model.state_dict())

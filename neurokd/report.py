@@ -19,6 +19,10 @@ def print_distill_summary(result) -> None:
     table.add_row(f"student accuracy (test, {m['method']}, T={m['timesteps']})",
                   _pct(m["student_accuracy"]))
     table.add_row("mean firing rate", "—" if m["firing_rate"] is None else f"{m['firing_rate']:.4f}")
+    params = f"{m['student_parameters']:,}"
+    if m.get("teacher_parameters"):
+        params += f" / {m['teacher_parameters']:,}"
+    table.add_row("parameters (student / teacher)", params)
     table.add_row("epochs (best on validation)", f"{m['epochs']} ({m['best_epoch']})")
     table.add_row("wall time", f"{m['wall_time_s']:.1f} s")
     table.add_row("checkpoint", str(result.checkpoint))
