@@ -65,7 +65,8 @@ def distill(config_path: str | None, preset: str | None, quiet: bool, resume_dir
         config = RunConfig.from_sources(config_path, options, preset)
     with make_reporter(quiet) as reporter:
         result = run_distill(config, reporter, resume=bool(resume_dir))
-    print_distill_summary(result)
+    if result.rank == 0:
+        print_distill_summary(result)
 
 
 def _resume_config(resume_dir: str, config_path: str | None, options: dict) -> RunConfig:

@@ -63,7 +63,15 @@ def load_data(name: str, data_dir: str | None = None, val_fraction: float = 0.1,
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0,
-                drop_last: bool = False) -> DataLoader:
+                drop_last: bool = False, world=None) -> DataLoader:
+    """Shuffled loaders draw their order from a seeded generator (or, under torchrun, from a
+    DistributedSampler seeded the same way and re-seeded per epoch)."""
+    if world is not None and world.active and shuffle:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, world.size, world.rank, shuffle=True, seed=seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                          num_workers=0)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       drop_last=drop_last, num_workers=0)

@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from spikingjelly.activation_based import functional
 from torch import nn
 
 from .checkpoint import FORMAT, TEACHER_FORMAT, load_checkpoint, save_checkpoint, save_teacher
 from .config import RunConfig, to_toml
 from .data import DataBundle, Indexed, load_data, make_loader
+from .distributed import World, world
 from .errors import CheckpointError, ConfigError
 from .fileio import write_json, write_text
 from .fitting import FitSettings, StopFlag, fit, load_state
@@ -39,6 +41,7 @@ class Result:
     metrics: dict[str, Any]
     student: nn.Module
     teacher: nn.Module | None
+    rank: int = 0  # under torchrun only rank 0 writes files and prints
 
 
 @dataclass
@@ -56,6 +59,10 @@ class _Context:
     reporter: Reporter
     stop: StopFlag
     resume: bool
+    world: World = World()
+
+    def eval_loader(self, dataset) -> Any:
+        return make_loader(self.world.shard(dataset), 256)
 
 
 def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = False) -> Result:
@@ -63,25 +70,30 @@ def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = 
 
     ``resume=True`` continues the run in ``config.run_dir`` from its saved training state.
     """
+    with world(config.device) as w:
+        return _distill(config, reporter if w.is_main else None, resume, w)
+
+
+def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: World) -> Result:
     started = time.perf_counter()
     data = load_data(config.dataset, config.data_dir, config.val_fraction, config.augment,
                      config.image_size)
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, w.local_rank)
     if resume and not (config.run_dir / "config.toml").exists():
         raise ConfigError(f"nothing to resume in {config.run_dir} (no config.toml)")
     if config.teacher:  # a bad teacher file must fail before anything is written
         load_checkpoint(config.teacher, formats=(TEACHER_FORMAT, FORMAT))
-    if not resume:
+    if not resume and w.is_main:
         write_text(config.run_dir / "config.toml", to_toml(config.to_dict()))
     with StopFlag().installed() as stop:
-        ctx = _Context(config, data, device, reporter or Reporter(), stop, resume)
+        ctx = _Context(config, data, device, reporter or Reporter(), stop, resume, w)
         torch.manual_seed(config.seed)
         teacher = _prepare_teacher(ctx)
         ctx.config = config = dataclasses.replace(config, **teacher.config)
         student, fitted = _train_student(ctx, teacher)
-    accuracy, firing_rate = evaluate(student, make_loader(data.test, 256), device)
+    accuracy, firing_rate = evaluate(student, ctx.eval_loader(data.test), device, w)
     metrics = {
         "student_accuracy": accuracy, "teacher_accuracy": teacher.accuracy,
         "firing_rate": firing_rate, "method": config.method, "timesteps": config.timesteps,
@@ -90,15 +102,18 @@ def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = 
         "alpha": config.alpha, "tau": config.tau, "lam": config.lam, "seed": config.seed,
         "student_parameters": count_parameters(student),
         "teacher_parameters": count_parameters(teacher.model) if teacher.model else None,
-        "device": str(device), "history": fitted.history,
+        "device": str(device), "history": fitted.history, "world_size": w.size,
+        "rank_parameter_max_difference": w.max_parameter_difference(student),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
-    checkpoint = save_checkpoint(
-        config.run_dir / "student.pt", config.to_dict(), _cpu_state(student),
-        _cpu_state(teacher.model) if teacher.model else None, metrics, data.class_names)
-    write_json(config.run_dir / "metrics.json", metrics)
+    checkpoint = config.run_dir / "student.pt"
+    if w.is_main:
+        save_checkpoint(checkpoint, config.to_dict(), _cpu_state(student),
+                        _cpu_state(teacher.model) if teacher.model else None, metrics,
+                        data.class_names)
+        write_json(config.run_dir / "metrics.json", metrics)
     return Result(config, config.run_dir, checkpoint, metrics, student.eval(),
-                  teacher.model.eval() if teacher.model else None)
+                  teacher.model.eval() if teacher.model else None, w.rank)
 
 
 def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
@@ -117,15 +132,17 @@ def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
 def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     config, device = ctx.config, ctx.device
     train_loader = make_loader(Indexed(ctx.data.train), config.batch_size, shuffle=True,
-                               seed=config.seed)
+                               seed=config.seed, world=ctx.world)
     cached = _cached_teacher_logits(teacher.model, ctx.data, device, config.method)
     loss_fn = get_loss(config.method, alpha=config.alpha, tau=config.tau, lam=config.lam)
     torch.manual_seed(config.seed)
     student = build_student(config.to_dict()).to(device)
+    trained = ctx.world.wrap(student, device)
 
     def batch_loss(batch):
         x, y, index = (t.to(device) for t in batch)
-        student_logits = predict_sequence(student, x)
+        functional.reset_net(student)
+        student_logits = trained(x)
         teacher_logits = None
         if config.method in NEEDS_TEACHER:
             teacher_logits = cached[index] if cached is not None else _teacher_logits(teacher.model, x)
@@ -135,16 +152,9 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     resume = load_state(state_path, "student") if ctx.resume else None
     settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
                            config.detect_anomaly, config.optimizer, config.momentum)
-    fitted = fit(student, train_loader, make_loader(ctx.data.val, 256), batch_loss, settings,
-                 device, ctx.reporter, ctx.stop, resume)
+    fitted = fit(student, train_loader, ctx.eval_loader(ctx.data.val), batch_loss, settings,
+                 device, ctx.reporter, ctx.stop, resume, ctx.world)
     return student, fitted
-
-
-def predict_sequence(student: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    from spikingjelly.activation_based import functional
-
-    functional.reset_net(student)
-    return student(x)
 
 
 def _teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -173,23 +183,26 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
         return Teacher(None, None, {})
     torch.manual_seed(config.seed)
     model = build_teacher(config.to_dict()).to(device)
-    train_loader = make_loader(data.train, config.batch_size, shuffle=True, seed=config.seed)
+    trained = ctx.world.wrap(model, device)
+    train_loader = make_loader(data.train, config.batch_size, shuffle=True, seed=config.seed,
+                               world=ctx.world)
 
     def batch_loss(batch):
         x, y = batch[0].to(device), batch[1].to(device)
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(trained(x), y)
 
     state_path = config.run_dir / "last-teacher.pt"
     settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
                            "teacher", state_path, config.detect_anomaly, config.optimizer,
                            config.momentum)
     resume = load_state(state_path, "teacher") if ctx.resume else None
-    fit(model, train_loader, make_loader(data.val, 256), batch_loss, settings, device,
-        ctx.reporter, ctx.stop, resume)
-    accuracy, _ = evaluate(model, make_loader(data.test, 256), device)
-    save_teacher(own_teacher, config.to_dict(), _cpu_state(model), {"accuracy": accuracy},
-                 data.class_names)
-    state_path.unlink(missing_ok=True)  # teacher.pt now holds all a resume needs
+    fit(model, train_loader, ctx.eval_loader(data.val), batch_loss, settings, device,
+        ctx.reporter, ctx.stop, resume, ctx.world)
+    accuracy, _ = evaluate(model, ctx.eval_loader(data.test), device, ctx.world)
+    if ctx.world.is_main:
+        save_teacher(own_teacher, config.to_dict(), _cpu_state(model), {"accuracy": accuracy},
+                     data.class_names)
+        state_path.unlink(missing_ok=True)  # teacher.pt now holds all a resume needs
     return Teacher(model.eval(), accuracy, {})
 
 

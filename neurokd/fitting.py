@@ -21,7 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 
+from .distributed import World
 from .errors import NeuroKDError, TrainingError
 from .fileio import write_atomic
 from .progress import Reporter
@@ -92,8 +94,8 @@ class FitSettings:
 class _Run:
     """The mutable state of one fit: what last.pt holds."""
 
-    def __init__(self, model: nn.Module, settings: FitSettings, loader: DataLoader):
-        self.model, self.settings, self.loader = model, settings, loader
+    def __init__(self, model: nn.Module, settings: FitSettings, loader: DataLoader, world: World):
+        self.model, self.settings, self.loader, self.world = model, settings, loader, world
         self.optimizer = settings.make_optimizer(model.parameters())
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
                                                                     T_max=settings.epochs)
@@ -128,7 +130,7 @@ class _Run:
         torch.set_rng_state(state["torch_rng"])
 
     def save(self) -> None:
-        if self.settings.state_path is not None:
+        if self.settings.state_path is not None and self.world.is_main:
             state = self.state()
             write_atomic(self.settings.state_path, lambda tmp: torch.save(state, tmp))
 
@@ -136,6 +138,8 @@ class _Run:
         """This epoch's batches from the saved generator state, skipping those already done."""
         if self.epoch_generator is not None:
             self.loader.generator.set_state(self.epoch_generator)
+        if isinstance(self.loader.sampler, DistributedSampler):
+            self.loader.sampler.set_epoch(self.epoch)  # the same order on every rank
         order = iter(self.loader.batch_sampler)
         for _ in range(self.step):
             next(order)
@@ -158,9 +162,14 @@ def load_state(path: Path, label: str) -> dict[str, Any] | None:
 
 def fit(model: nn.Module, loader: DataLoader, val_loader: DataLoader, batch_loss: Callable,
         settings: FitSettings, device: torch.device, reporter: Reporter,
-        stop: StopFlag | None = None, resume: dict[str, Any] | None = None) -> FitResult:
-    """Train, keep (and finally load) the weights of the best validation epoch."""
-    run = _Run(model, settings, loader)
+        stop: StopFlag | None = None, resume: dict[str, Any] | None = None,
+        world: World | None = None) -> FitResult:
+    """Train, keep (and finally load) the weights of the best validation epoch.
+
+    ``model`` is the bare module (its state is what gets saved); ``batch_loss`` may run it
+    through a DistributedDataParallel wrapper, which shares its parameters.
+    """
+    run = _Run(model, settings, loader, world or World())
     if resume is not None:
         run.restore(resume)
     stop = stop or StopFlag()
@@ -205,7 +214,8 @@ def _train_epoch(run: _Run, batch_loss: Callable, reporter: Reporter, stop: Stop
 def _end_epoch(run: _Run, task: Any, val_loader: DataLoader, device: torch.device,
                reporter: Reporter) -> None:
     run.scheduler.step()
-    val_accuracy, _ = evaluate(run.model, val_loader, device)
+    run.world.sync_buffers(run.model)
+    val_accuracy, _ = evaluate(run.model, val_loader, device, run.world)
     record = {"epoch": run.epoch, "loss": run.loss_sum / max(run.step, 1),
               "val_accuracy": val_accuracy}
     run.result.history.append(record)

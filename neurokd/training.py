@@ -11,12 +11,12 @@ from torch.utils.data import DataLoader
 from .errors import ConfigError
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but PyTorch sees no CUDA device")
-    return torch.device(name)
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
 
 
 def is_spiking(model: nn.Module) -> bool:
@@ -54,8 +54,10 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float | None]:
-    """Accuracy and mean firing rate (``None`` for an ANN) over a loader."""
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
+             world=None) -> tuple[float, float | None]:
+    """Accuracy and mean firing rate (``None`` for an ANN) over a loader (under torchrun: over
+    every rank's shard, summed)."""
     model.eval()
     meter = FiringRateMeter(model)
     correct = total = 0
@@ -66,6 +68,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> tupl
             total += len(y)
     finally:
         meter.close()
+    if world is not None and world.active:
+        correct, total, spikes, elements = world.sum(correct, total, meter.spikes, meter.elements)
+        return correct / max(total, 1), (spikes / elements if elements else None)
     return correct / max(total, 1), meter.rate
 
 
