@@ -91,6 +91,72 @@ def _resume_config(resume_dir: str, config_path: str | None, options: dict) -> R
     return RunConfig.from_dict(values, source=str(saved))
 
 
+def _source_options(command):
+    """Where the student comes from: a checkpoint, or a user's model (export and energy)."""
+    options = [
+        click.argument("checkpoint", required=False, type=click.Path(dir_okay=False)),
+        click.option("--model", "model_spec", metavar="PKG.MODULE:FN",
+                     help="a function (or module attribute) returning your spikingjelly model"),
+        click.option("--weights", type=click.Path(dir_okay=False),
+                     help="state_dict for --model (loaded with weights_only=True)"),
+        click.option("--input-shape", help="input shape of --model, e.g. 1,8,8"),
+        click.option("--timesteps", type=int, help="timesteps T of --model"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _load_source(checkpoint, model_spec, weights, input_shape, timesteps):
+    from .sources import load_source
+
+    return load_source(checkpoint, model_spec, weights, input_shape, timesteps)
+
+
+@cli.command()
+@_source_options
+@click.option("--target", required=True, type=click.Choice(["onnx", "nir"]),
+              help="file format to write")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="output file (default: beside the checkpoint, named after the target)")
+@click.option("--teacher", "export_teacher", is_flag=True,
+              help="export the ANN teacher instead of the student (onnx)")
+@click.option("--spikes", is_flag=True, help="also output every neuron layer's spikes (onnx)")
+@click.option("--check-samples", type=click.IntRange(min=1), default=512, show_default=True,
+              help="test samples the written file is checked on")
+def export(checkpoint, model_spec, weights, input_shape, timesteps, target, output,
+           export_teacher, spikes, check_samples) -> None:
+    """Write the student as ONNX, NIR or Loihi netx HDF5, checked against PyTorch first."""
+    from . import report
+
+    source = _load_source(checkpoint, model_spec, weights, input_shape, timesteps)
+    if export_teacher and target != "onnx":
+        raise click.UsageError("--teacher works with --target onnx only")
+    path = output or _default_output(checkpoint, source, target, export_teacher)
+    if target == "onnx":
+        from .exporters import export_onnx
+
+        result = export_onnx(source, path, teacher=export_teacher, spike_outputs=spikes,
+                             max_samples=check_samples)
+        report.print_onnx_export(result)
+    elif target == "nir":
+        from .exporters import export_nir
+
+        report.print_nir_export(export_nir(source, path, max_samples=check_samples))
+    else:
+        from .exporters import export_loihi
+
+        report.print_loihi_export(export_loihi(source, path, max_samples=check_samples))
+
+
+def _default_output(checkpoint, source, target: str, teacher: bool) -> str:
+    from pathlib import Path
+
+    suffix = {"onnx": ".onnx", "nir": ".nir", "loihi": ".net"}[target]
+    folder = Path(checkpoint).parent if checkpoint else Path(".")
+    return str(folder / (("teacher" if teacher else source.label) + suffix))
+
+
 def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 

@@ -24,6 +24,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         raise NeuroKDError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; a written file follows the umask
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:

@@ -27,3 +27,45 @@ def print_distill_summary(result) -> None:
     table.add_row("wall time", f"{m['wall_time_s']:.1f} s")
     table.add_row("checkpoint", str(result.checkpoint))
     Console().print(table)
+
+
+def _plain() -> Console:
+    # File names and shapes hold brackets: no rich markup, no wrapping of long lines.
+    return Console(markup=False, highlight=False, soft_wrap=True)
+
+
+def _agreement_line(agreement, consumer: str, verified_on: str) -> str:
+    spikes = ""
+    if agreement.spikes_checked:
+        spikes = ("spikes identical" if agreement.spike_mismatches == 0
+                  else f"{agreement.spike_mismatches} spike mismatches")
+        spikes += f" ({agreement.spikes_checked:,} checked), "
+    return (f"  {consumer} on {verified_on}: max |Δlogit| "
+            f"{agreement.max_abs_logit_error:.1e}, {spikes}argmax "
+            f"{100 * agreement.argmax_agreement:.2f}%")
+
+
+def print_onnx_export(result) -> None:
+    console = _plain()
+    shape = ",".join(str(d) for d in result.input_shape)
+    out = ",".join(str(d) for d in result.output_shape)
+    steps = f", T={result.timesteps}" if result.timesteps else ""
+    console.print(f"wrote {result.path} ({result.file_bytes / 1024:.0f} kB): {result.model}"
+                  f"{steps}, input [{shape}] -> logits [{out}]")
+    console.print(f"  {result.exporter}, opset {result.opset}, standard ops only: "
+                  + " ".join(sorted(result.ops)))
+    console.print(_agreement_line(result.agreement, "onnxruntime", result.verified_on))
+
+
+def print_nir_export(result) -> None:
+    console = _plain()
+    kinds: dict[str, int] = {}
+    for kind in result.nodes.values():
+        kinds[kind] = kinds.get(kind, 0) + 1
+    summary = ", ".join(f"{k} x{n}" for k, n in kinds.items())
+    console.print(f"wrote {result.path}: {len(result.nodes)} nodes ({summary}), {result.edges} "
+                  f"edges, dt {result.dt:g} s, T={result.timesteps}")
+    if result.folded_batchnorm:
+        console.print("  BatchNorm folded: " + ", ".join(result.folded_batchnorm))
+    console.print(_agreement_line(result.agreement, "nir.read + re-simulation",
+                                  result.verified_on))

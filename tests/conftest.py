@@ -50,3 +50,13 @@ def image_folder(tmp_path: Path) -> Path:
             pixels[..., index] = 255
             Image.fromarray(pixels).save(root / cls / f"{k}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A real 2-epoch digits run (library call), shared by export and energy tests."""
+    from neurokd import RunConfig, distill
+
+    out = tmp_path_factory.mktemp("trained")
+    distill(RunConfig(out=str(out), name="run", epochs=2, teacher_epochs=2))
+    return out / "run"

@@ -39,7 +39,7 @@ def make_student(arch: str = "cnn", reset: str = "hard", width: int = 8, timeste
 
 @pytest.fixture(scope="module")
 def digits_x() -> torch.Tensor:
-    return load_data("digits").test.tensors[0]
+    return load_data("digits").test.tensors[0][:150]  # real images; 150 keep the test quick
 
 
 def eager(model: nn.Module, x: torch.Tensor):

@@ -1,0 +1,399 @@
+"""A spiking student as a flat list of layer records, shared by the exporters.
+
+``trace_student`` walks a multi-step spikingjelly model (a neurokd student, a user's model
+wrapped by ``neurokd.sources.DirectEncoding``, or any module taking ``[T, B, ...]``) with
+``torch.fx`` and returns a :class:`StudentGraph`: one :class:`LayerRecord` per layer in
+execution order, each naming its inputs, so chains and residual additions are both plain data.
+Every record carries its per-sample shapes (no T or B axis) and, for neurons, the LIF/IF
+parameters. Layers the walker does not understand become records of kind ``"unsupported"``
+rather than errors, because what an exporter can represent differs per target:
+``StudentGraph.require(kinds, target)`` raises one :class:`NeuroKDError` naming all of them.
+
+:class:`GraphExecutor` runs the records with plain PyTorch ops only (the neuron loop written
+out over T), which is what the ONNX exporter traces and what checks the records against the
+model they came from. ``fold_batchnorm`` merges BatchNorm into the conv/linear before it (NIR
+and Loihi have no BatchNorm).
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.fx as fx
+from spikingjelly.activation_based import base, layer, neuron
+from torch import nn
+
+from neurokd.errors import NeuroKDError
+
+# Record kinds. "input"/"output" bracket the list; "add" sums its inputs (residual shortcuts).
+KINDS = ("input", "conv", "linear", "batchnorm", "flatten", "avgpool", "maxpool", "neuron",
+         "add", "output", "unsupported")
+_MODULE_KINDS: tuple[tuple[type, str], ...] = (
+    ((nn.Conv1d, nn.Conv2d), "conv"), ((nn.Linear,), "linear"),
+    ((nn.BatchNorm1d, nn.BatchNorm2d), "batchnorm"), ((nn.Flatten,), "flatten"),
+    ((nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d), "avgpool"),
+    ((nn.MaxPool1d, nn.MaxPool2d), "maxpool"))
+# Modules that compute nothing in eval mode: consumers are wired straight to their input.
+_PASS_THROUGH = (nn.Identity, nn.Dropout)
+# Only these neuron classes: subclasses (PLIF, adaptive, ...) have other dynamics.
+_NEURONS = {neuron.LIFNode: "lif", neuron.IFNode: "if"}
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """Discrete-time dynamics of one spiking layer, exactly as spikingjelly 2.0 computes them.
+
+    ``lif``: ``h = v + (x - (v - v_reset)) / tau`` (``decay_input``) or
+    ``h = v - (v - v_reset) / tau + x``; ``if``: ``h = v + x``. Spike ``s = h >= v_threshold``;
+    then ``v = v_reset`` (hard reset) or ``v = h - v_threshold`` (``v_reset is None``: soft).
+    The membrane starts at ``v_reset`` (0 for soft reset). ``v_reset`` inside the charge term
+    is 0 for soft reset, as in spikingjelly.
+    """
+
+    model: str  # "lif" | "if"
+    v_threshold: float
+    v_reset: float | None
+    tau: float | None = None
+    decay_input: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model not in ("lif", "if"):
+            raise ValueError(f"neuron model must be lif or if, not {self.model!r}")
+        if self.model == "lif" and (self.tau is None or self.tau <= 1.0):
+            raise ValueError(f"LIF tau must be > 1, not {self.tau!r}")
+
+    @property
+    def reset(self) -> str:
+        return "soft" if self.v_reset is None else "hard"
+
+    @property
+    def v_initial(self) -> float:
+        return 0.0 if self.v_reset is None else float(self.v_reset)
+
+
+@dataclass
+class LayerRecord:
+    """One layer: ``name`` is its module path in the model (function nodes: the fx node name)."""
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...] = ()
+    module: nn.Module | None = None
+    neuron: NeuronParams | None = None
+    input_shape: tuple[int, ...] = ()   # per sample and timestep: no T or B axis
+    output_shape: tuple[int, ...] = ()
+    reason: str = ""  # why a record is "unsupported"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown layer kind {self.kind!r}")
+
+
+@dataclass
+class StudentGraph:
+    """Records in execution order (``records[0]`` is the input, ``records[-1]`` the output)."""
+
+    records: list[LayerRecord]
+    input_shape: tuple[int, ...]
+    timesteps: int
+    _index: dict[str, LayerRecord] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = {r.name: r for r in self.records}
+        if len(self._index) != len(self.records):
+            raise ValueError("layer record names must be unique")
+
+    def __getitem__(self, name: str) -> LayerRecord:
+        return self._index[name]
+
+    def consumers(self, name: str) -> list[LayerRecord]:
+        return [r for r in self.records if name in r.inputs]
+
+    @property
+    def neurons(self) -> list[LayerRecord]:
+        return [r for r in self.records if r.kind == "neuron"]
+
+    def offending(self, kinds: set[str] | tuple[str, ...]) -> list[str]:
+        """``"name (reason)"`` for every record whose kind is not in ``kinds``."""
+        allowed = set(kinds) | {"input", "output"}
+        return [f"{r.name} ({r.reason or r.kind})" for r in self.records if r.kind not in allowed]
+
+    def require(self, kinds: set[str] | tuple[str, ...], target: str) -> None:
+        bad = self.offending(kinds)
+        if bad:
+            raise NeuroKDError(f"cannot export to {target}: unsupported layers: {'; '.join(bad)}")
+
+
+def multistep_body(model: nn.Module) -> tuple[nn.Module, str]:
+    """The part of ``model`` that takes ``[T, B, ...]``, and how it is reached from ``model``.
+
+    Built-in students repeat static input inside ``forward`` (a branch on ``x.dim()`` that fx
+    cannot trace) and put the multi-step network in ``body``; ``DirectEncoding`` wraps a
+    user's multi-step model as ``.model``. Anything else is taken as multi-step already.
+    """
+    from neurokd.sources import DirectEncoding
+
+    if isinstance(model, DirectEncoding):
+        return model.model, "model"
+    if callable(getattr(model, "body", None)):
+        return _BodyCall(model), "body"
+    return model, ""
+
+
+class _BodyCall(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.m = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.m.body(x)
+
+
+class _Tracer(fx.Tracer):
+    """Stops at layers (anything without children, and neurons); opens SeqToANN containers."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if isinstance(m, nn.Sequential | nn.ModuleList | nn.ModuleDict):
+            return False  # containers (an empty Sequential is an identity shortcut)
+        return isinstance(m, base.MemoryModule) or not any(True for _ in m.children())
+
+    def call_module(self, m, forward, args, kwargs):
+        if isinstance(m, layer.SeqToANNContainer) and len(args) == 1 and not kwargs:
+            # Its children see [T*B, ...], which is how the records treat every layer anyway.
+            out = args[0]
+            for child in m:
+                out = self.call_module(child, child.forward, (out,), {})
+            return out
+        return super().call_module(m, forward, args, kwargs)
+
+
+def trace_student(model: nn.Module, input_shape: tuple[int, ...], timesteps: int) -> StudentGraph:
+    """Records of ``model`` (eval mode), with shapes from one forward pass of the records."""
+    body, prefix = multistep_body(model)
+    try:
+        fx_graph = _Tracer().trace(body)
+    except Exception as exc:  # noqa: BLE001 - fx raises many types for untraceable Python
+        raise NeuroKDError(f"cannot walk the model's layers with torch.fx ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}); exporters need a "
+                           "forward made of layer calls and additions") from None
+    strip = "m." if prefix == "body" else ""
+    records = _records_from_fx(fx_graph, body, strip)
+    graph = StudentGraph(records, tuple(input_shape), int(timesteps))
+    if not graph.offending(KINDS[:-1]):
+        _infer_shapes(graph)
+    return graph
+
+
+def _records_from_fx(fx_graph: fx.Graph, root: nn.Module, strip: str) -> list[LayerRecord]:
+    records: list[LayerRecord] = []
+    alias: dict[str, str] = {}  # fx node name -> record name (pass-through layers removed)
+    calls: dict[str, int] = {}
+    for node in fx_graph.nodes:
+        args = [alias.get(a.name, a.name) for a in node.all_input_nodes]
+        if node.op == "placeholder":
+            if records:
+                alias[node.name] = node.name
+                records.append(LayerRecord(node.name, "unsupported", (), reason="second input"))
+                continue
+            alias[node.name] = "input"
+            records.append(LayerRecord("input", "input"))
+        elif node.op == "output":
+            single = len(args) == 1 and isinstance(node.args[0], fx.Node)
+            records.append(LayerRecord("output", "output" if single else "unsupported",
+                                       tuple(args), reason="" if single else "several outputs"))
+        elif node.op == "call_module":
+            name = node.target[len(strip):] if node.target.startswith(strip) else node.target
+            module = root.get_submodule(node.target)
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(module, _PASS_THROUGH) and len(args) == 1:
+                alias[node.name] = args[0]
+                continue
+            record = _module_record(name, module, tuple(args))
+            if calls[name] > 1:
+                name = f"{name}#{calls[name]}"
+                record = replace(record, name=name, kind="unsupported",
+                                 reason="called more than once")
+            alias[node.name] = name
+            records.append(record)
+        else:
+            alias[node.name] = node.name
+            records.append(_function_record(node, tuple(args)))
+    return records
+
+
+def _module_record(name: str, module: nn.Module, inputs: tuple[str, ...]) -> LayerRecord:
+    step_mode = getattr(module, "step_mode", "m")
+    if type(module) in _NEURONS:
+        if step_mode != "m":
+            return LayerRecord(name, "unsupported", inputs, module,
+                               reason="single-step neuron inside a multi-step model")
+        params = NeuronParams(
+            _NEURONS[type(module)], float(module.v_threshold),
+            None if module.v_reset is None else float(module.v_reset),
+            float(module.tau) if hasattr(module, "tau") else None,
+            bool(getattr(module, "decay_input", True)))
+        return LayerRecord(name, "neuron", inputs, module, params)
+    if isinstance(module, base.MemoryModule):
+        return LayerRecord(name, "unsupported", inputs, module,
+                           reason=f"{type(module).__name__}: stateful layer without an exporter")
+    for types, kind in _MODULE_KINDS:
+        if not isinstance(module, types) or _torch_base(module) is None:
+            continue
+        if kind == "batchnorm" and module.training:  # batch statistics: nothing fixed to export
+            return LayerRecord(name, "unsupported", inputs, module, reason="BatchNorm in train mode")
+        return LayerRecord(name, kind, inputs, module)
+    return LayerRecord(name, "unsupported", inputs, module, reason=type(module).__name__)
+
+
+def _function_record(node: fx.Node, inputs: tuple[str, ...]) -> LayerRecord:
+    is_add = node.op == "call_function" and node.target in (operator.add, torch.add)
+    if is_add and len(inputs) == 2 and len(node.args) == 2 and not node.kwargs:
+        return LayerRecord(node.name, "add", inputs)
+    target = getattr(node.target, "__name__", str(node.target))
+    return LayerRecord(node.name, "unsupported", inputs, reason=f"{node.op} {target}")
+
+
+def _torch_base(module: nn.Module) -> type | None:
+    """The torch.nn class whose forward is this layer's per-timestep math, if there is one.
+
+    spikingjelly's ``layer.Conv2d`` etc. only add the T axis around the torch forward; any other
+    subclass that overrides ``forward`` (weight standardisation, ...) computes something else.
+    """
+    for cls in type(module).__mro__:
+        if cls.__module__.startswith("torch.nn.modules") and "forward" in vars(cls):
+            return cls
+        wrapper = cls.__module__.startswith("spikingjelly.activation_based.layer")
+        if "forward" in vars(cls) and not (wrapper and _same_name_base(cls)):
+            return None
+    return None
+
+
+def _same_name_base(cls: type) -> bool:
+    return any(b.__name__ == cls.__name__ and b.__module__.startswith("torch.nn.modules")
+               for b in cls.__bases__)
+
+
+def _infer_shapes(graph: StudentGraph) -> None:
+    sample = torch.zeros(graph.timesteps, 2, *graph.input_shape)
+    try:
+        with torch.no_grad():
+            GraphExecutor(graph, record_shapes=True)(sample)
+    except RuntimeError as exc:  # a layer that does not act per sample and timestep
+        raise NeuroKDError("the model's layers do not run one timestep at a time on "
+                           f"[T*B, ...] tensors: {str(exc).splitlines()[0]}") from None
+
+
+class GraphExecutor(nn.Module):
+    """Runs a :class:`StudentGraph` with plain torch ops; output ``(logits [T,B,...], spikes)``.
+
+    Stateless layers see ``[T*B, ...]`` (as spikingjelly's multi-step wrappers do, so the
+    arithmetic is the same); neurons unroll over T with the equations of :class:`NeuronParams`,
+    which exports to ONNX as Add/Sub/Div/GreaterOrEqual/Where. ``spikes`` holds one
+    ``[T, B, ...]`` tensor per neuron record, in record order.
+    """
+
+    def __init__(self, graph: StudentGraph, record_shapes: bool = False):
+        super().__init__()
+        self.graph = graph
+        self.record_shapes = record_shapes
+        self.layers = nn.ModuleList(r.module for r in graph.records if _computes(r))
+        self._slot = {r.name: i for i, r in enumerate(r for r in graph.records if _computes(r))}
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        steps = self.graph.timesteps
+        if x.dim() == len(self.graph.input_shape) + 1:  # static input: direct encoding
+            x = x.unsqueeze(0).expand(steps, *x.shape)
+        values = {"input": x.reshape(-1, *x.shape[2:])}
+        spikes: list[torch.Tensor] = []
+        out = values["input"]
+        for record in self.graph.records[1:]:
+            ins = [values[name] for name in record.inputs]
+            if record.kind == "output":
+                out = ins[0].reshape(steps, -1, *ins[0].shape[1:])
+                break
+            if record.kind == "add":
+                value = ins[0] + ins[1]
+            elif record.kind == "neuron":
+                seq = ins[0].reshape(steps, -1, *ins[0].shape[1:])
+                spike_seq = neuron_steps(seq, record.neuron)
+                spikes.append(spike_seq)
+                value = spike_seq.reshape(-1, *spike_seq.shape[2:])
+            else:
+                module = self.layers[self._slot[record.name]]
+                value = _torch_base(module).forward(module, ins[0])
+            if self.record_shapes:
+                record.input_shape = tuple(ins[0].shape[1:])
+                record.output_shape = tuple(value.shape[1:])
+            values[record.name] = value
+        return out, spikes
+
+
+def _computes(record: LayerRecord) -> bool:
+    return record.module is not None and record.kind not in ("neuron", "unsupported")
+
+
+def neuron_steps(x_seq: torch.Tensor, params: NeuronParams) -> torch.Tensor:
+    """Spikes ``[T, ...]`` of one neuron layer, in spikingjelly's operation order (bit-exact)."""
+    v = torch.full_like(x_seq[0], params.v_initial)
+    leak_to = 0.0 if params.v_reset is None else params.v_reset
+    spikes = []
+    for x in x_seq.unbind(0):
+        if params.model == "if":
+            h = v + x
+        elif params.decay_input:
+            h = v + (x - (v - leak_to)) / params.tau
+        else:
+            h = v - (v - leak_to) / params.tau + x
+        fired = h >= params.v_threshold
+        spikes.append(fired.to(x.dtype))
+        if params.v_reset is None:
+            v = torch.where(fired, h - params.v_threshold, h)
+        else:
+            v = torch.where(fired, torch.full_like(h, params.v_reset), h)
+    return torch.stack(spikes)
+
+
+def fold_batchnorm(graph: StudentGraph) -> StudentGraph:
+    """A copy where each BatchNorm is merged into the conv/linear feeding only it.
+
+    BatchNorm after anything else becomes ``unsupported`` (nothing to merge it into).
+    """
+    records = [copy.copy(r) for r in graph.records]
+    by_name = {r.name: r for r in records}
+    renamed: dict[str, str] = {}
+    kept: list[LayerRecord] = []
+    for record in records:
+        record.inputs = tuple(renamed.get(n, n) for n in record.inputs)
+        if record.kind != "batchnorm":
+            kept.append(record)
+            continue
+        producer = by_name[record.inputs[0]]
+        sole = sum(record.inputs[0] in r.inputs for r in records) == 1
+        if producer.kind not in ("conv", "linear") or not sole:
+            kept.append(replace(record, kind="unsupported",
+                                reason="BatchNorm not directly after a conv/linear"))
+            continue
+        producer.module = _folded(producer.module, record.module)
+        producer.output_shape = record.output_shape
+        renamed[record.name] = producer.name
+    return StudentGraph(kept, graph.input_shape, graph.timesteps)
+
+
+def _folded(linear: nn.Module, bn: nn.Module) -> nn.Module:
+    """``bn(linear(x))`` as one layer: w' = w * g / sqrt(var + eps), b' = (b - mean) * g' + beta."""
+    fused = copy.deepcopy(linear)
+    with torch.no_grad():
+        scale = bn.running_var.add(bn.eps).rsqrt()
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        bias = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+        new_bias = (bias - bn.running_mean) * scale
+        if bn.bias is not None:
+            new_bias = new_bias + bn.bias
+        shape = (-1,) + (1,) * (linear.weight.dim() - 1)
+        fused.weight = nn.Parameter(linear.weight * scale.reshape(shape))
+        fused.bias = nn.Parameter(new_bias)
+    return fused

@@ -1,0 +1,263 @@
+"""ONNX export of a spiking student (unrolled over its T timesteps) or of its ANN teacher.
+
+spikingjelly 2.0 runs LIF neurons through a custom op (``sj_lif::forward``) that torch.onnx
+cannot translate, so the student is exported through :class:`~neurokd.exporters.graph.
+GraphExecutor`: the same layers and weights, with the neuron loop written out in plain torch
+ops (charge: Add/Sub/Div; fire: GreaterOrEqual + Cast; reset: Where). The file has one input
+``input`` ``[batch, *input_shape]`` and the output ``logits`` ``[T, batch, K]`` (teacher:
+``[batch, K]``), with a dynamic batch axis, and optionally ``spikes.<layer>`` ``[T, batch, ...]``
+per neuron layer. Exporter: the torch.export-based ``torch.onnx.export(dynamo=True)`` (the
+default since torch 2.9; it gives plain ``ai.onnx`` ops and fuses BatchNorm into Conv), with
+the deprecated TorchScript exporter as a fallback for models torch.export cannot capture.
+
+Nothing is written until the serialized model passes ``onnx.checker`` (full check), uses only
+the standard domain, and ONNX Runtime reproduces the PyTorch model on the verification inputs:
+identical spikes, logits within 1e-5 (times max(1, |logit|)), identical predictions.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from neurokd.errors import NeuroKDError
+from neurokd.fileio import atomic_path
+from neurokd.sources import StudentSource
+
+from .graph import GraphExecutor, StudentGraph, trace_student
+from .verify import (
+    Agreement,
+    as_source,
+    chunks,
+    compare,
+    eager_run,
+    private_copy,
+    verification_inputs,
+)
+
+ONNX_KINDS = ("conv", "linear", "batchnorm", "flatten", "avgpool", "maxpool", "neuron", "add")
+STANDARD_DOMAINS = ("", "ai.onnx")
+LOGIT_TOLERANCE = 1e-5
+
+
+@dataclass
+class OnnxExportResult:
+    path: Path
+    model: str                       # "student" or "teacher"
+    exporter: str                    # which torch.onnx path produced the file
+    opset: int
+    input_name: str
+    input_shape: tuple[int | str, ...]     # "batch" marks the dynamic axis
+    output_names: list[str]
+    output_shape: tuple[int | str, ...]    # logits
+    timesteps: int | None            # None for the teacher
+    ops: dict[str, int]              # op type -> count, all in the standard domain
+    file_bytes: int
+    verified_on: str
+    agreement: Agreement
+    neuron_layers: list[str] = field(default_factory=list)
+
+
+class _Unrolled(nn.Module):
+    """``[B, ...] -> (logits [T, B, K], *spikes)``: tuples export as separate outputs."""
+
+    def __init__(self, graph: StudentGraph):
+        super().__init__()
+        self.executor = GraphExecutor(graph)
+
+    def forward(self, x: torch.Tensor):
+        logits, spikes = self.executor(x)
+        return (logits, *spikes)
+
+
+def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path,
+                teacher: bool = False, batch_size_check: int = 64,
+                spike_outputs: bool = False, max_samples: int = 512,
+                input_shape: tuple[int, ...] | None = None, timesteps: int | None = None,
+                dynamo: bool = True) -> OnnxExportResult:
+    """Export, verify with ONNX Runtime, then write ``path`` atomically.
+
+    ``source``: a StudentSource, a checkpoint path, or a module (with ``input_shape`` and
+    ``timesteps``). ``batch_size_check``: chunk size of the verification run (which also
+    runs batch 1). ``spike_outputs`` keeps the per-layer spike outputs in the written file.
+    ``dynamo=False`` uses the (deprecated, faster) TorchScript exporter directly.
+    """
+    source = as_source(source, input_shape, timesteps)
+    if teacher:
+        if source.teacher is None:
+            raise NeuroKDError(f"{source.label} has no teacher to export")
+        model = private_copy(source.teacher)
+        wrapper, neuron_records = model, []
+    else:
+        model = private_copy(source.model)
+        graph = trace_student(model, source.input_shape, source.timesteps)
+        graph.require(ONNX_KINDS, "ONNX")
+        wrapper, neuron_records = _Unrolled(graph).eval(), graph.neurons
+    inputs, described = verification_inputs(source, max_samples)  # after the cheap checks
+    neurons = [r.name for r in neuron_records]
+    names = ["logits"] + [f"spikes.{name}" for name in neurons]
+    proto, exporter = _to_onnx(wrapper, inputs[:2], names, dynamo)
+    _declare_output_shapes(proto, wrapper, inputs[:2], batch_axis=0 if teacher else 1)
+    _describe(proto, source, teacher)
+    _check_standard(proto)
+    reference = eager_run(model, [r.module for r in neuron_records])
+    agreement = compare(reference, _ort_run(proto), inputs, batch_size_check, neurons)
+    agreement.check("ONNX", LOGIT_TOLERANCE, spikes_exact=True)
+    if not spike_outputs and len(names) > 1:
+        full, proto, names = proto, keep_outputs(proto, ["logits"]), ["logits"]
+        _check_standard(proto)
+        _same_logits(full, proto, inputs, batch_size_check)
+    data = proto.SerializeToString()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return OnnxExportResult(
+        Path(path), "teacher" if teacher else "student", exporter,
+        max(o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS),
+        "input", ("batch", *source.input_shape), names,
+        _shape_of(proto.graph.output[0]), None if teacher else source.timesteps,
+        dict(sorted(Counter(n.op_type for n in proto.graph.node).items())), len(data),
+        described, agreement, neurons)
+
+
+def _to_onnx(module: nn.Module, example: torch.Tensor, names: list[str], dynamo: bool):
+    """ModelProto with a dynamic batch axis; dynamo exporter first, TorchScript as fallback."""
+    import onnx
+
+    first = "not tried"
+    if dynamo:
+        try:
+            batch = torch.export.Dim("batch", min=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
+                                            input_names=["input"], output_names=names,
+                                            dynamic_shapes=({0: batch},))
+            return program.model_proto, f"torch.onnx dynamo (torch {torch.__version__})"
+        except Exception as exc:  # noqa: BLE001 - any capture failure: try the old path
+            first = _first_line(exc)
+    buffer = io.BytesIO()
+    batch_axis = 1 if isinstance(module, _Unrolled) else 0  # students: [T, batch, ...]
+    axes = {"input": {0: "batch"}} | {name: {batch_axis: "batch"} for name in names}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["input"],
+                              output_names=names, dynamic_axes=axes)
+    except Exception as exc:  # noqa: BLE001
+        raise NeuroKDError(f"torch.onnx cannot export the model (dynamo: {first}; "
+                           f"TorchScript: {_first_line(exc)})") from None
+    label = "fallback" if dynamo else "requested"
+    return onnx.load_from_string(buffer.getvalue()), f"torch.onnx TorchScript ({label})"
+
+
+def _declare_output_shapes(proto, module: nn.Module, example: torch.Tensor,
+                           batch_axis: int) -> None:
+    """Static sizes for every output axis but the batch (the TorchScript exporter leaves
+    names such as ``Reshapelogits_dim_0`` where T and K are known)."""
+    with torch.no_grad():
+        outputs = module(example)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    for value_info, tensor in zip(proto.graph.output, outputs, strict=True):
+        shape = value_info.type.tensor_type.shape
+        del shape.dim[:]
+        for axis, size in enumerate(tensor.shape):
+            dim = shape.dim.add()
+            if axis == batch_axis:
+                dim.dim_param = "batch"
+            else:
+                dim.dim_value = int(size)
+
+
+def _describe(proto, source: StudentSource, teacher: bool) -> None:
+    """Model properties, so a user of the bare file knows how to read its outputs."""
+    import onnx
+
+    props = {"producer": "neurokd", "neurokd.model": "teacher" if teacher else "student",
+             "neurokd.source": source.label, "neurokd.input_shape": str(source.input_shape)}
+    if not teacher:
+        props |= {"neurokd.timesteps": str(source.timesteps),
+                  "neurokd.logits": "[T, batch, classes], one row per timestep; the prediction "
+                                    "is the argmax of the mean over T",
+                  "neurokd.encoding": "direct: the static input is repeated at every timestep"}
+    onnx.helper.set_model_props(proto, props)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def _check_standard(proto) -> None:
+    """Full checker pass, and no op outside the standard domain (no custom ops, no functions)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise NeuroKDError(f"exported ONNX model fails onnx.checker: {_first_line(exc)}") from None
+    custom = sorted({f"{n.domain}::{n.op_type}" for n in proto.graph.node
+                     if n.domain not in STANDARD_DOMAINS}
+                    | {f"{f.domain}::{f.name} (function)" for f in proto.functions})
+    if custom:
+        raise NeuroKDError(f"exported ONNX model uses non-standard ops: {', '.join(custom)}")
+
+
+def _ort_run(proto):
+    """ONNX Runtime on the serialized model, default session options (what users get)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]:
+        outputs = session.run(None, {"input": x.numpy()})
+        return outputs[0], list(outputs[1:])
+
+    return run
+
+
+def _same_logits(full, stripped, inputs: torch.Tensor, batch_size: int) -> None:
+    """Dropping the spike outputs must not change a single logit."""
+    full_run, stripped_run = _ort_run(full), _ort_run(stripped)
+    for part in chunks(len(inputs), batch_size):
+        if not np.array_equal(full_run(inputs[part])[0], stripped_run(inputs[part])[0]):
+            raise NeuroKDError("ONNX export: removing the spike outputs changed the logits; "
+                               "use spike_outputs=True")
+
+
+def keep_outputs(proto, names: list[str]):
+    """The model with only the named outputs, minus the nodes nothing needs any more."""
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    graph = model.graph
+    kept = [o for o in graph.output if o.name in names]
+    del graph.output[:]
+    graph.output.extend(kept)
+    needed = set(names)
+    live = []
+    for node in reversed(graph.node):
+        if any(out in needed for out in node.output):
+            live.append(node)
+            needed.update(i for i in node.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    infos = [v for v in graph.value_info if v.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+    return model
+
+
+def _shape_of(value_info) -> tuple[int | str, ...]:
+    dims = value_info.type.tensor_type.shape.dim
+    return tuple(d.dim_param or d.dim_value for d in dims)
