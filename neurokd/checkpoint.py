@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ def read_torch_file(path: str | Path) -> Any:
         raise CheckpointError(
             f"{path}: refused to load (holds objects beyond plain weights; weights_only=True: "
             f"{first[:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable byte stream is the same user error
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch file ({first[:160]})") from None
 

@@ -84,7 +84,7 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
     if resume and not (config.run_dir / "config.toml").exists():
         raise ConfigError(f"nothing to resume in {config.run_dir} (no config.toml)")
     if config.teacher:  # a bad teacher file must fail before anything is written
-        load_checkpoint(config.teacher, formats=(TEACHER_FORMAT, FORMAT))
+        _stored_teacher(config.teacher, data, config)
     if not resume and w.is_main:
         write_text(config.run_dir / "config.toml", to_toml(config.to_dict()))
     with StopFlag().installed() as stop:
@@ -209,16 +209,8 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
 def _load_teacher(path: str | Path, data: DataBundle, device: torch.device,
                   config: RunConfig) -> Teacher:
     """A teacher from ``teacher.pt`` or from the teacher inside a ``student.pt``."""
-    stored = load_checkpoint(path, formats=(TEACHER_FORMAT, FORMAT))
-    if stored.get("teacher") is None:
-        raise CheckpointError(f"{path}: this checkpoint holds no teacher")
+    stored = _stored_teacher(path, data, config)
     saved = stored["config"]
-    if list(saved.get("input_shape") or []) != list(data.input_shape) or \
-            saved.get("num_classes") != data.num_classes:
-        raise CheckpointError(
-            f"{path}: teacher was trained on input {saved.get('input_shape')} with "
-            f"{saved.get('num_classes')} classes, but {config.dataset} has "
-            f"{list(data.input_shape)} and {data.num_classes}")
     arch = {"teacher_arch": saved["teacher_arch"], "teacher_width": saved["teacher_width"]}
     model = build_teacher({**config.to_dict(), **arch})
     try:
@@ -229,6 +221,21 @@ def _load_teacher(path: str | Path, data: DataBundle, device: torch.device,
     model = model.to(device).eval()
     accuracy, _ = evaluate(model, make_loader(data.test, 256), device)
     return Teacher(model, accuracy, arch)
+
+
+def _stored_teacher(path: str | Path, data: DataBundle, config: RunConfig) -> dict[str, Any]:
+    """The teacher file's contents, once it is known to fit this data set."""
+    stored = load_checkpoint(path, formats=(TEACHER_FORMAT, FORMAT))
+    if stored.get("teacher") is None:
+        raise CheckpointError(f"{path}: this checkpoint holds no teacher")
+    saved = stored["config"]
+    if list(saved.get("input_shape") or []) != list(data.input_shape) or \
+            saved.get("num_classes") != data.num_classes:
+        raise CheckpointError(
+            f"{path}: teacher was trained on input {saved.get('input_shape')} with "
+            f"{saved.get('num_classes')} classes, but {config.dataset} has "
+            f"{list(data.input_shape)} and {data.num_classes}")
+    return stored
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

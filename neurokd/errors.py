@@ -23,3 +23,9 @@ class TrainingError(NeuroKDError):
     """Training could not go on (for example a non-finite loss)."""
 
     exit_code = 1
+
+
+class WriteError(NeuroKDError):
+    """A file could not be written (disk full, no permission): a runtime failure, exit 1."""
+
+    exit_code = 1

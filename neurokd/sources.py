@@ -107,7 +107,10 @@ def _build_user_model(spec: str) -> nn.Module:
     builder = getattr(module, attr, None)
     if builder is None:
         raise ConfigError(f"--model: {module_name!r} has no attribute {attr!r}")
-    built = builder() if callable(builder) and not isinstance(builder, nn.Module) else builder
+    try:
+        built = builder() if callable(builder) and not isinstance(builder, nn.Module) else builder
+    except Exception as exc:  # noqa: BLE001 - the user's code: report it, don't crash
+        raise ConfigError(f"--model: {spec}() failed: {type(exc).__name__}: {exc}") from None
     if not isinstance(built, nn.Module):
         raise ConfigError(f"--model: {spec} returned {type(built).__name__}, not a torch nn.Module")
     return built.eval()
