@@ -63,6 +63,7 @@ class RunConfig:
     weight_decay: float = _opt("weight decay", 0.0)
     seed: int = _opt("random seed (data order, initialisation)", 0)
     device: str = _opt("auto picks CUDA when present", "auto", choices=DEVICES)
+    amp: bool = _opt("mixed precision (float16 autocast) on CUDA", False)
     detect_anomaly: bool = _opt("torch.autograd anomaly detection (slow; for debugging NaNs)", False)
     # Filled in from the data set when a run starts, so the config alone rebuilds the model.
     input_shape: list[int] | None = _opt("input shape C,H,W (set from the data set)", internal=True)

@@ -81,6 +81,8 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes)
     device = resolve_device(config.device, w.local_rank)
+    if config.amp and device.type != "cuda":
+        raise ConfigError("--amp (mixed precision) needs a CUDA device; this run is on the CPU")
     if resume and not (config.run_dir / "config.toml").exists():
         raise ConfigError(f"nothing to resume in {config.run_dir} (no config.toml)")
     if config.teacher:  # a bad teacher file must fail before anything is written
@@ -151,7 +153,7 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     state_path = config.run_dir / "last.pt"
     resume = load_state(state_path, "student") if ctx.resume else None
     settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
-                           config.detect_anomaly, config.optimizer, config.momentum)
+                           config.detect_anomaly, config.optimizer, config.momentum, config.amp)
     fitted = fit(student, train_loader, ctx.eval_loader(ctx.data.val), batch_loss, settings,
                  device, ctx.reporter, ctx.stop, resume, ctx.world)
     return student, fitted
@@ -194,7 +196,7 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
     state_path = config.run_dir / "last-teacher.pt"
     settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
                            "teacher", state_path, config.detect_anomaly, config.optimizer,
-                           config.momentum)
+                           config.momentum, config.amp)
     resume = load_state(state_path, "teacher") if ctx.resume else None
     fit(model, train_loader, ctx.eval_loader(data.val), batch_loss, settings, device,
         ctx.reporter, ctx.stop, resume, ctx.world)

@@ -83,6 +83,7 @@ class FitSettings:
     detect_anomaly: bool = False
     optimizer: str = "adam"
     momentum: float = 0.9
+    amp: bool = False  # float16 autocast + gradient scaling (CUDA only)
 
     def make_optimizer(self, params) -> torch.optim.Optimizer:
         if self.optimizer == "sgd":
@@ -97,6 +98,7 @@ class _Run:
     def __init__(self, model: nn.Module, settings: FitSettings, loader: DataLoader, world: World):
         self.model, self.settings, self.loader, self.world = model, settings, loader, world
         self.optimizer = settings.make_optimizer(model.parameters())
+        self.scaler = torch.amp.GradScaler("cuda", enabled=settings.amp)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
                                                                     T_max=settings.epochs)
         self.best_state = copy.deepcopy(model.state_dict())
@@ -112,7 +114,8 @@ class _Run:
         return {"format": STATE_FORMAT, "version": 1, "label": self.settings.label,
                 "epoch": self.epoch, "step": self.step, "loss_sum": self.loss_sum,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "best_state": self.best_state,
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "best_state": self.best_state,
                 "best_epoch": self.result.best_epoch,
                 "best_val_accuracy": self.result.best_val_accuracy,
                 "history": self.result.history, "epoch_generator": self.epoch_generator,
@@ -122,6 +125,8 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.best_state = state["best_state"]
         self.result = FitResult(state["best_epoch"], state["best_val_accuracy"],
                                 list(state["history"]))
@@ -190,7 +195,8 @@ def _train_epoch(run: _Run, batch_loss: Callable, reporter: Reporter, stop: Stop
                           len(run.loader))
     reporter.advance(task, run.step)
     for batch in run.batches():
-        loss = batch_loss(batch)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=settings.amp):
+            loss = batch_loss(batch)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingError(
@@ -198,8 +204,9 @@ def _train_epoch(run: _Run, batch_loss: Callable, reporter: Reporter, stop: Stop
                 f"{run.step + 1}; the last good state stays in {settings.state_path} "
                 "(lower --lr, check the inputs, or use --detect-anomaly)")
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
+        run.scaler.scale(loss).backward()  # a pass-through when amp is off
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
         run.step, run.loss_sum = run.step + 1, run.loss_sum + value
         reporter.advance(task)
         if stop.signum is not None:
