@@ -7,7 +7,7 @@ from pathlib import Path
 
 from neurokd.fileio import write_atomic, write_json, write_text
 
-TITLES = {"methods": "Methods", "ablation": "Ablation: where temporal separation applies",
+TITLES = {"methods": "Methods", "features": "Feature and hybrid KD (feature weight 1)", "ablation": "Ablation: where temporal separation applies",
           "lam": "Entropy weight λ (tser)", "tau": "Temperature τ", "timesteps": "Timesteps T"}
 
 
@@ -32,7 +32,7 @@ def markdown(result: dict) -> str:
         "`val` is the validation split used to choose settings; `gap closed` is "
         "(method − ce) / (teacher − ce).", "",
     ]
-    for group in ("methods", "ablation", "lam", "tau", "timesteps"):
+    for group in ("methods", "features", "ablation", "lam", "tau", "timesteps"):
         if group not in result:
             continue
         rows = result[group]
@@ -64,7 +64,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    bars = {**result["methods"], **result.get("ablation", {})}
+    bars = {**result["methods"], **result.get("features", {}), **result.get("ablation", {})}
     axes[0].bar(list(bars), [100 * r["mean"] for r in bars.values()],
                 yerr=[100 * r["std"] for r in bars.values()], capsize=4, color="tab:blue")
     axes[0].axhline(100 * result["teacher_accuracy"], color="k", ls="--", label="teacher")

@@ -4,7 +4,8 @@
     python benchmarks/compare_methods.py --dataset digits --seeds 3 --groups methods
     python benchmarks/compare_methods.py --dataset cifar10 --data-dir ~/data --student resnet
 
-Groups: `methods` (ce, kd, tser), `ablation` (temporal separation on CE only, KL only, both,
+Groups: `methods` (ce, kd, tser), `features` (fitnet, bkd, kd+fitnet, tser+fitnet),
+`ablation` (temporal separation on CE only, KL only, both,
 both + entropy), `lam` (entropy weight sweep), `tau` (temperature sweep, kd and tser),
 `timesteps` (T = 1, 2, 4, 8 for kd and tser, with firing rates). Writes
 benchmarks/results/<dataset>.md, .json and .png. Runs live in benchmarks/runs/<dataset>/ and a
@@ -39,6 +40,8 @@ def rows_of(group: str, base: dict) -> dict[str, tuple[str, dict]]:
     """Row label -> (method, overrides) for one group."""
     if group == "methods":
         return {m: (m, {}) for m in ("ce", "kd", "tser")}
+    if group == "features":
+        return {m: (m, {}) for m in ("fitnet", "bkd", "kd+fitnet", "tser+fitnet")}
     if group == "ablation":
         return {"ts-ce": ("ts-ce", {}), "ts-kl": ("ts-kl", {}), "ts-both": ("ts-both", {}),
                 "ts-both+er": ("tser", {})}
@@ -53,11 +56,15 @@ def rows_of(group: str, base: dict) -> dict[str, tuple[str, dict]]:
 
 def run_key(method: str, settings: dict, seed: int) -> str:
     """Identical effective settings share one run across groups (e.g. tser in every sweep)."""
-    parts = [method, f"T{settings['timesteps']}"]
-    if method != "ce":
+    logit = method.split("+")[0] if method.split("+")[0] in ("ce", "kd", "tser", "ts-ce",
+                                                             "ts-kl", "ts-both") else "ce"
+    parts = [method.replace("+", "-"), f"T{settings['timesteps']}"]
+    if logit != "ce":
         parts += [f"a{settings['alpha']:g}", f"tau{settings['tau']:g}"]
-    if method == "tser":
+    if logit == "tser":
         parts.append(f"lam{settings['lam']:g}")
+    if logit != method:
+        parts.append(f"fw{settings.get('feature_weight', 1.0):g}")
     return "_".join(parts) + f"_s{seed}"
 
 
@@ -109,7 +116,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist1d")
     parser.add_argument("--data-dir")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--groups", default="methods,ablation,lam,tau,timesteps")
+    parser.add_argument("--groups", default="methods,features,ablation,lam,tau,timesteps")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--teacher-epochs", type=int, default=60)
     parser.add_argument("--student", default="cnn")

@@ -16,7 +16,8 @@ from typing import Any
 from .errors import ConfigError
 
 DATASETS = ("digits", "mnist1d", "cifar10", "cifar100", "imagefolder")
-METHODS = ("ce", "kd", "tser", "ts-ce", "ts-kl", "ts-both")
+METHODS = ("ce", "kd", "tser", "ts-ce", "ts-kl", "ts-both", "fitnet", "bkd", "kd+fitnet",
+           "tser+fitnet", "kd+bkd", "tser+bkd")
 STUDENTS = ("cnn", "resnet", "resnet18", "resnet19")
 TEACHERS = ("cnn", "twin", "resnet18", "resnet34")
 DEVICES = ("auto", "cpu", "cuda")
@@ -50,6 +51,10 @@ class RunConfig:
     alpha: float = _opt("weight of the distillation term (0..1)", 0.5)
     tau: float = _opt("softmax temperature of the distillation term", 1.0)
     lam: float = _opt("entropy-regularisation weight (tser)", 0.05)
+    feature_weight: float = _opt("weight of the feature losses (fitnet, bkd, hybrids)", 1.0)
+    mask_ratio: float = _opt("share of feature positions blurred (bkd)", 0.15)
+    student_tap: str | None = _opt("student module path whose output is distilled (feature KD)")
+    teacher_tap: str | None = _opt("teacher module path whose output is matched (feature KD)")
     timesteps: int = _opt("simulation timesteps T", 4)
     neuron_tau: float = _opt("LIF membrane time constant (>1)", 2.0)
     v_threshold: float = _opt("LIF firing threshold", 1.0)
@@ -86,6 +91,9 @@ class RunConfig:
             raise ConfigError(f"epochs must be >= 1, not {self.epochs}")
         _check_range("alpha", self.alpha, 0.0, 1.0)
         _check_range("momentum", self.momentum, 0.0, 1.0)
+        _check_range("mask_ratio", self.mask_ratio, 0.0, 1.0)
+        if not _is_number(self.feature_weight) or self.feature_weight < 0:
+            raise ConfigError(f"feature_weight must be a number >= 0, not {self.feature_weight!r}")
         _check_range("val_fraction", self.val_fraction, 0.0, 0.5, low_open=True)
         for key in ("tau", "lr", "teacher_lr", "v_threshold"):
             if not _is_number(getattr(self, key)) or getattr(self, key) <= 0:

@@ -23,12 +23,12 @@ from .config import RunConfig, to_toml
 from .data import DataBundle, Indexed, load_data, make_loader
 from .distributed import World, world
 from .errors import CheckpointError, ConfigError
+from .features import Method, TeacherSignal, needs_teacher, uses_features
 from .fileio import write_json, write_text
 from .fitting import FitSettings, StopFlag, fit, load_state
-from .losses import NEEDS_TEACHER, get_loss
 from .models import build_student, build_teacher, count_parameters
 from .progress import Reporter
-from .training import evaluate, logits_of, predict, resolve_device
+from .training import evaluate, resolve_device
 
 
 @dataclass
@@ -81,6 +81,9 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes)
     device = resolve_device(config.device, w.local_rank)
+    if w.active and uses_features(config.method):
+        raise ConfigError(f"--method {config.method} is not supported under torchrun yet (its "
+                          "feature heads are trained outside DistributedDataParallel)")
     if config.amp and device.type != "cuda":
         raise ConfigError("--amp (mixed precision) needs a CUDA device; this run is on the CPU")
     if resume and not (config.run_dir / "config.toml").exists():
@@ -135,43 +138,33 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     config, device = ctx.config, ctx.device
     train_loader = make_loader(Indexed(ctx.data.train), config.batch_size, shuffle=True,
                                seed=config.seed, world=ctx.world)
-    cached = _cached_teacher_logits(teacher.model, ctx.data, device, config.method)
-    loss_fn = get_loss(config.method, alpha=config.alpha, tau=config.tau, lam=config.lam)
     torch.manual_seed(config.seed)
     student = build_student(config.to_dict()).to(device)
     trained = ctx.world.wrap(student, device)
+    signal = TeacherSignal(config, student, teacher.model, ctx.data, device)
+    hparams = {"alpha": config.alpha, "tau": config.tau, "lam": config.lam,
+               "mask_ratio": config.mask_ratio}
+    method = Method(config.method, hparams, config.feature_weight, *signal.feature_shapes())
+    method.to(device)
 
     def batch_loss(batch):
         x, y, index = (t.to(device) for t in batch)
         functional.reset_net(student)
         student_logits = trained(x)
-        teacher_logits = None
-        if config.method in NEEDS_TEACHER:
-            teacher_logits = cached[index] if cached is not None else _teacher_logits(teacher.model, x)
-        return loss_fn(student_logits, teacher_logits, y)
+        teacher_logits, teacher_features = signal.teacher_outputs(x, index)
+        return method(student_logits, teacher_logits, y, signal.student_features(),
+                      teacher_features)
 
     state_path = config.run_dir / "last.pt"
     resume = load_state(state_path, "student") if ctx.resume else None
     settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
                            config.detect_anomaly, config.optimizer, config.momentum, config.amp)
-    fitted = fit(student, train_loader, ctx.eval_loader(ctx.data.val), batch_loss, settings,
-                 device, ctx.reporter, ctx.stop, resume, ctx.world)
+    try:
+        fitted = fit(student, train_loader, ctx.eval_loader(ctx.data.val), batch_loss, settings,
+                     device, ctx.reporter, ctx.stop, resume, ctx.world, extra=method)
+    finally:
+        signal.close()
     return student, fitted
-
-
-def _teacher_logits(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    # Augmented batches differ every epoch, so the (eval-mode) teacher runs on each of them.
-    with torch.inference_mode():
-        logits = predict(teacher.eval(), x)
-    return logits.clone()  # a normal tensor, usable by autograd-recorded ops
-
-
-def _cached_teacher_logits(teacher: nn.Module | None, data: DataBundle, device: torch.device,
-                           method: str) -> torch.Tensor | None:
-    """Teacher logits for every training sample, once, when inputs are the same every epoch."""
-    if teacher is None or method not in NEEDS_TEACHER or data.augmented:
-        return None
-    return logits_of(teacher, make_loader(data.train, 256), device)
 
 
 def _prepare_teacher(ctx: _Context) -> Teacher:
@@ -181,7 +174,7 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
         return _load_teacher(config.teacher, data, device, config)
     if ctx.resume and own_teacher.exists():  # trained before the interruption
         return _load_teacher(own_teacher, data, device, config)
-    if config.method not in NEEDS_TEACHER:
+    if not needs_teacher(config.method):
         return Teacher(None, None, {})
     torch.manual_seed(config.seed)
     model = build_teacher(config.to_dict()).to(device)

@@ -95,9 +95,12 @@ class FitSettings:
 class _Run:
     """The mutable state of one fit: what last.pt holds."""
 
-    def __init__(self, model: nn.Module, settings: FitSettings, loader: DataLoader, world: World):
+    def __init__(self, model: nn.Module, settings: FitSettings, loader: DataLoader, world: World,
+                 extra: nn.Module | None = None):
         self.model, self.settings, self.loader, self.world = model, settings, loader, world
-        self.optimizer = settings.make_optimizer(model.parameters())
+        self.extra = extra if extra is not None else nn.Module()
+        self.optimizer = settings.make_optimizer(
+            list(model.parameters()) + list(self.extra.parameters()))
         self.scaler = torch.amp.GradScaler("cuda", enabled=settings.amp)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer,
                                                                     T_max=settings.epochs)
@@ -113,7 +116,8 @@ class _Run:
     def state(self) -> dict[str, Any]:
         return {"format": STATE_FORMAT, "version": 1, "label": self.settings.label,
                 "epoch": self.epoch, "step": self.step, "loss_sum": self.loss_sum,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": self.model.state_dict(), "extra": self.extra.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "best_state": self.best_state,
                 "best_epoch": self.result.best_epoch,
@@ -123,6 +127,7 @@ class _Run:
 
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
+        self.extra.load_state_dict(state.get("extra") or {})
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -168,13 +173,15 @@ def load_state(path: Path, label: str) -> dict[str, Any] | None:
 def fit(model: nn.Module, loader: DataLoader, val_loader: DataLoader, batch_loss: Callable,
         settings: FitSettings, device: torch.device, reporter: Reporter,
         stop: StopFlag | None = None, resume: dict[str, Any] | None = None,
-        world: World | None = None) -> FitResult:
+        world: World | None = None, extra: nn.Module | None = None) -> FitResult:
     """Train, keep (and finally load) the weights of the best validation epoch.
 
     ``model`` is the bare module (its state is what gets saved); ``batch_loss`` may run it
-    through a DistributedDataParallel wrapper, which shares its parameters.
+    through a DistributedDataParallel wrapper, which shares its parameters. ``extra`` holds
+    parameters trained alongside (feature-distillation heads): optimised and kept in last.pt,
+    but not part of the model.
     """
-    run = _Run(model, settings, loader, world or World())
+    run = _Run(model, settings, loader, world or World(), extra)
     if resume is not None:
         run.restore(resume)
     stop = stop or StopFlag()
@@ -191,6 +198,7 @@ def fit(model: nn.Module, loader: DataLoader, val_loader: DataLoader, batch_loss
 def _train_epoch(run: _Run, batch_loss: Callable, reporter: Reporter, stop: StopFlag) -> Any:
     settings = run.settings
     run.model.train()
+    run.extra.train()
     task = reporter.start(f"{settings.label} epoch {run.epoch}/{settings.epochs}",
                           len(run.loader))
     reporter.advance(task, run.step)
