@@ -157,6 +157,60 @@ def _default_output(checkpoint, source, target: str, teacher: bool) -> str:
     return str(folder / (("teacher" if teacher else source.label) + suffix))
 
 
+@cli.group()
+def energy() -> None:
+    """Energy per inference: SOPs, MACs and spikes counted on real inputs, priced per chip."""
+
+
+@energy.command("report")
+@_source_options
+@click.option("--dataset", help="count on this data set's test split (default: the run's own; "
+              "random N(0,1) inputs for --model)")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="folder of --dataset (CIFAR, imagefolder)")
+@click.option("--samples", type=click.IntRange(min=1),
+              help="count on the first N test samples (default: all; 256 random for --model)")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--profile", default="45nm-fp32", show_default=True,
+              help="45nm-fp32, 45nm-int8, loihi, or a TOML file (see `neurokd energy profiles`)")
+@click.option("--ann", type=click.Choice(["teacher", "twin", "none"]),
+              help="ANN reference counted in MACs (default: the teacher, when there is one)")
+@click.option("--from-lava", "lava_result", type=click.Path(dir_okay=False),
+              help="RESULT.npz of `neurokd simulate`: price the deployed run's spike counts")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="write every number of the table to this JSON file")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="write per-layer energy and firing-rate bars to this PNG")
+@click.option("--quiet", "-q", is_flag=True, help="no progress output")
+def energy_report(checkpoint, model_spec, weights, input_shape, timesteps, dataset, data_dir,
+                  samples, batch_size, profile, ann, lava_result, json_path, plot_path,
+                  quiet) -> None:
+    """Per-layer SOPs, MACs, neuron updates and energy of a student versus its ANN."""
+    from .energy.render import print_report, write_plot, write_report_json
+    from .energy.run import energy_report as run_report
+    from .progress import make_reporter
+
+    source = None
+    if checkpoint or model_spec or not lava_result:
+        source = _load_source(checkpoint, model_spec, weights, input_shape, timesteps)
+    with make_reporter(quiet) as reporter:
+        result = run_report(source, profile, ann, dataset, data_dir, samples, batch_size,
+                            lava_result, reporter)
+    print_report(result)
+    if json_path:
+        write_report_json(result, json_path)
+    if plot_path:
+        write_plot(result, plot_path)
+
+
+@energy.command("profiles")
+def energy_profiles() -> None:
+    """List the built-in energy profiles (pJ per operation) and their sources."""
+    from .energy.render import print_profiles
+
+    print_profiles()
+
+
 def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 

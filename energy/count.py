@@ -1,0 +1,315 @@
+"""Per-layer operation counts of a spiking network on real inputs.
+
+How the counting works, and what spikingjelly's ``op_counter`` is used for:
+
+* One forward pass per batch with forward hooks on every conv/linear layer and every
+  spikingjelly neuron. A synaptic layer's hook adds its input *event map* (non-zero values per
+  input position, summed over timesteps and samples) to an accumulator; a neuron's hook adds
+  its spikes per position. Nothing else runs per batch.
+* After the last batch, SOPs come from the event map and the layer geometry alone
+  (:func:`synops`): for a conv, one ones-kernel convolution of the map gives, per output
+  position, the events inside its receptive field; summed and times ``out_channels / groups``
+  that is exactly "input spikes x fan-out", borders, strides, dilation and groups included
+  (zero padding holds no events). For a dense layer it is ``events x out_features``. The same
+  function prices the spike counts a Lava run recorded (``energy.lava``).
+* ``op_counter.SynOpCounter`` computes the same quantity per aten op (a ones-kernel
+  convolution of every binary input tensor, ``nnz x out`` for matmuls) and its numbers are
+  right: the tests hold our counts equal to it. It is not used per batch because
+  ``DispatchCounterMode`` intercepts every aten op (the neurons' elementwise ops too) and checks
+  each operand for being binary, which costs more than the forward pass itself on small
+  students (see benchmarks/results/energy.md), and because a Lava result has no tensors to
+  dispatch. ``op_counter.MACCounter`` is not used for the ANN reference: it counts 0 MACs for
+  any operand that happens to hold only 0/1 values (a binarised image, a ReLU layer that output
+  all zeros), while an ANN multiplies regardless; ANN MACs here are fan-in x outputs.
+* A layer whose input held only 0/1 values over the whole run is a synaptic (spiking) layer;
+  any other input (the encoding layer's analog frames, average-pooled spikes) is priced as
+  dense MACs, fan-in x outputs per timestep, because that is what the hardware multiplies.
+* Each neuron layer belongs to the synaptic layer that ran last before it (the conv before its
+  BatchNorm, the last conv before a residual addition). Neuron updates = neurons x timesteps;
+  an update is *active* when the neuron spiked in that timestep (Loihi prices those higher).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import functional, neuron
+from torch import nn
+
+from neurokd.errors import NeuroKDError
+
+_SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_UNCOUNTABLE = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                nn.Bilinear)
+
+
+@dataclass(frozen=True)
+class LayerGeometry:
+    """A synaptic layer's shape; conv1d is stored as a conv2d of height 1 (as in the npz)."""
+
+    kind: str                       # "conv" | "dense"
+    input_shape: tuple[int, ...]    # per sample and timestep: (C, H, W) or (N,)
+    out_channels: int               # out_features for dense
+    in_per_group: int = 0           # in_features for dense
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("conv", "dense"):
+            raise ValueError(f"layer kind must be conv or dense, not {self.kind!r}")
+        if self.kind == "dense" and self.input_shape != (self.in_per_group,):
+            raise ValueError(f"dense input shape {self.input_shape} != ({self.in_per_group},)")
+        if self.kind == "conv" and (len(self.input_shape) != 3
+                                    or self.input_shape[0] != self.in_per_group * self.groups):
+            raise ValueError(f"conv input shape {self.input_shape} does not fit "
+                             f"{self.in_per_group} channels x {self.groups} groups")
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        if self.kind == "dense":
+            return (self.out_channels,)
+        sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in zip(
+            self.input_shape[1:], self.kernel, self.stride, self.padding, self.dilation,
+            strict=True)]
+        return (self.out_channels, *sizes)
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_per_group * self.kernel[0] * self.kernel[1]
+
+    @property
+    def macs_per_frame(self) -> int:
+        """Dense multiply-accumulates of one timestep of one sample: fan-in x outputs."""
+        return self.fan_in * math.prod(self.output_shape)
+
+    def to_array(self) -> np.ndarray:
+        """The npz contract's ``geometry_{i}``."""
+        if self.kind == "dense":
+            return np.array([self.out_channels, self.in_per_group], dtype=np.int64)
+        return np.array([self.out_channels, self.in_per_group, *self.kernel, *self.stride,
+                         *self.padding, *self.dilation, self.groups], dtype=np.int64)
+
+    @classmethod
+    def from_array(cls, kind: str, values: np.ndarray, input_shape: tuple[int, ...]):
+        v = [int(x) for x in values]
+        if kind == "dense":
+            return cls("dense", tuple(input_shape), v[0], v[1])
+        return cls("conv", tuple(input_shape), v[0], v[1], (v[2], v[3]), (v[4], v[5]),
+                   (v[6], v[7]), (v[8], v[9]), v[10])
+
+    @classmethod
+    def of_module(cls, name: str, module: nn.Module, input_shape: tuple[int, ...]):
+        if isinstance(module, nn.Linear):
+            return cls("dense", tuple(input_shape), module.out_features, module.in_features)
+        if module.padding_mode != "zeros":  # padded border copies real inputs: not zero events
+            raise NeuroKDError(f"cannot count {name}: padding_mode {module.padding_mode!r} "
+                               "(only zero padding)")
+        pad = module.padding
+        if isinstance(pad, str):  # "valid" / "same": torch stores the numbers it pads with
+            both = module._reversed_padding_repeated_twice
+            if any(both[i] != both[i + 1] for i in range(0, len(both), 2)):
+                raise NeuroKDError(f"cannot count {name}: asymmetric 'same' padding")
+            pad = tuple(both[::2][::-1])
+        two_d = isinstance(module, nn.Conv2d)
+
+        def as_2d(value, fill: int) -> tuple[int, int]:
+            value = tuple(value) if isinstance(value, tuple | list) else (value,)
+            return tuple(int(v) for v in value) if two_d else (fill, int(value[0]))
+
+        shape = tuple(input_shape) if two_d else (input_shape[0], 1, input_shape[1])
+        return cls("conv", shape, module.out_channels, module.in_channels // module.groups,
+                   as_2d(module.kernel_size, 1), as_2d(module.stride, 1), as_2d(pad, 0),
+                   as_2d(module.dilation, 1), module.groups)
+
+
+def synops(events: np.ndarray | torch.Tensor, geometry: LayerGeometry) -> float:
+    """Synaptic operations caused by ``events`` (per-position counts of the layer's input)."""
+    counts = torch.as_tensor(np.asarray(events, dtype=np.float64))
+    if tuple(counts.shape) != tuple(geometry.input_shape):
+        counts = counts.reshape(geometry.input_shape)
+    if geometry.kind == "dense":
+        return float(counts.sum()) * geometry.out_channels
+    g = geometry
+    ones = torch.ones(g.groups, g.in_per_group, *g.kernel, dtype=torch.float64)
+    covered = F.conv2d(counts.unsqueeze(0), ones, None, g.stride, g.padding, g.dilation, g.groups)
+    return float(covered.sum()) * (g.out_channels // g.groups)
+
+
+@dataclass
+class LayerEvents:
+    """What one synaptic layer saw over a whole run (sums over samples and timesteps)."""
+
+    name: str
+    geometry: LayerGeometry | None      # None: a neuron layer with no synaptic layer before it
+    input_events: np.ndarray | None     # non-zero inputs per position
+    frames: int                         # sample-timesteps the layer ran on
+    spiking_input: bool                 # every input value was 0 or 1
+    neuron_updates: int = 0             # of the neuron layer(s) it feeds: neurons x frames
+    output_spikes: np.ndarray | None = None  # spikes per neuron position
+
+    @property
+    def firing_rate(self) -> float | None:
+        if self.input_events is None or not self.frames:
+            return None
+        return float(self.input_events.sum()) / (self.frames * self.input_events.size)
+
+    @property
+    def active_neuron_updates(self) -> int:
+        return 0 if self.output_spikes is None else int(round(float(self.output_spikes.sum())))
+
+
+@dataclass
+class EventCounts:
+    layers: list[LayerEvents]
+    samples: int
+    timesteps: int
+
+
+@dataclass
+class _Accumulator:
+    name: str
+    geometry: LayerGeometry | None = None
+    events: torch.Tensor | None = None
+    frames: int = 0
+    spiking: bool = True
+    neuron_updates: int = 0
+    neuron_names: list[str] = field(default_factory=list)
+    spikes: list[torch.Tensor] = field(default_factory=list)
+
+    def done(self) -> LayerEvents:
+        events = None if self.events is None else self.events.double().numpy()
+        spikes = None
+        if self.spikes:  # two neuron layers after one synaptic layer: one flat array
+            spikes = (self.spikes[0] if len(self.spikes) == 1
+                      else torch.cat([s.flatten() for s in self.spikes])).numpy()
+        return LayerEvents(self.name, self.geometry, events, self.frames,
+                           self.spiking and self.events is not None, self.neuron_updates, spikes)
+
+
+class EventRecorder:
+    """Forward hooks that fill one :class:`_Accumulator` per synaptic layer (see module doc)."""
+
+    def __init__(self, root: nn.Module):
+        self.layers: dict[str, _Accumulator] = {}
+        self._neuron_owner: dict[str, str] = {}
+        self._last_synaptic: str | None = None
+        self._handles = []
+        bad = [f"{n} ({type(m).__name__})" for n, m in root.named_modules()
+               if isinstance(m, _UNCOUNTABLE)]
+        if bad:
+            raise NeuroKDError(f"cannot count operations of {', '.join(bad)}: only conv1d, "
+                               "conv2d and linear layers are synaptic layers here")
+        for name, module in root.named_modules():
+            if isinstance(module, _SYNAPTIC):
+                hook = self._synaptic_hook(name or type(module).__name__)
+            elif isinstance(module, neuron.BaseNode):
+                hook = self._neuron_hook(name or type(module).__name__)
+            else:
+                continue
+            self._handles.append(module.register_forward_hook(hook))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _accumulator(self, name: str) -> _Accumulator:
+        if name not in self.layers:
+            self.layers[name] = _Accumulator(name)
+        return self.layers[name]
+
+    def _synaptic_hook(self, name: str):
+        def hook(module, args, _out):
+            x = args[0].detach()
+            rank = 1 if isinstance(module, nn.Linear) else module.weight.dim() - 1
+            per_sample = tuple(x.shape[-rank:])
+            flat = x.reshape(-1, *per_sample)
+            acc = self._accumulator(name)
+            if acc.geometry is None:
+                acc.geometry = LayerGeometry.of_module(name, module, per_sample)
+                acc.events = torch.zeros(acc.geometry.input_shape, dtype=torch.int64)
+            counts = flat.ne(0).sum(0)
+            acc.events += counts.reshape(acc.events.shape)
+            acc.frames += flat.shape[0]
+            if acc.spiking:  # binary iff every non-zero value is exactly one
+                acc.spiking = bool(flat.eq(1).sum() == counts.sum())
+            self._last_synaptic = name
+        return hook
+
+    def _neuron_hook(self, name: str):
+        def hook(module, _args, out):
+            out = out.detach()
+            lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
+            per_sample = tuple(out.shape[lead:])
+            owner = self._neuron_owner.setdefault(name, self._last_synaptic or name)
+            acc = self._accumulator(owner)
+            flat = out.reshape(-1, *per_sample)
+            spikes = flat.sum(0, dtype=torch.float64)
+            if name not in acc.neuron_names:
+                acc.neuron_names.append(name)
+                acc.spikes.append(torch.zeros_like(spikes))
+            acc.spikes[acc.neuron_names.index(name)] += spikes
+            acc.neuron_updates += flat.numel()
+        return hook
+
+
+def model_root(model: nn.Module) -> nn.Module:
+    """The module whose paths name layers (a user's model inside ``DirectEncoding``)."""
+    from neurokd.sources import DirectEncoding
+
+    return model.model if isinstance(model, DirectEncoding) else model
+
+
+def iter_batches(inputs, batch_size: int = 128) -> Iterator[torch.Tensor]:
+    """Tensors from a tensor (split into batches) or an iterable of tensors / (x, y, ...)."""
+    if isinstance(inputs, torch.Tensor):
+        yield from inputs.split(batch_size)
+        return
+    if not isinstance(inputs, Iterable):
+        raise NeuroKDError(f"inputs must be a tensor or an iterable of batches, not "
+                           f"{type(inputs).__name__}")
+    for batch in inputs:
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        if not isinstance(x, torch.Tensor):
+            raise NeuroKDError(f"an input batch is a {type(x).__name__}, not a tensor")
+        yield x
+
+
+def count_events(model: nn.Module, inputs, input_shape: tuple[int, ...] | None = None,
+                 progress=None) -> EventCounts:
+    """Run ``model`` (eval mode, no grad) over ``inputs`` and return its per-layer counts.
+
+    ``progress(n)`` is called with each batch's sample count. Inputs of one more axis than
+    ``input_shape`` are static ``[B, ...]``; two more, ``[T, B, ...]`` event data.
+    """
+    recorder = EventRecorder(model_root(model))
+    samples = 0
+    try:
+        with torch.no_grad():
+            for x in iter_batches(inputs):
+                x = x.float()
+                static = input_shape is None or x.dim() == len(input_shape) + 1
+                functional.reset_net(model)
+                model(x)
+                batch = x.shape[0] if static else x.shape[1]
+                samples += batch
+                if progress is not None:
+                    progress(batch)
+    finally:
+        recorder.remove()
+        functional.reset_net(model)
+    if not samples:
+        raise NeuroKDError("no input samples to count on")
+    layers = [acc.done() for acc in recorder.layers.values()]
+    if not any(layer.geometry is not None for layer in layers):
+        raise NeuroKDError("the model has no conv or linear layer to count")
+    first = next(layer for layer in layers if layer.geometry is not None)
+    return EventCounts(layers, samples, max(1, round(first.frames / samples)))
