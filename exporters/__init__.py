@@ -7,10 +7,11 @@ layer records that every exporter shares.
 """
 
 from .graph import LayerRecord, NeuronParams, StudentGraph, fold_batchnorm, trace_student
+from .loihi import LoihiExportResult, export_loihi
 from .nir import NirExportResult, export_nir, import_nir, to_nir_graph
 from .onnx import OnnxExportResult, export_onnx
 from .verify import Agreement
 
-__all__ = ["export_onnx", "OnnxExportResult", "export_nir", "NirExportResult", "import_nir",
+__all__ = ["export_loihi", "LoihiExportResult", "export_onnx", "OnnxExportResult", "export_nir", "NirExportResult", "import_nir",
            "to_nir_graph", "Agreement", "trace_student", "StudentGraph", "LayerRecord",
            "NeuronParams", "fold_batchnorm"]

@@ -115,7 +115,7 @@ def _load_source(checkpoint, model_spec, weights, input_shape, timesteps):
 
 @cli.command()
 @_source_options
-@click.option("--target", required=True, type=click.Choice(["onnx", "nir"]),
+@click.option("--target", required=True, type=click.Choice(["onnx", "nir", "loihi"]),
               help="file format to write")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="output file (default: beside the checkpoint, named after the target)")

@@ -69,3 +69,35 @@ def print_nir_export(result) -> None:
         console.print("  BatchNorm folded: " + ", ".join(result.folded_batchnorm))
     console.print(_agreement_line(result.agreement, "nir.read + re-simulation",
                                   result.verified_on))
+
+
+def print_loihi_export(result) -> None:
+    """What was written, the per-layer quantization, and how the integer network agrees."""
+    # the table has 9 columns: never squeeze it below 120 characters (logs, pipes)
+    console = Console(markup=False, highlight=False, soft_wrap=True,
+                      width=max(Console().width, 120))
+    shape = ",".join(str(d) for d in result.input_shape)
+    console.print(f"wrote {result.path} ({result.file_bytes / 1024:.0f} kB): lava-dl netx HDF5, "
+                  f"T={result.timesteps}, input [{shape}] as {result.encoding} "
+                  f"(x * {result.input_scale:.4g}, rounded)")
+    table = Table(title="quantization (8-bit weights, one scale per layer)", title_justify="left")
+    for column in ("layer", "type", "scale", "float weights", "int weights", "clipped",
+                   "vThMant", "vDecay", "scale set by"):
+        table.add_column(column, justify="left" if column in ("layer", "type", "scale set by")
+                         else "right")
+    for layer in result.layers:
+        r = layer.report
+        table.add_row(layer.name, layer.kind + ("" if layer.spiking else " (readout)"),
+                      f"{layer.scale:.4g}", f"[{r['weight_range'][0]:.3g}, {r['weight_range'][1]:.3g}]",
+                      f"[{r['int_range'][0]}, {r['int_range'][1]}]", _pct(r["clipped"]),
+                      "—" if r["threshold_mant"] is None else str(r["threshold_mant"]),
+                      str(layer.neuron.v_decay), r["limit"])
+    console.print(table)
+    rates = ", ".join(f"{name} {100 * share:.2f}%" for name, share in
+                      result.spike_agreement.items())
+    console.print(f"  Loihi fixed-point model vs float on {result.verified_on}: argmax "
+                  f"{100 * result.argmax_agreement:.2f}%; identical spikes: {rates}")
+    if result.float_accuracy is not None:
+        drop = 100 * (result.float_accuracy - result.quantized_accuracy)
+        console.print(f"  accuracy: float {_pct(result.float_accuracy)}, 8-bit fixed point "
+                      f"{_pct(result.quantized_accuracy)} (drop {drop:.2f} pt)")

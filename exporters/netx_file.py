@@ -1,0 +1,212 @@
+"""The lava-dl netx HDF5 file (``.net``): write it, read it back, and its float twin.
+
+Layout read by lava-dl 0.6 ``netx.hdf5.Network`` (see DESIGN.md): ``/layer/0`` is ``input``
+(shape only: the first synaptic layer receives graded spikes), then per layer ``conv`` or
+``dense`` with integer ``weight`` / ``bias`` and a ``neuron`` group (``CUBA``: ``iDecay``,
+``vDecay``, ``vThMant``, ``refDelay``, ``gradedSpike``), and a ``flatten`` layer before the first
+dense one. Strings are 1-element ``S10`` arrays, shapes C,H,W (netx reverses them to W,H,C).
+
+What netx does not read lives beside ``/layer``, where netx never looks (it only opens
+``net_config['layer']``): root attributes with the run's metadata (``neurokd.*``: data set, T,
+input quantization, class names, layer names and scales) and ``/neurokd/float/<i>`` with the
+float weights and neuron parameters, so ``neurokd simulate`` can run the float network from
+the file alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neurokd.errors import NeuroKDError
+
+from .fixed_point import CubaNeuron, QuantizedLayer, QuantizedNetwork
+from .graph import NeuronParams, neuron_steps
+
+FILE_FORMAT = "neurokd.loihi-netx"
+FILE_VERSION = 1
+
+
+@dataclass
+class FloatLayer:
+    """A synaptic layer of the float network (BatchNorm folded in) and its neurons, if any."""
+
+    kind: str
+    weight: torch.Tensor
+    bias: torch.Tensor
+    neuron: NeuronParams | None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+@dataclass
+class NetxFile:
+    network: QuantizedNetwork
+    float_layers: list[FloatLayer]
+    meta: dict[str, Any]           # dataset, num_classes, class_names, source, ...
+
+
+def _text(value: str) -> np.ndarray:
+    return np.array([value.encode("ascii")], dtype="S10")
+
+
+def write_netx(path: Path, network: QuantizedNetwork, float_layers: list[FloatLayer],
+               meta: dict[str, Any]) -> None:
+    """Write the file at ``path`` (the caller passes a temporary name and renames it)."""
+    with h5py.File(path, "w") as handle:
+        layers = handle.create_group("layer")
+        entry = layers.create_group("0")
+        entry["type"] = _text("input")
+        entry["shape"] = np.array(network.input_shape, dtype=np.int64)
+        index = 1
+        for position, layer in enumerate(network.layers):
+            before = network.layers[position - 1].output_shape if position else \
+                network.input_shape
+            if layer.kind == "dense" and len(before) > 1:  # netx flattens W,H,C as C,H,W
+                flat = layers.create_group(str(index))
+                flat["type"] = _text("flatten")
+                flat["shape"] = np.array([int(np.prod(layer.input_shape))], dtype=np.int64)
+                index += 1
+            _write_layer(layers.create_group(str(index)), layer)
+            index += 1
+        _write_float(handle.create_group("neurokd/float"), float_layers)
+        attrs = {"format": FILE_FORMAT, "version": FILE_VERSION,
+                 "timesteps": network.timesteps, "input_shape": list(network.input_shape),
+                 "input_scale": network.input_scale, "input_min": network.input_min,
+                 "input_max": network.input_max,
+                 "layer_names": [lay.name for lay in network.layers],
+                 "layer_scales": [lay.scale for lay in network.layers],
+                 "readout_has_neurons": network.layers[-1].spiking,
+                 "layer_input_shapes": [list(lay.input_shape) for lay in network.layers]} | meta
+        for key, value in attrs.items():
+            handle.attrs[f"neurokd.{key}"] = json.dumps(value)
+
+
+def _write_layer(group: h5py.Group, layer: QuantizedLayer) -> None:
+    group["type"] = _text(layer.kind)
+    group["shape"] = np.array(layer.output_shape, dtype=np.int64)
+    if layer.kind == "conv":
+        group["inChannels"] = layer.input_shape[0]
+        group["outChannels"] = layer.output_shape[0]
+        group["kernelSize"] = np.array(layer.weight.shape[2:], dtype=np.int64)
+        for key in ("stride", "padding", "dilation"):
+            group[key] = np.array(getattr(layer, key), dtype=np.int64)
+        group["groups"] = layer.groups
+    else:
+        group["inFeatures"] = layer.weight.shape[1]
+        group["outFeatures"] = layer.weight.shape[0]
+    group["weight"] = layer.weight.astype(np.int64)
+    group["bias"] = layer.bias.astype(np.int64)
+    neuron = group.create_group("neuron")
+    neuron["type"] = _text("CUBA")
+    neuron["iDecay"] = layer.neuron.i_decay
+    neuron["vDecay"] = layer.neuron.v_decay
+    neuron["vThMant"] = layer.neuron.v_th_mant
+    neuron["refDelay"] = 1
+    neuron["gradedSpike"] = False
+
+
+def _write_float(group: h5py.Group, float_layers: list[FloatLayer]) -> None:
+    for i, layer in enumerate(float_layers):
+        entry = group.create_group(str(i))
+        entry["weight"] = layer.weight.detach().cpu().numpy()
+        entry["bias"] = layer.bias.detach().cpu().numpy()
+        params = None if layer.neuron is None else {
+            "model": layer.neuron.model, "v_threshold": layer.neuron.v_threshold,
+            "v_reset": layer.neuron.v_reset, "tau": layer.neuron.tau,
+            "decay_input": layer.neuron.decay_input}
+        entry.attrs["layer"] = json.dumps({
+            "kind": layer.kind, "neuron": params, "stride": list(layer.stride),
+            "padding": list(layer.padding), "dilation": list(layer.dilation),
+            "groups": layer.groups})
+
+
+def read_netx(path: str | Path) -> NetxFile:
+    """A file written by ``neurokd export --target loihi``; anything else is one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeuroKDError(f"no such export file: {path}")
+    try:
+        with h5py.File(path, "r") as handle:
+            meta = {key[len("neurokd."):]: json.loads(value)
+                    for key, value in handle.attrs.items() if key.startswith("neurokd.")}
+            if meta.get("format") != FILE_FORMAT:
+                raise NeuroKDError(f"{path}: not a netx file written by neurokd export "
+                                   "(no neurokd metadata)")
+            if meta.get("version") != FILE_VERSION:
+                raise NeuroKDError(f"{path}: neurokd netx version {meta.get('version')} is not "
+                                   f"supported (this neurokd reads {FILE_VERSION})")
+            network = _read_network(handle["layer"], meta)
+            float_layers = [_read_float(handle[f"neurokd/float/{i}"])
+                            for i in range(len(network.layers))]
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise NeuroKDError(f"{path}: cannot read the netx file ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return NetxFile(network, float_layers, meta)
+
+
+def _read_network(layers: h5py.Group, meta: dict) -> QuantizedNetwork:
+    names, scales = meta["layer_names"], meta["layer_scales"]
+    in_shapes = meta["layer_input_shapes"]
+    result: list[QuantizedLayer] = []
+    for index in range(1, len(layers)):
+        group = layers[str(index)]
+        kind = group["type"][0].decode("ascii")
+        if kind == "flatten":
+            continue
+        k = len(result)
+        neuron = group["neuron"]
+        cuba = CubaNeuron(int(neuron["iDecay"][()]), int(neuron["vDecay"][()]),
+                          int(neuron["vThMant"][()]))
+        extra = {}
+        if kind == "conv":
+            extra = {key: tuple(int(v) for v in group[key][()])
+                     for key in ("stride", "padding", "dilation")}
+            extra["groups"] = int(group["groups"][()])
+        spiking = index < len(layers) - 1 or bool(meta["readout_has_neurons"])
+        result.append(QuantizedLayer(
+            names[k], kind, group["weight"][()].astype(np.int64),
+            group["bias"][()].astype(np.int64), cuba, spiking, tuple(in_shapes[k]),
+            tuple(int(d) for d in group["shape"][()]), scale=float(scales[k]), **extra))
+    return QuantizedNetwork(result, tuple(meta["input_shape"]), int(meta["timesteps"]),
+                            float(meta["input_scale"]), int(meta["input_min"]),
+                            int(meta["input_max"]))
+
+
+def _read_float(group: h5py.Group) -> FloatLayer:
+    spec = json.loads(group.attrs["layer"])
+    params = spec["neuron"]
+    return FloatLayer(spec["kind"], torch.from_numpy(group["weight"][()]),
+                      torch.from_numpy(group["bias"][()]),
+                      None if params is None else NeuronParams(**params),
+                      tuple(spec["stride"]), tuple(spec["padding"]), tuple(spec["dilation"]),
+                      int(spec["groups"]))
+
+
+def run_float(float_layers: list[FloatLayer], x: torch.Tensor,
+              timesteps: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Float network on analog inputs ``[N, ...]``: logits ``[T, N, K]`` and the spikes
+    ``[T, N, ...]`` of every neuron layer, with spikingjelly's neuron arithmetic."""
+    out = x.float().unsqueeze(0).expand(timesteps, *x.shape).reshape(-1, *x.shape[1:])
+    spikes: list[np.ndarray] = []
+    with torch.no_grad():
+        for layer in float_layers:
+            if layer.kind == "conv":
+                out = F.conv2d(out, layer.weight, layer.bias, layer.stride, layer.padding,
+                               layer.dilation, layer.groups)
+            else:
+                out = F.linear(out.reshape(len(out), -1), layer.weight, layer.bias)
+            if layer.neuron is not None:
+                seq = neuron_steps(out.reshape(timesteps, -1, *out.shape[1:]), layer.neuron)
+                spikes.append(seq.numpy())
+                out = seq.reshape(-1, *seq.shape[2:])
+    return out.reshape(timesteps, -1, *out.shape[1:]).numpy(), spikes
