@@ -1,0 +1,172 @@
+"""Energy counts against numbers worked out by hand, by explicit loops and by op_counter."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from spikingjelly.activation_based import functional, layer, neuron
+from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
+from torch import nn
+
+from neurokd.energy import EnergyProfile, count_events, load_profile, price, report, synops
+from neurokd.energy.count import LayerGeometry
+from neurokd.errors import ConfigError
+from neurokd.sources import DirectEncoding
+
+# Costs chosen so every term shows up distinctly in a sum.
+PRICES = EnergyProfile("test", mac_pj=2.0, synop_pj=3.0, neuron_update_pj=5.0,
+                       active_neuron_update_pj=7.0, source="test numbers")
+
+
+class TwoLayerNet(nn.Module):
+    """conv 1->2, 3x3, stride 2, padding 1 (4x4 -> 2x2), IF; linear 8->3, IF."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = layer.Conv2d(1, 2, 3, stride=2, padding=1, bias=False, step_mode="m")
+        self.if1 = neuron.IFNode(v_threshold=1.0, v_reset=0.0, step_mode="m")
+        self.flat = layer.Flatten(step_mode="m")
+        self.fc = layer.Linear(8, 3, bias=False, step_mode="m")
+        self.if2 = neuron.IFNode(v_threshold=1.0, v_reset=0.0, step_mode="m")
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)  # an output fires iff a spike is in its window
+            self.fc.weight.zero_()       # the last layer never fires
+
+    def forward(self, x):
+        return self.if2(self.fc(self.flat(self.if1(self.conv(x)))))
+
+
+def _spike_input() -> torch.Tensor:
+    x = torch.zeros(2, 1, 1, 4, 4)  # [T, B, C, H, W]
+    x[0, 0, 0, 0, 0] = 1
+    x[1, 0, 0, 1, 1] = 1
+    x[1, 0, 0, 3, 3] = 1
+    return x
+
+
+def test_hand_built_net_spikes_in():
+    counts = count_events(TwoLayerNet(), [_spike_input()], input_shape=(1, 4, 4))
+    conv, fc = price(counts, PRICES)
+    assert (counts.samples, counts.timesteps) == (1, 2)
+    # Output row o of the stride-2, pad-1 conv reads input rows 2o-1..2o+1: rows {-1,0,1} and
+    # {1,2,3}. So input row 0 feeds 1 output row, row 1 feeds 2, rows 2 and 3 feed 1 (columns
+    # alike), times 2 output channels.
+    reach = [1, 2, 1, 1]
+    fan_out = {(r, c): reach[r] * reach[c] * 2 for r in range(4) for c in range(4)}
+    assert conv.synops == fan_out[0, 0] + fan_out[1, 1] + fan_out[3, 3] == 12
+    assert conv.macs == 0
+    assert conv.firing_rate == pytest.approx(3 / (2 * 16))
+    # t=0: only output (0,0) sees a spike -> 2 spikes; t=1: (1,1) lies in all four windows.
+    assert conv.active_neuron_updates == 2 + 8
+    assert conv.neuron_updates == 8 * 2
+    assert fc.firing_rate == pytest.approx(10 / 16)
+    assert fc.synops == 10 * 3
+    assert fc.neuron_updates == 3 * 2 and fc.active_neuron_updates == 0
+    # Energy = counts x profile.
+    assert conv.energy_pj == pytest.approx(12 * 3 + (16 - 10) * 5 + 10 * 7)
+    assert fc.energy_pj == pytest.approx(30 * 3 + 6 * 5)
+
+
+def test_hand_built_net_analog_in_counts_macs_and_the_twin():
+    model = DirectEncoding(TwoLayerNet(), (1, 4, 4), 2)
+    x = torch.full((3, 1, 4, 4), 0.25)  # analog, below threshold alone
+    result = report(model, x, PRICES, ann="twin")
+    conv, fc = result.layers
+    # Analog input: fan-in (1*3*3) x outputs (2*2*2) per timestep, two timesteps.
+    assert conv.macs == 9 * 8 * 2 and conv.synops == 0
+    assert conv.firing_rate == 1.0
+    # The ReLU twin: the same fan-in x outputs, once, plus the linear's 8 x 3.
+    assert [(a.name, a.macs) for a in result.ann_layers] == [("conv", 72), ("fc", 24)]
+    assert result.ann_energy_pj == pytest.approx((72 + 24) * 2.0)
+    assert result.ratio == pytest.approx(result.snn_energy_pj / result.ann_energy_pj)
+    assert conv.active_neuron_updates > 0
+    assert fc.synops == conv.active_neuron_updates * 3  # every conv spike x 3 fan-out
+
+
+def _covering_outputs(size: int, kernel: int, stride: int, pad: int, dilation: int) -> list[int]:
+    """For each input index: how many output indices read it (explicit loops)."""
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    reach = [0] * size
+    for o in range(out):
+        for k in range(kernel):
+            i = o * stride - pad + k * dilation
+            if 0 <= i < size:
+                reach[i] += 1
+    return reach
+
+
+@pytest.mark.parametrize("kernel,stride,pad,dilation,groups", [
+    (3, 1, 1, 1, 1), (3, 2, 1, 1, 1), (5, 2, 2, 1, 2), (3, 3, 0, 2, 4), ((1, 3), 1, (0, 1), 1, 1),
+])
+def test_conv_synops_equal_loops_and_op_counter(kernel, stride, pad, dilation, groups):
+    generator = torch.Generator().manual_seed(7)
+    conv = nn.Conv2d(4, 8, kernel, stride, pad, dilation, groups, bias=False)
+    spikes = (torch.rand(3, 2, 4, 7, 9, generator=generator) < 0.3).float()  # [T, B, C, H, W]
+    geometry = LayerGeometry.of_module("conv", conv, (4, 7, 9))
+    events = spikes.sum((0, 1)).numpy()
+    ours = synops(events, geometry)
+    kh, kw = geometry.kernel
+    rows = _covering_outputs(7, kh, geometry.stride[0], geometry.padding[0], geometry.dilation[0])
+    cols = _covering_outputs(9, kw, geometry.stride[1], geometry.padding[1], geometry.dilation[1])
+    by_hand = sum(events[c, r, q] * rows[r] * cols[q] * (8 // groups)
+                  for c, r, q in itertools.product(range(4), range(7), range(9)))
+    counter = SynOpCounter()
+    with DispatchCounterMode([counter]), torch.no_grad():
+        conv(spikes.flatten(0, 1))
+    assert ours == by_hand == counter.get_total()
+
+
+def test_student_counts_equal_op_counter_and_teacher_macs_by_formula(trained_run):
+    import neurokd
+    from neurokd.data import load_data
+
+    run = neurokd.load(trained_run / "student.pt")
+    x = load_data("digits").test.tensors[0][:100]
+    result = report(trained_run / "student.pt", x, "45nm-fp32")
+    counter = SynOpCounter()
+    with DispatchCounterMode([counter]), torch.no_grad():
+        functional.reset_net(run.student)
+        run.student(x)
+    expected = {name.split(".", 1)[1]: sum(ops.values()) / 100
+                for name, ops in counter.get_counts().items() if name.count(".") == 2}
+    for row in result.layers:
+        assert row.synops == pytest.approx(expected[row.name], abs=1e-9), row.name
+    assert result.layers[0].macs == 9 * 16 * 64 * 4  # 1->16 3x3 conv on 8x8, T=4, analog
+    # Teacher cnn (width 32) on 1x8x8: fan-in x outputs per conv/linear.
+    teacher = [9 * 32 * 8 * 8, 32 * 9 * 64 * 4 * 4, 64 * 9 * 64 * 2 * 2, 64 * 2 * 2 * 10]
+    assert [a.macs for a in result.ann_layers] == teacher
+    assert result.ann_energy_pj == pytest.approx(sum(teacher) * 4.6)
+    assert result.profile.source.startswith("Horowitz")
+
+
+def test_profiles_and_their_validation(tmp_path):
+    assert load_profile("45nm-fp32").mac_pj == 4.6 and load_profile("45nm-int8").mac_pj == 0.23
+    loihi = load_profile("loihi")
+    assert (loihi.synop_pj, loihi.neuron_update_pj, loihi.active_neuron_update_pj) == (23.6, 52, 81)
+    good = tmp_path / "chip.toml"
+    good.write_text('name = "chip"\nmac_pj = 1\nsynop_pj = 0.5\nneuron_update_pj = 0\n'
+                    'active_neuron_update_pj = 0.1\nsource = "datasheet"\n')
+    assert load_profile(good).synop_pj == 0.5
+    cases = [("45nm-fp23", "did you mean '45nm-fp32'"),
+             ("mac_pjj = 1", "did you mean 'mac_pj'"),
+             ('name = "x"\nmac_pj = 1\n', "lacks synop_pj"),
+             (good.read_text().replace("mac_pj = 1", "mac_pj = -1"), "mac_pj must be"),
+             ("mac_pj = [1,\n", "malformed TOML")]
+    for text, message in cases:
+        spec = text
+        if "=" in text:
+            spec = tmp_path / "p.toml"
+            spec.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_profile(spec)
+
+
+def test_neuron_counts_per_timestep_for_a_two_sample_batch():
+    # Two samples, the second silent: per inference halves every count of the first.
+    x = torch.cat([_spike_input(), torch.zeros_like(_spike_input())], dim=1)
+    conv, fc = price(count_events(TwoLayerNet(), [x], input_shape=(1, 4, 4)), PRICES)
+    assert conv.synops == 6 and conv.active_neuron_updates == 5 and conv.neuron_updates == 16
+    assert np.isclose(conv.firing_rate, 3 / (2 * 2 * 16))
