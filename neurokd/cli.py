@@ -157,6 +157,35 @@ def _default_output(checkpoint, source, target: str, teacher: bool) -> str:
     return str(folder / (("teacher" if teacher else source.label) + suffix))
 
 
+@cli.command()
+@click.argument("export_path", metavar="EXPORT", type=click.Path(dir_okay=False))
+@click.option("--backend", type=click.Choice(["lava"]), default="lava", show_default=True,
+              help="lava: Lava's CPU simulator, bit-accurate fixed point (runs in .venv-lava)")
+@click.option("--dataset", help="test split to run (default: the one stored in the export)")
+@click.option("--samples", type=click.IntRange(min=1),
+              help="the first N test samples (default: all)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="write the accuracies, agreement and spike counts to this JSON file")
+@click.option("--save", "save_path", type=click.Path(dir_okay=False),
+              help="write per-layer event counts to RESULT.npz (for energy report --from-lava)")
+@click.option("--quiet", "-q", is_flag=True, help="no progress output")
+def simulate(export_path, backend, dataset, samples, json_path, save_path, quiet) -> None:
+    """Run a Loihi export (.net) in Lava and compare it with the float and integer models."""
+    from .exporters.simulate import simulate as run_simulation
+    from .exporters.simulate import write_result
+    from .fileio import write_json
+    from .progress import make_reporter
+    from .report import print_simulation
+
+    with make_reporter(quiet) as reporter:
+        result = run_simulation(export_path, backend, dataset, samples, reporter)
+    print_simulation(result)
+    if json_path:
+        write_json(json_path, result.to_json())
+    if save_path:
+        write_result(save_path, result)
+
+
 @cli.group()
 def energy() -> None:
     """Energy per inference: SOPs, MACs and spikes counted on real inputs, priced per chip."""

@@ -101,3 +101,17 @@ def print_loihi_export(result) -> None:
         drop = 100 * (result.float_accuracy - result.quantized_accuracy)
         console.print(f"  accuracy: float {_pct(result.float_accuracy)}, 8-bit fixed point "
                       f"{_pct(result.quantized_accuracy)} (drop {drop:.2f} pt)")
+
+
+def print_simulation(result) -> None:
+    """Accuracies of the backend, the float and the integer model, and their agreement."""
+    console = _plain()
+    console.print(f"{result.backend} on {result.dataset} test split ({result.samples} samples, "
+                  f"T={result.timesteps}): {result.seconds_per_sample * 1000:.1f} ms per sample")
+    console.print(f"  accuracy: {result.backend} {_pct(result.lava_accuracy)}, float (PyTorch) "
+                  f"{_pct(result.torch_accuracy)}, integer model {_pct(result.quantized_accuracy)}")
+    console.print(f"  {result.backend} vs bit-accurate integer model: argmax "
+                  f"{_pct(result.agreement)}")
+    for name, share in result.identical_spikes.items():
+        console.print(f"  {name}: {_pct(share)} identical spikes, "
+                      f"{result.spike_counts[name]:,} spikes")

@@ -1,0 +1,188 @@
+"""``neurokd simulate``: run an export on a test split in Lava and compare it with its models.
+
+The Lava backend runs ``lava_runner.py`` in ``.venv-lava`` (``NEUROKD_LAVA_PYTHON`` overrides
+the interpreter), exchanging ``.npz`` files, and compares Lava with two computations done here:
+the float network (BatchNorm folded, stored in the file) and the bit-accurate integer model
+(``fixed_point.run_fixed_point``). The result file (``RESULT_KEYS``) carries per-layer event
+counts for ``neurokd energy --from-lava``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurokd.errors import NeuroKDError
+from neurokd.fileio import atomic_path
+from neurokd.progress import Reporter
+
+from .fixed_point import QuantizedNetwork, run_fixed_point
+from .loihi import INPUT_MESSAGE_BITS
+from .netx_file import read_netx, run_float
+
+RESULT_FORMAT = "neurokd.lava-result"
+RESULT_VERSION = 1
+# The result .npz contract (read by neurokd.energy.lava); {i} is the synaptic layer index.
+RESULT_KEYS = {
+    "header": ("format", "version", "backend", "samples", "timesteps", "layer_names",
+               "layer_types"),
+    "per_layer": ("geometry_{i}", "input_shape_{i}", "input_events_{i}", "has_neurons_{i}",
+                  "output_spikes_{i}"),
+}
+RUNNER = Path(__file__).with_name("lava_runner.py")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class SimulationResult:
+    backend: str
+    export: str
+    dataset: str
+    samples: int
+    timesteps: int
+    lava_accuracy: float            # the backend's accuracy (Lava here)
+    torch_accuracy: float           # the float network's
+    quantized_accuracy: float       # the bit-accurate integer model's
+    agreement: float                # argmax agreement, backend vs integer model
+    identical_spikes: dict[str, float]   # per neuron layer, backend vs integer model
+    spike_counts: dict[str, int]    # per neuron layer, summed over samples and timesteps
+    seconds_per_sample: float
+    layer_names: list[str]          # synaptic layers in order (the student's module paths)
+    layer_types: list[str]          # "conv" | "dense"
+    layer_arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("layer_arrays")
+        return data
+
+
+def lava_python() -> Path:
+    """The Lava interpreter: ``NEUROKD_LAVA_PYTHON``, else ``.venv-lava`` in the repository."""
+    chosen = os.environ.get("NEUROKD_LAVA_PYTHON")
+    path = Path(chosen) if chosen else REPO_ROOT / ".venv-lava" / "bin" / "python"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise NeuroKDError(f"no Lava environment at {path}: run `make lava` (Python 3.10 with "
+                           "lava-dl 0.6.0) or point NEUROKD_LAVA_PYTHON at one")
+    return path
+
+
+def simulate(export: str | Path, backend: str = "lava", dataset: str | None = None,
+             samples: int | None = None, reporter: Reporter | None = None,
+             chunk: int = 20) -> SimulationResult:
+    """Run ``export`` on the first ``samples`` test samples of ``dataset`` (default: the one
+    the export was made from) and compare it with the float and integer models."""
+    if backend != "lava":
+        raise NeuroKDError(f"simulate: backend {backend!r} is not available; use lava")
+    if samples is not None and samples < 1:
+        raise NeuroKDError(f"--samples must be >= 1, not {samples}")
+    python = lava_python()
+    stored = read_netx(export)
+    network = stored.network
+    dataset = dataset or stored.meta.get("dataset")
+    if not dataset:
+        raise NeuroKDError(f"{export} does not name its data set: give --dataset")
+    x, labels = _test_split(dataset, samples, network)
+    x_q = network.quantize_input(x)
+    reporter = reporter or Reporter()
+    lava = _run_lava(python, Path(export), x_q, network, reporter, chunk)
+    fixed = run_fixed_point(network, x_q)
+    float_logits, _ = run_float(stored.float_layers, x, network.timesteps)
+    lava_pred = network.logits(lava["readout"]).mean(1).argmax(-1)
+    fixed_pred = network.logits(fixed.readout).mean(1).argmax(-1)
+    spiking = [lay.name for lay in network.layers if lay.spiking]
+    lava_spikes = [lava[f"spikes_{k}"] for k, lay in enumerate(network.layers) if lay.spiking]
+    identical = {name: float((got == ref).mean()) for name, got, ref in
+                 zip(spiking, lava_spikes, fixed.spikes, strict=True)}
+    return SimulationResult(
+        "lava", str(export), dataset, len(x), network.timesteps,
+        float((lava_pred == labels).mean()),
+        float((float_logits.mean(0).argmax(-1) == labels).mean()),
+        float((fixed_pred == labels).mean()), float((lava_pred == fixed_pred).mean()),
+        identical, {name: int(s.sum()) for name, s in zip(spiking, lava_spikes, strict=True)},
+        float(lava["seconds"]) / len(x), [lay.name for lay in network.layers],
+        [lay.kind for lay in network.layers], _layer_arrays(network, x_q, lava_spikes))
+
+
+def _test_split(dataset: str, samples: int | None,
+                network: QuantizedNetwork) -> tuple[torch.Tensor, np.ndarray]:
+    from neurokd.data import load_data
+
+    test = load_data(dataset, augment=False).test
+    count = len(test) if samples is None else min(samples, len(test))
+    x = torch.stack([test[i][0] for i in range(count)]).float()
+    if tuple(x.shape[1:]) != tuple(network.input_shape):
+        raise NeuroKDError(f"{dataset} samples have shape {tuple(x.shape[1:])}, the export "
+                           f"expects {tuple(network.input_shape)}")
+    return x, np.array([int(test[i][1]) for i in range(count)])
+
+
+def _run_lava(python: Path, export: Path, x_q: np.ndarray, network: QuantizedNetwork,
+              reporter: Reporter, chunk: int) -> dict[str, np.ndarray]:
+    with tempfile.TemporaryDirectory(prefix="neurokd-lava-") as folder:
+        request, result = Path(folder) / "request.npz", Path(folder) / "result.npz"
+        np.savez(request, net=np.array(str(export.resolve())), inputs=x_q.astype(np.int32),
+                 timesteps=np.array(network.timesteps),
+                 message_bits=np.array(INPUT_MESSAGE_BITS), chunk=np.array(chunk))
+        task = reporter.start("Lava simulation (samples)", len(x_q))
+        log = Path(folder) / "stderr.txt"
+        with open(log, "w") as stderr:  # a file: a chatty runner cannot block on a full pipe
+            process = subprocess.Popen([str(python), str(RUNNER), str(request), str(result)],
+                                       stdout=subprocess.PIPE, stderr=stderr, text=True)
+            done = 0
+            for line in process.stdout:
+                if line.startswith("progress "):
+                    now = int(line.split()[1])
+                    reporter.advance(task, now - done)
+                    done = now
+        errors = log.read_text(errors="replace")
+        if process.wait() != 0:
+            tail = [line for line in errors.splitlines() if line.strip()]
+            raise NeuroKDError(f"the Lava simulation failed: {tail[-1] if tail else 'no output'}")
+        with np.load(result, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        reporter.finish(task, f"{float(arrays['seconds']):.1f} s")
+    return arrays
+
+
+def _layer_arrays(network: QuantizedNetwork, x_q: np.ndarray,
+                  spikes: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The per-layer part of the result file (see RESULT_KEYS)."""
+    steps = network.timesteps
+    arrays: dict[str, np.ndarray] = {}
+    events = (x_q != 0).sum(0).astype(np.float64) * steps  # the input repeats every step
+    spiking = iter(spikes)
+    for i, layer in enumerate(network.layers):
+        arrays[f"geometry_{i}"] = layer.geometry()
+        arrays[f"input_shape_{i}"] = np.array(layer.input_shape, dtype=np.int64)
+        arrays[f"input_events_{i}"] = events.reshape(layer.input_shape)
+        arrays[f"has_neurons_{i}"] = np.array(int(layer.spiking), dtype=np.int64)
+        if layer.spiking:
+            counts = next(spiking).sum(axis=(0, 1)).astype(np.float64)
+            arrays[f"output_spikes_{i}"] = counts
+            events = counts
+    return arrays
+
+
+def write_result(path: str | Path, result: SimulationResult) -> Path:
+    """The result ``.npz`` (format ``neurokd.lava-result`` v1), written atomically."""
+    arrays = {"format": np.array(RESULT_FORMAT), "version": np.array(RESULT_VERSION),
+              "backend": np.array(result.backend), "samples": np.array(result.samples),
+              "timesteps": np.array(result.timesteps),
+              "layer_names": np.array(result.layer_names, dtype=str),
+              "layer_types": np.array(result.layer_types, dtype=str),
+              **result.layer_arrays}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    return Path(path)
+
+
+__all__ = ["simulate", "SimulationResult", "write_result", "lava_python", "RESULT_KEYS",
+           "RESULT_FORMAT", "RESULT_VERSION"]
