@@ -151,6 +151,31 @@ def test_export_bad_input(args, code, contains, files, capsys, monkeypatch):
     _no_temp_files(folder)
 
 
+ENERGY_CASES = [
+    (["{dir}/empty.pt"], 2, "empty"),
+    (["{dir}/truncated.pt"], 2, "not a readable PyTorch file"),
+    (["{dir}/evil.pt"], 2, "refused"),
+    (["{teacher}"], 2, "not a neurokd checkpoint"),
+    (["{good}", "--profile", "loihi2"], 2, "unknown energy profile"),
+    (["{good}", "--profile", "{dir}/bad.toml"], 2, "malformed TOML"),
+    (["{good}", "--profile", "{dir}/near.toml"], 2, "unknown profile key 'timestep'"),
+    (["{good}", "--from-lava", "{dir}/text.pt"], 2, "not a readable .npz"),
+    (["{good}", "--samples", "0"], 2, "samples"),
+    (["{good}", "--json", "{dir}/a_file/sub/x.json"], 1, "cannot write"),
+]
+
+
+@pytest.mark.parametrize("args, code, contains", ENERGY_CASES)
+def test_energy_bad_input(args, code, contains, files, capsys, monkeypatch):
+    folder = files["dir"]
+    monkeypatch.chdir(folder)
+    args = [a.format(dir=folder, good=files["good"], teacher=files["teacher"]) for a in args]
+    outcome = run_cli(capsys, "energy", "report", "--quiet", "--samples", "8", *args)
+    assert_one_line_error(outcome, code, contains)
+    assert not (folder / "PWNED").exists()
+    _no_temp_files(folder)
+
+
 def test_disk_full_keeps_the_previous_file_and_leaves_no_temp(files, capsys, monkeypatch):
     import os
 

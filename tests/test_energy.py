@@ -170,3 +170,34 @@ def test_neuron_counts_per_timestep_for_a_two_sample_batch():
     conv, fc = price(count_events(TwoLayerNet(), [x], input_shape=(1, 4, 4)), PRICES)
     assert conv.synops == 6 and conv.active_neuron_updates == 5 and conv.neuron_updates == 16
     assert np.isclose(conv.firing_rate, 3 / (2 * 2 * 16))
+
+
+def test_conv1d_synops_equal_op_counter():
+    conv = nn.Conv1d(3, 5, 3, stride=2, padding=1, bias=False)
+    spikes = (torch.rand(4, 3, 11, generator=torch.Generator().manual_seed(3)) < 0.4).float()
+    geometry = LayerGeometry.of_module("c", conv, (3, 11))
+    assert geometry.input_shape == (3, 1, 11) and geometry.output_shape == (5, 1, 6)
+    counter = SynOpCounter()
+    with DispatchCounterMode([counter]), torch.no_grad():
+        conv(spikes)
+    reach = _covering_outputs(11, 3, 2, 1, 1)
+    by_hand = sum(float(spikes[:, c, i].sum()) * reach[i] * 5 for c in range(3) for i in range(11))
+    assert synops(spikes.sum(0).numpy(), geometry) == by_hand == counter.get_total()
+
+
+def test_ann_macs_do_not_depend_on_values_unlike_op_counter():
+    """Why the ANN reference is not op_counter's MACCounter: an ANN layer whose input holds only
+    0/1 values (a binarised image) still multiplies, but MACCounter then counts 0."""
+    from spikingjelly.activation_based.op_counter import MACCounter
+
+    from neurokd.energy.ann import ann_macs
+
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 2))
+    binary_image = (torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.5)
+    counter = MACCounter()
+    with DispatchCounterMode([counter]), torch.no_grad():
+        ann(binary_image.float())
+    first_conv = {k: v for k, v in counter.get_counts().items() if k.endswith(".0")}
+    assert sum(first_conv["Sequential.0"].values()) == 0  # op_counter: "spikes", no MACs
+    assert ann_macs(ann, binary_image.float()) == [("0", 9 * 4 * 36), ("3", 144 * 2)]
