@@ -31,13 +31,15 @@ import time
 import numpy as np
 
 
-def build(net_path: str, steps: int, timesteps: int, message_bits: int, data: np.ndarray):
+def build(net_path: str, steps: int, timesteps: int, message_bits: int, inputs: np.ndarray):
     from lava.lib.dl import netx
     from lava.proc import io
 
     net = netx.hdf5.Network(net_config=net_path, input_message_bits=message_bits,
                             reset_interval=timesteps, reset_offset=1)
-    source = io.source.RingBuffer(data=data)
+    if len(net.inp.shape) == 1:  # a dense first layer takes the sample flat, in C,H,W order
+        inputs = inputs.reshape(len(inputs), -1)
+    source = io.source.RingBuffer(data=lava_layout(inputs, steps, timesteps))
     source.s_out.connect(net.inp)
     sinks = []
     for layer in net.layers:
@@ -90,8 +92,7 @@ def main(request_path: str, result_path: str) -> None:
     count = len(inputs)
     layers = synaptic_layers(net_path)
     steps = count * timesteps + layers + 1  # the tail lets the deepest layer finish
-    net, sinks, readout = build(net_path, steps, timesteps, message_bits,
-                                lava_layout(inputs, steps, timesteps))
+    net, sinks, readout = build(net_path, steps, timesteps, message_bits, inputs)
     config = Loihi2SimCfg(select_tag="fixed_pt")
     started, done = time.perf_counter(), 0
     try:

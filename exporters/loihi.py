@@ -76,14 +76,16 @@ class LoihiExportResult:
 
 
 def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Path,
-                 max_samples: int = 512, min_agreement: float = 0.9,
+                 max_samples: int = 512, min_agreement: float = 0.5,
                  input_shape: tuple[int, ...] | None = None,
                  timesteps: int | None = None) -> LoihiExportResult:
     """Quantize, write ``path`` atomically, read it back and check it in fixed point first.
 
     Raises (nothing written) when the student holds a layer netx cannot represent, or when
     the integer network predicts the float network's class on fewer than ``min_agreement``
-    of the check inputs.
+    of the check inputs. The default only catches broken files (a wrapped register or a
+    wrong layout lands near chance): an under-trained student with near-tied logits can
+    flip 10% of its predictions under 8-bit weights while its accuracy stays put.
     """
     source = as_source(source, input_shape, timesteps)
     model = private_copy(source.model)

@@ -82,13 +82,13 @@ def simulate(export: str | Path, backend: str = "lava", dataset: str | None = No
         raise NeuroKDError(f"simulate: backend {backend!r} is not available; use lava")
     if samples is not None and samples < 1:
         raise NeuroKDError(f"--samples must be >= 1, not {samples}")
-    python = lava_python()
     stored = read_netx(export)
     network = stored.network
     dataset = dataset or stored.meta.get("dataset")
     if not dataset:
         raise NeuroKDError(f"{export} does not name its data set: give --dataset")
     x, labels = _test_split(dataset, samples, network)
+    python = lava_python()
     x_q = network.quantize_input(x)
     reporter = reporter or Reporter()
     lava = _run_lava(python, Path(export), x_q, network, reporter, chunk)

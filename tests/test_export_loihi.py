@@ -1,0 +1,241 @@
+"""Loihi export: the netx file read back by h5py and by lava-dl netx, Lava's fixed-point
+simulation compared spike by spike with neurokd's integer model, refusals, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from spikingjelly.activation_based import layer, neuron
+from torch import nn
+
+from neurokd.config import RunConfig
+from neurokd.data import load_data
+from neurokd.errors import NeuroKDError
+from neurokd.exporters import export_loihi
+from neurokd.exporters.fixed_point import run_fixed_point
+from neurokd.exporters.netx_file import read_netx
+from neurokd.exporters.simulate import RUNNER, lava_python
+from neurokd.models import build_student
+from neurokd.sources import DirectEncoding, StudentSource
+
+from helpers import assert_one_line_error, run_cli
+
+SHAPE = (1, 8, 8)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _lava_present() -> bool:
+    try:
+        lava_python()
+        return True
+    except NeuroKDError:
+        return False
+
+
+# In CI the Lava checks always run (make test builds .venv-lava); locally they need it.
+requires_lava = pytest.mark.skipif(not os.environ.get("CI") and not _lava_present(),
+                                   reason=".venv-lava missing: run `make lava`")
+
+
+@pytest.fixture(scope="module")
+def trained_export(trained_run, tmp_path_factory):
+    path = tmp_path_factory.mktemp("loihi") / "student.net"
+    result = export_loihi(trained_run / "student.pt", path, max_samples=200)
+    return path, result
+
+
+def _digits(count: int) -> torch.Tensor:
+    return load_data("digits").test.tensors[0][:count]
+
+
+def run_lava(path: Path, x_q: np.ndarray, timesteps: int, tmp_path: Path) -> dict:
+    """lava_runner.py in .venv-lava, as `neurokd simulate` drives it."""
+    request, result = tmp_path / "request.npz", tmp_path / "result.npz"
+    np.savez(request, net=np.array(str(path)), inputs=x_q.astype(np.int32),
+             timesteps=np.array(timesteps), message_bits=np.array(8), chunk=np.array(4))
+    proc = subprocess.run([str(lava_python()), str(RUNNER), str(request), str(result)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(result, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def test_netx_layout_read_back_by_h5py(trained_export):
+    path, result = trained_export
+    with h5py.File(path, "r") as f:
+        layers = f["layer"]
+        kinds = [layers[str(i)]["type"][0].decode() for i in range(len(layers))]
+        assert kinds == ["input", "conv", "conv", "conv", "flatten", "dense"]
+        assert list(layers["0/shape"][()]) == [1, 8, 8]
+        assert list(layers["4/shape"][()]) == [32 * 2 * 2]  # flatten before the dense layer
+        convs = [layers[str(i)] for i in (1, 2, 3)]
+        assert [list(c["shape"][()]) for c in convs] == [[16, 8, 8], [32, 4, 4], [32, 2, 2]]
+        assert [list(c["stride"][()]) for c in convs] == [[1, 1], [2, 2], [2, 2]]
+        for index, group in ((1, convs[0]), (2, convs[1]), (3, convs[2]), (5, layers["5"])):
+            weight = group["weight"][()]
+            assert weight.dtype.kind == "i" and weight.min() >= -256 and weight.max() <= 254
+            assert (weight % 2 == 0).all()  # 8-bit values stored doubled, as slayer does
+            assert np.abs(group["bias"][()]).max() <= 4095
+            cuba = group["neuron"]
+            assert cuba["type"][0] == b"CUBA" and cuba["iDecay"][()] == 4096
+            scale = result.layers[index - 1 if index < 5 else 3].scale
+            if index < 5:  # LIF tau=2 with decay_input: v halves each step
+                assert cuba["vDecay"][()] == 2048
+                assert cuba["vThMant"][()] == round(scale * 1.0)  # threshold 1.0, exact
+            else:  # readout: no memory, never fires
+                assert cuba["vDecay"][()] == 4096 and cuba["vThMant"][()] == 2 ** 17 - 1
+        float_w = f["neurokd/float/1/weight"][()]  # BatchNorm-folded float weights
+        np.testing.assert_allclose(convs[1]["weight"][()], scale_of(result, 1) * float_w / 2,
+                                   atol=1.0 + 1e-9)
+        meta = {k: json.loads(v) for k, v in f.attrs.items()}
+    assert meta["neurokd.dataset"] == "digits" and meta["neurokd.timesteps"] == 4
+    # a 2-epoch student has near-tied logits: 8-bit weights flip some argmaxes, not accuracy
+    assert result.argmax_agreement >= 0.75
+    assert abs(result.float_accuracy - result.quantized_accuracy) <= 0.04
+    assert all(share > 0.9 for share in result.spike_agreement.values())
+
+
+def scale_of(result, index: int) -> float:
+    return result.layers[index].scale
+
+
+@requires_lava
+def test_lava_dl_netx_loads_the_file(trained_export):
+    path, _ = trained_export
+    script = ("import json, sys\nfrom lava.lib.dl import netx\n"
+              "net = netx.hdf5.Network(net_config=sys.argv[1], input_message_bits=8)\n"
+              "print(json.dumps([[type(l).__name__, list(map(int, l.shape))] "
+              "for l in net.layers]))\n")
+    proc = subprocess.run([str(lava_python()), "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    layers = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert layers == [["Conv", [8, 8, 16]], ["Conv", [4, 4, 32]], ["Conv", [2, 2, 32]],
+                      ["Dense", [10]]]  # netx's W,H,C order
+
+
+def _user_models():
+    """Models that exercise other mappings: dense first layer on graded input, IF neurons,
+    LIF without decay_input and tau=3, grouped / dilated convs with bias, a spiking readout."""
+    torch.manual_seed(4)
+    dense = nn.Sequential(
+        layer.Flatten(step_mode="m"), layer.Linear(64, 32, step_mode="m"),
+        neuron.LIFNode(tau=3.0, decay_input=False, v_threshold=0.7, step_mode="m"),
+        layer.Linear(32, 24, step_mode="m"), neuron.IFNode(step_mode="m"),
+        layer.Linear(24, 10, step_mode="m"))
+    conv = nn.Sequential(
+        layer.Conv2d(1, 8, 3, padding=1, step_mode="m"), neuron.LIFNode(step_mode="m"),
+        layer.Conv2d(8, 8, 3, padding=2, dilation=2, groups=2, step_mode="m"),
+        neuron.LIFNode(tau=4.0, v_threshold=0.2, step_mode="m"),
+        layer.Flatten(step_mode="m"), layer.Linear(8 * 8 * 8, 10, step_mode="m"),
+        neuron.IFNode(v_threshold=0.2, step_mode="m"))
+    with torch.no_grad():
+        for model in (dense, conv):
+            for m in model.modules():
+                if isinstance(m, nn.Linear | nn.Conv2d):
+                    m.weight.mul_(3.0)
+    return {"dense": StudentSource(DirectEncoding(dense, SHAPE, 5).eval(), SHAPE, 5, "dense"),
+            "conv": StudentSource(DirectEncoding(conv, SHAPE, 3).eval(), SHAPE, 3, "conv")}
+
+
+@requires_lava
+@pytest.mark.parametrize("which", ["trained", "dense", "conv"])
+def test_lava_spikes_equal_the_integer_model(which, trained_export, tmp_path):
+    if which == "trained":
+        path = trained_export[0]
+    else:
+        path = tmp_path / f"{which}.net"
+        export_loihi(_user_models()[which], path, min_agreement=0.5)
+    stored = read_netx(path)
+    network = stored.network
+    x_q = network.quantize_input(_digits(6))
+    lava = run_lava(path, x_q, network.timesteps, tmp_path)
+    fixed = run_fixed_point(network, x_q)
+    spiking = [k for k, lay in enumerate(network.layers) if lay.spiking]
+    assert len(spiking) == len(fixed.spikes)
+    for k, expected in zip(spiking, fixed.spikes, strict=True):
+        got = lava[f"spikes_{k}"]
+        assert got.shape == expected.shape
+        assert np.array_equal(got, expected), network.layers[k].name
+        assert 0.005 < expected.mean() < 0.95, (network.layers[k].name, expected.mean())
+    if not network.layers[-1].spiking:
+        assert np.array_equal(lava["readout"], fixed.readout)  # integer logits, every step
+    assert fixed.saturated == 0
+
+
+def test_unsupported_layers_are_refused_by_name_and_nothing_is_written(tmp_path):
+    config = RunConfig(student="resnet", width=4, timesteps=2).to_dict()
+    config |= {"input_shape": list(SHAPE), "num_classes": 10}
+    resnet = build_student(config).eval()
+    pooled = nn.Sequential(layer.Conv2d(1, 4, 3, padding=1, step_mode="m"),
+                           neuron.LIFNode(step_mode="m"), layer.MaxPool2d(2, step_mode="m"),
+                           layer.Flatten(step_mode="m"), layer.Linear(64, 10, step_mode="m"))
+    soft = nn.Sequential(layer.Flatten(step_mode="m"), layer.Linear(64, 10, step_mode="m"),
+                         neuron.LIFNode(v_reset=None, step_mode="m"),
+                         layer.Linear(10, 10, step_mode="m"))
+    cases = [(resnet, ["residual addition", "AdaptiveAvgPool2d"]), (pooled, ["2 (MaxPool2d"]),
+             (soft, ["2 (soft reset"])]
+    for model, expected in cases:
+        source = model
+        if isinstance(model, nn.Sequential):  # a user's multi-step model
+            source = StudentSource(DirectEncoding(model, SHAPE, 2).eval(), SHAPE, 2, "user")
+        with pytest.raises(NeuroKDError) as info:
+            export_loihi(source, tmp_path / "out.net", input_shape=SHAPE, timesteps=2)
+        assert "cannot export to Loihi" in str(info.value)
+        for text in expected:
+            assert text in str(info.value), str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_integer_check_writes_nothing(trained_run, tmp_path):
+    target = tmp_path / "s.net"
+    with pytest.raises(NeuroKDError, match="nothing written"):
+        export_loihi(trained_run / "student.pt", target, max_samples=50, min_agreement=1.01)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_lava_environment_is_one_line(trained_export, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("NEUROKD_LAVA_PYTHON", str(tmp_path / "no-such-python"))
+    outcome = run_cli(capsys, "simulate", str(trained_export[0]), "--samples", "2",
+                      "--save", str(tmp_path / "r.npz"))
+    assert_one_line_error(outcome, 2, "make lava")
+    assert not (tmp_path / "r.npz").exists()
+
+
+@requires_lava
+def test_cli_export_then_simulate(trained_run, tmp_path, capsys):
+    export = tmp_path / "student.net"
+    outcome = run_cli(capsys, "export", "--target", "loihi", str(trained_run / "student.pt"),
+                      "-o", str(export), "--check-samples", "100")
+    assert outcome.code == 0, outcome.err
+    assert "features.3" in outcome.out and "argmax" in outcome.out and "clipped" in outcome.out
+    outcome = run_cli(capsys, "simulate", str(export), "--samples", "5", "-q", "--json",
+                      str(tmp_path / "r.json"), "--save", str(tmp_path / "r.npz"))
+    assert outcome.code == 0, outcome.err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["samples"] == 5 and report["agreement"] == 1.0
+    assert set(report["identical_spikes"].values()) == {1.0}
+    for key in ("lava_accuracy", "torch_accuracy", "quantized_accuracy"):
+        assert 0.0 <= report[key] <= 1.0
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as data:
+        assert str(data["format"]) == "neurokd.lava-result" and int(data["version"]) == 1
+        assert list(data["layer_names"]) == ["features.0", "features.3", "features.6",
+                                             "classifier.1"]
+        assert list(data["layer_types"]) == ["conv", "conv", "conv", "dense"]
+        assert list(data["geometry_0"]) == [16, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1]
+        assert list(data["geometry_3"]) == [10, 128]
+        pixels = (_digits(5).numpy() != 0).sum(0) * 4  # non-zero graded inputs, T=4 steps
+        assert np.array_equal(data["input_events_0"], pixels.astype(np.float64))
+        for i, name in enumerate(["features.0", "features.3", "features.6"]):
+            assert int(data[f"has_neurons_{i}"]) == 1
+            spikes = data[f"output_spikes_{i}"]
+            assert spikes.sum() == report["spike_counts"][name]
+            assert np.array_equal(data[f"input_events_{i + 1}"].ravel(), spikes.ravel())
+        assert int(data["has_neurons_3"]) == 0 and "output_spikes_3" not in data.files
