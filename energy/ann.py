@@ -17,7 +17,7 @@ from torch import nn
 
 from neurokd.errors import NeuroKDError
 
-from .count import model_root
+from .count import eval_mode, model_root
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
@@ -39,7 +39,9 @@ def ann_macs(ann: nn.Module, sample: torch.Tensor) -> list[tuple[str, int]]:
     try:
         with torch.no_grad():
             functional.reset_net(ann)
-            ann.eval()(sample.float())
+            device = next((p.device for p in ann.parameters()), torch.device("cpu"))
+            with eval_mode(ann):
+                ann(sample.float().to(device))
     except RuntimeError as exc:
         raise NeuroKDError(f"the ANN reference does not run on the inputs "
                            f"{tuple(sample.shape[1:])}: {str(exc).splitlines()[0]}") from None

@@ -31,6 +31,7 @@ How the counting works, and what spikingjelly's ``op_counter`` is used for:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -185,11 +186,11 @@ class _Accumulator:
     spikes: list[torch.Tensor] = field(default_factory=list)
 
     def done(self) -> LayerEvents:
-        events = None if self.events is None else self.events.double().numpy()
+        events = None if self.events is None else self.events.cpu().numpy()
         spikes = None
         if self.spikes:  # two neuron layers after one synaptic layer: one flat array
             spikes = (self.spikes[0] if len(self.spikes) == 1
-                      else torch.cat([s.flatten() for s in self.spikes])).numpy()
+                      else torch.cat([s.flatten() for s in self.spikes])).cpu().numpy()
         return LayerEvents(self.name, self.geometry, events, self.frames,
                            self.spiking and self.events is not None, self.neuron_updates, spikes)
 
@@ -235,7 +236,8 @@ class EventRecorder:
             acc = self._accumulator(name)
             if acc.geometry is None:
                 acc.geometry = LayerGeometry.of_module(name, module, per_sample)
-                acc.events = torch.zeros(acc.geometry.input_shape, dtype=torch.float64)
+                acc.events = torch.zeros(acc.geometry.input_shape, dtype=torch.float64,
+                                         device=x.device)
             if acc.spiking:
                 acc.spiking, counts = _binary_counts(flat)
             if not acc.spiking:  # analog input: count its non-zero values (a slower pass)
@@ -282,6 +284,22 @@ def _binary_counts(flat: torch.Tensor) -> tuple[bool, torch.Tensor | None]:
     return True, per_position
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block, each module's own mode again after it.
+
+    The caller's model is counted in place: a deep copy costs as much as the hooks do on a
+    small student.
+    """
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
 def model_root(model: nn.Module) -> nn.Module:
     """The module whose paths name layers (a user's model inside ``DirectEncoding``)."""
     from neurokd.sources import DirectEncoding
@@ -312,11 +330,12 @@ def count_events(model: nn.Module, inputs, input_shape: tuple[int, ...] | None =
     ``input_shape`` are static ``[B, ...]``; two more, ``[T, B, ...]`` event data.
     """
     recorder = EventRecorder(model_root(model))
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     samples = 0
     try:
         with torch.no_grad():
             for x in iter_batches(inputs):
-                x = x.float()
+                x = x.float().to(device)
                 static = input_shape is None or x.dim() == len(input_shape) + 1
                 functional.reset_net(model)
                 model(x)

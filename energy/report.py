@@ -16,7 +16,7 @@ from neurokd.errors import ConfigError, NeuroKDError
 from neurokd.sources import StudentSource
 
 from .ann import ann_macs, relu_twin, sample_of
-from .count import EventCounts, count_events, iter_batches, synops
+from .count import EventCounts, count_events, eval_mode, iter_batches, synops
 from .profiles import EnergyProfile, load_profile
 
 ANN_CHOICES = ("teacher", "twin", "none")
@@ -168,12 +168,10 @@ def report(model, inputs, profile: str | Path | EnergyProfile = "45nm-fp32", ann
     student's architecture with ReLU), ``"none"``, or any ANN module. ``reporter``: a
     ``neurokd.progress.Reporter`` for the progress bar over ``total`` samples.
     """
-    from neurokd.exporters.verify import private_copy
-
     price_list = load_profile(profile)
     source = _as_source(model)
     check_ann(source, ann)
-    student = private_copy(source.model)
+    student = source.model
     first: list[torch.Tensor] = []
 
     def batches():
@@ -185,8 +183,9 @@ def report(model, inputs, profile: str | Path | EnergyProfile = "45nm-fp32", ann
     if total is None and isinstance(inputs, torch.Tensor):
         total = len(inputs)
     task = reporter.start("energy: counting events", total or 0) if reporter else None
-    counts = count_events(student, batches(), source.input_shape or None,
-                          (lambda n: reporter.advance(task, n)) if reporter else None)
+    with eval_mode(student):
+        counts = count_events(student, batches(), source.input_shape or None,
+                              (lambda n: reporter.advance(task, n)) if reporter else None)
     if reporter:
         reporter.finish(task, f"{counts.samples} samples, T={counts.timesteps}")
     shape = tuple(source.input_shape) or tuple(first[0].shape[1:])

@@ -73,7 +73,9 @@ def test_hand_built_net_spikes_in():
 def test_hand_built_net_analog_in_counts_macs_and_the_twin():
     model = DirectEncoding(TwoLayerNet(), (1, 4, 4), 2)
     x = torch.full((3, 1, 4, 4), 0.25)  # analog, below threshold alone
+    model.train()
     result = report(model, x, PRICES, ann="twin")
+    assert all(m.training for m in model.modules())  # counted in eval mode, mode given back
     conv, fc = result.layers
     # Analog input: fan-in (1*3*3) x outputs (2*2*2) per timestep, two timesteps.
     assert conv.macs == 9 * 8 * 2 and conv.synops == 0
