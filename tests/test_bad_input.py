@@ -134,6 +134,9 @@ EXPORT_CASES = [
       "--timesteps", "2"], 2, "pool"),
     (["--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
       "--timesteps", "2", "--weights", "{dir}/plain_state.pt"], 2, "do not fit"),
+    (["--target", "loihi", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
+      "--timesteps", "2"], 2, "2 (MaxPool2d: netx has no pooling layer"),
+    (["--target", "loihi", "{good}", "-o", "{dir}/a_file/sub/x.net"], 1, "cannot write"),
 ]
 
 
@@ -148,6 +151,26 @@ def test_export_bad_input(args, code, contains, files, capsys, monkeypatch):
     assert_one_line_error(outcome, code, contains)
     assert not (folder / "out.onnx").exists()
     assert not (folder / "PWNED").exists()
+    _no_temp_files(folder)
+
+
+SIMULATE_CASES = [
+    (["{dir}/missing.net"], 2, "no such export file"),
+    (["{dir}/text.pt"], 2, "cannot read the netx file"),
+    (["{good}"], 2, "cannot read the netx file"),
+    (["{dir}/missing.net", "--samples", "0"], 2, "samples"),
+    (["{dir}/missing.net", "--backend", "tflite"], 2, "backend"),
+]
+
+
+@pytest.mark.parametrize("args, code, contains", SIMULATE_CASES)
+def test_simulate_bad_input(args, code, contains, files, capsys, monkeypatch):
+    folder = files["dir"]
+    monkeypatch.chdir(folder)
+    args = [a.format(dir=folder, good=files["good"]) for a in args]
+    outcome = run_cli(capsys, "simulate", "--quiet", *args, "--save", str(folder / "r.npz"))
+    assert_one_line_error(outcome, code, contains)
+    assert not (folder / "r.npz").exists()
     _no_temp_files(folder)
 
 
