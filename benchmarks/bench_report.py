@@ -7,7 +7,9 @@ from pathlib import Path
 
 from neurokd.fileio import write_atomic, write_json, write_text
 
-TITLES = {"methods": "Methods", "features": "Feature and hybrid KD (feature weight 1)", "ablation": "Ablation: where temporal separation applies",
+TITLES = {"methods": "Methods",
+          "features": "Feature and hybrid KD (feature weight 1), with their own ce / kd / tser",
+          "ablation": "Ablation: where temporal separation applies",
           "lam": "Entropy weight λ (tser)", "tau": "Temperature τ", "timesteps": "Timesteps T"}
 
 
@@ -24,7 +26,7 @@ def _row(label: str, row: dict) -> str:
 def markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
-        f"# {result['dataset']}: ce vs kd vs tser", "",
+        f"# {result['dataset']}: ce vs kd vs tser, feature and hybrid KD", "",
         f"Teacher ({s['teacher_arch']}) test accuracy: **{_pct(result['teacher_accuracy'])}%**. "
         f"Student `{s['student']}`, T={s['timesteps']}, α={s['alpha']}, τ={s['tau']}, "
         f"λ={s['lam']}, {s['epochs']} epochs, Adam lr {s['lr']}, batch {s['batch_size']}; "
@@ -49,12 +51,39 @@ def markdown(result: dict) -> str:
     for name, test in result["significance"].items():
         t = f"{test['t']:.2f}" if "t" in test else "—"
         p = f"{test['p']:.3f}" if "p" in test else "—"
-        lines.append(f"| {name.replace('_', ' ')} | {100 * test['mean_diff']:+.2f} | "
+        lines.append(f"| {name.replace('_vs_', ' vs ')} | {100 * test['mean_diff']:+.2f} | "
                      f"{test['wins']}/{test['n']} | {t} | {p} |")
-    lines += ["", f"Command: `{result['command']}`. {result['distinct_runs']} distinct runs, "
-              f"{result['training_time_s'] / 60:.1f} min of training on this machine "
-              f"(this invocation: {result['wall_time_s'] / 60:.1f} min).", ""]
+    lines += ["", *_invocations(result["invocations"])]
     return "\n".join(lines)
+
+
+def _rows_text(rows: list[str]) -> str:
+    """'methods/ce', 'methods/kd', 'lam/lam=0' -> 'methods: ce, kd; lam: lam=0'."""
+    by_group: dict[str, list[str]] = {}
+    for row in rows:
+        group, label = row.split("/", 1)
+        by_group.setdefault(group, []).append(label)
+    return "; ".join(f"{g}: {', '.join(labels)}" for g, labels in by_group.items())
+
+
+def _invocations(invocations: list[dict]) -> list[str]:
+    """Which command produced which rows, and what it cost on this machine."""
+    lines = ["## Commands that produced these rows", "",
+             "A row appears in several groups when its settings coincide (e.g. tser is also "
+             "lam=0.05, tau=1, T=4); it was trained once. Training time is the sum of the "
+             "distinct runs' wall times; wall time is the whole invocation (teacher and "
+             "evaluation included).", "",
+             "| # | command | rows | distinct runs | training (min) | wall time (min) | code, "
+             "threads | finished |", "|---|---|---|---|---|---|---|---|"]
+    for i, inv in enumerate(invocations, 1):
+        lines.append(f"| {i} | `{inv['command']}` | {_rows_text(inv['rows'])} | "
+                     f"{inv['distinct_runs']} | {inv['training_time_s'] / 60:.1f} | "
+                     f"{inv['wall_time_s'] / 60:.1f} | {inv.get('code', '—')}, "
+                     f"{inv.get('threads', '—')} | {inv.get('finished', '—')} |")
+    lines.append("")
+    lines += [f"Note on #{i}: {inv['note']}" for i, inv in enumerate(invocations, 1)
+              if inv.get("note")]
+    return lines + [""]
 
 
 def plot(result: dict, path: Path) -> None:
@@ -63,8 +92,11 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    bars = {**result["methods"], **result.get("features", {}), **result.get("ablation", {})}
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6), width_ratios=(2, 1, 1))
+    # The features group reruns ce/kd/tser with its own code; label them apart.
+    features = {(f"{k} (feat. run)" if k in result["methods"] else k): v
+                for k, v in result.get("features", {}).items()}
+    bars = {**result["methods"], **result.get("ablation", {}), **features}
     axes[0].bar(list(bars), [100 * r["mean"] for r in bars.values()],
                 yerr=[100 * r["std"] for r in bars.values()], capsize=4, color="tab:blue")
     axes[0].axhline(100 * result["teacher_accuracy"], color="k", ls="--", label="teacher")
@@ -72,7 +104,7 @@ def plot(result: dict, path: Path) -> None:
     axes[0].set_ylim(low - 2, 100 * result["teacher_accuracy"] + 1)
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].set_title("methods and ablation")
-    axes[0].tick_params(axis="x", rotation=30)
+    axes[0].tick_params(axis="x", rotation=60)
     axes[0].legend()
     for group, ax, key in (("tau", axes[1], "tau="), ("timesteps", axes[2], "T=")):
         for method in ("kd", "tser"):

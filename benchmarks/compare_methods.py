@@ -1,16 +1,21 @@
 """Does TSER beat KD beat CE? One teacher, the same student trained with each method over seeds.
 
     python benchmarks/compare_methods.py                      # mnist1d, 5 seeds, every group
+    python benchmarks/compare_methods.py --methods fitnet,bkd,tser+fitnet   # add rows only
     python benchmarks/compare_methods.py --dataset digits --seeds 3 --groups methods
     python benchmarks/compare_methods.py --dataset cifar10 --data-dir ~/data --student resnet
 
-Groups: `methods` (ce, kd, tser), `features` (fitnet, bkd, kd+fitnet, tser+fitnet),
+Groups: `methods` (ce, kd, tser), `features` (fitnet, bkd and their kd/tser hybrids),
 `ablation` (temporal separation on CE only, KL only, both,
 both + entropy), `lam` (entropy weight sweep), `tau` (temperature sweep, kd and tser),
-`timesteps` (T = 1, 2, 4, 8 for kd and tser, with firing rates). Writes
-benchmarks/results/<dataset>.md, .json and .png. Runs live in benchmarks/runs/<dataset>/ and a
-finished run (its metrics.json exists) is never trained again, so an interrupted benchmark
-resumes where it stopped. Defaults are chosen on the validation split, never on test.
+`timesteps` (T = 1, 2, 4, 8 for kd and tser, with firing rates). `--methods` names single
+method rows instead (any `neurokd distill --method`); without `--groups` it runs only those.
+Writes benchmarks/results/<dataset>.md, .json and .png. The rows of an invocation are merged
+into the results file already there (same settings, seeds and teacher, else it stops), so groups
+and methods can be added later without retraining what is recorded; the .md lists which command
+produced which rows. Runs live in benchmarks/runs/<dataset>/ and a finished run (its
+metrics.json exists) is never trained again, so an interrupted benchmark resumes where it
+stopped. Defaults are chosen on the validation split, never on test.
 """
 
 from __future__ import annotations
@@ -18,21 +23,27 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import torch  # noqa: E402
+from bench_merge import load_previous, merge  # noqa: E402
 from bench_report import write_outputs  # noqa: E402
 
-from neurokd.config import RunConfig  # noqa: E402
+from neurokd.config import METHODS, RunConfig  # noqa: E402
 from neurokd.distill import distill, train_teacher  # noqa: E402
 
 HERE = Path(__file__).parent
 LAMS = (0.0, 0.01, 0.05, 0.1, 0.2)
 TAUS = (1.0, 2.0, 4.0, 6.0)
 STEPS = (1, 2, 4, 8)
+GROUPS = ("methods", "features", "ablation", "lam", "tau", "timesteps")
+FEATURE_METHODS = ("fitnet", "bkd", "kd+fitnet", "tser+fitnet", "kd+bkd", "tser+bkd")
+ABLATION_LABELS = ("ts-ce", "ts-kl", "ts-both")
 FINISHED: dict[str, dict] = {}  # run key -> metrics, each distinct run once
 
 
@@ -41,7 +52,7 @@ def rows_of(group: str, base: dict) -> dict[str, tuple[str, dict]]:
     if group == "methods":
         return {m: (m, {}) for m in ("ce", "kd", "tser")}
     if group == "features":
-        return {m: (m, {}) for m in ("fitnet", "bkd", "kd+fitnet", "tser+fitnet")}
+        return {m: (m, {}) for m in FEATURE_METHODS}
     if group == "ablation":
         return {"ts-ce": ("ts-ce", {}), "ts-kl": ("ts-kl", {}), "ts-both": ("ts-both", {}),
                 "ts-both+er": ("tser", {})}
@@ -86,37 +97,44 @@ def run_one(base: dict, method: str, overrides: dict, seed: int, teacher: Path,
     return metrics
 
 
-def summarise(runs: list[dict], teacher_accuracy: float, ce_mean: float | None) -> dict:
+def method_rows(names: list[str], as_group: str | None) -> dict[str, dict[str, tuple[str, dict]]]:
+    """`--methods` as rows of the group each method belongs to (logit, ablation or feature),
+    or all of them in `as_group`."""
+    plan: dict[str, dict[str, tuple[str, dict]]] = {}
+    for name in names:
+        if name not in METHODS:
+            raise SystemExit(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+        group = as_group or ("methods" if name in ("ce", "kd", "tser") else
+                             "ablation" if name in ABLATION_LABELS else "features")
+        plan.setdefault(group, {})[name] = (name, {})
+    return plan
+
+
+def summarise(runs: list[dict], keys: list[str]) -> dict:
+    """Mean ± std of one row, keeping every seed's figures (in seed order) for later merges."""
     test = [r["student_accuracy"] for r in runs]
     val = [r["student_val_accuracy"] for r in runs]
-    mean = statistics.fmean(test)
-    row = {"mean": mean, "std": statistics.stdev(test) if len(test) > 1 else 0.0, "runs": test,
-           "val_mean": statistics.fmean(val), "val_runs": val,
-           "firing_rate": statistics.fmean(r["firing_rate"] for r in runs)}
-    if ce_mean is not None and teacher_accuracy > ce_mean:
-        row["gap_closed"] = (mean - ce_mean) / (teacher_accuracy - ce_mean)
-    return row
+    return {"mean": statistics.fmean(test), "std": statistics.stdev(test) if len(test) > 1 else 0.0,
+            "runs": test, "val_mean": statistics.fmean(val), "val_runs": val,
+            "firing_rate": statistics.fmean(r["firing_rate"] for r in runs),
+            "firing_rates": [r["firing_rate"] for r in runs],
+            "best_epochs": [r["best_epoch"] for r in runs],
+            "train_s": [r["wall_time_s"] for r in runs], "run_keys": keys}
 
 
-def paired(a: list[float], b: list[float]) -> dict:
-    """Paired t-test over seeds (the same seed shares data order and initialisation)."""
-    from scipy import stats
-
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    result = {"mean_diff": statistics.fmean(diffs), "wins": sum(d > 0 for d in diffs),
-              "n": len(diffs)}
-    if len(diffs) > 1 and statistics.pstdev(diffs) > 0:
-        test = stats.ttest_rel(a, b)
-        result.update(t=float(test.statistic), p=float(test.pvalue))
-    return result
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Compare ce / kd / tser with seeds and ablations")
     parser.add_argument("--dataset", default="mnist1d")
     parser.add_argument("--data-dir")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--groups", default="methods,features,ablation,lam,tau,timesteps")
+    parser.add_argument("--groups", help="comma list (default: all groups, or none when "
+                        "--methods is given): " + ",".join(GROUPS))
+    parser.add_argument("--methods", help="comma list of method rows, e.g. "
+                        "ce,kd,tser,fitnet,bkd,tser+fitnet")
+    parser.add_argument("--as-group", choices=GROUPS, help="put the --methods rows in this "
+                        "group (e.g. features, to rerun ce/kd/tser beside the feature methods)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="replace the results file instead of merging into it")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--teacher-epochs", type=int, default=60)
     parser.add_argument("--student", default="cnn")
@@ -129,14 +147,33 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workdir", default=str(HERE / "runs"))
     parser.add_argument("--results", default=str(HERE / "results"))
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def plan_rows(args: argparse.Namespace, base: dict) -> dict[str, dict[str, tuple[str, dict]]]:
+    names = [m.strip() for m in (args.methods or "").split(",") if m.strip()]
+    default_groups = "" if names else ",".join(GROUPS)
+    groups = [g.strip() for g in (args.groups or default_groups).split(",") if g.strip()]
+    plan = {group: rows_of(group, base) for group in groups}
+    for group, rows in method_rows(names, args.as_group).items():
+        plan[group] = {**plan.get(group, {}), **rows}
+    if not plan:
+        raise SystemExit("nothing to run: give --groups and/or --methods")
+    return plan
+
+
+def main() -> None:
+    args = parse_args()
     started = time.perf_counter()
     base = {"dataset": args.dataset, "data_dir": args.data_dir, "epochs": args.epochs,
             "teacher_epochs": args.teacher_epochs, "student": args.student,
             "teacher_arch": args.teacher_arch, "alpha": args.alpha, "tau": args.tau,
             "lam": args.lam, "timesteps": args.timesteps, "lr": args.lr,
             "batch_size": args.batch_size, "device": "auto"}
+    seeds = list(range(args.seeds))
+    plan = plan_rows(args, base)
+    results_json = Path(args.results) / f"{args.dataset}.json"
+    previous = None if args.fresh else load_previous(results_json, base, seeds)
     workdir = Path(args.workdir) / args.dataset
     teacher = workdir / "teacher" / "teacher.pt"
     if not teacher.exists():
@@ -144,38 +181,48 @@ def main() -> None:
         teacher_config = {k: v for k, v in base.items() if k in RunConfig.__dataclass_fields__}
         train_teacher(RunConfig(**teacher_config, out=str(workdir), name="teacher"))
     teacher_accuracy = json_teacher_accuracy(teacher)
+    print(f"teacher test accuracy {100 * teacher_accuracy:.2f}%", flush=True)
+    if previous is not None and previous["teacher_accuracy"] != teacher_accuracy:
+        # Checked before any student trains: rows from another teacher are not comparable.
+        raise SystemExit(f"teacher scores {teacher_accuracy}, the rows in {results_json} used "
+                         f"one scoring {previous['teacher_accuracy']}; use --fresh or another "
+                         "--results folder")
 
-    seeds = list(range(args.seeds))
-    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
     table: dict[str, dict] = {}
-    raw: dict[str, list[dict]] = {}
-    for group in ["methods"] + [g for g in groups if g != "methods"]:
+    for group, rows in plan.items():
         print(f"group {group}", flush=True)
         table[group] = {}
-        for label, (method, overrides) in rows_of(group, base).items():
+        for label, (method, overrides) in rows.items():
             runs = [run_one(base, method, overrides, s, teacher, workdir) for s in seeds]
-            raw[f"{group}/{label}"] = runs
-            ce_mean = table["methods"]["ce"]["mean"] if "ce" in table.get("methods", {}) else None
-            table[group][label] = summarise(runs, teacher_accuracy, ce_mean)
+            keys = [run_key(method, {**base, **overrides}, s) for s in seeds]
+            table[group][label] = summarise(runs, keys)
 
-    methods = table["methods"]
-    significance = {
-        "tser_vs_kd": paired(methods["tser"]["runs"], methods["kd"]["runs"]),
-        "kd_vs_ce": paired(methods["kd"]["runs"], methods["ce"]["runs"]),
-        "tser_vs_ce": paired(methods["tser"]["runs"], methods["ce"]["runs"]),
-    }
-    result = {
-        "dataset": args.dataset, "seeds": seeds, "teacher_accuracy": teacher_accuracy,
-        "methods": methods, "settings": {**base, "seeds": args.seeds, "groups": groups},
-        "significance": significance,
-        **{group: rows for group, rows in table.items() if group != "methods"},
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "distinct_runs": len(FINISHED),
-        "training_time_s": round(sum(m["wall_time_s"] for m in FINISHED.values()), 1),
+    used = {key for rows in table.values() for row in rows.values() for key in row["run_keys"]}
+    invocation = {
         "command": "python benchmarks/compare_methods.py " + " ".join(sys.argv[1:]),
+        "rows": [f"{group}/{label}" for group, rows in table.items() for label in rows],
+        "distinct_runs": len(used),
+        "training_time_s": round(sum(FINISHED[k]["wall_time_s"] for k in used), 1),
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "code": code_version(), "threads": torch.get_num_threads(),
     }
+    # Read again: another invocation may have merged its rows while this one trained.
+    previous = None if args.fresh else load_previous(results_json, base, seeds)
+    result = merge(previous, table, invocation, base, seeds, teacher_accuracy)
     paths = write_outputs(result, Path(args.results))
     print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def code_version() -> str:
+    """The commit the runs were trained with (+ "dirty" if the code differed from it): the
+    data order and hence each seed's result depend on the training code."""
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=HERE, capture_output=True, text=True).stdout
+
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = git("status", "--porcelain", "--", "../neurokd", ".").strip()
+    return commit + (" + local changes" if dirty else "")
 
 
 def json_teacher_accuracy(teacher: Path) -> float:
