@@ -46,11 +46,11 @@ class SimulationResult:
     dataset: str
     samples: int
     timesteps: int
-    lava_accuracy: float            # the backend's accuracy (Lava here)
-    torch_accuracy: float           # the float network's
-    quantized_accuracy: float       # the bit-accurate integer model's
-    agreement: float                # argmax agreement, backend vs integer model
-    identical_spikes: dict[str, float]   # per neuron layer, backend vs integer model
+    lava_accuracy: float            # the backend's accuracy (Lava, or ONNX Runtime)
+    torch_accuracy: float | None    # the float network's (None for onnx: the file is it)
+    quantized_accuracy: float | None    # the bit-accurate integer model's (lava only)
+    agreement: float | None         # argmax agreement, backend vs integer model (lava only)
+    identical_spikes: dict[str, float]   # per neuron layer, Lava vs integer model
     spike_counts: dict[str, int]    # per neuron layer, summed over samples and timesteps
     seconds_per_sample: float
     layer_names: list[str]          # synaptic layers in order (the student's module paths)
@@ -78,16 +78,20 @@ def simulate(export: str | Path, backend: str = "lava", dataset: str | None = No
              chunk: int = 20) -> SimulationResult:
     """Run ``export`` on the first ``samples`` test samples of ``dataset`` (default: the one
     the export was made from) and compare it with the float and integer models."""
-    if backend != "lava":
-        raise NeuroKDError(f"simulate: backend {backend!r} is not available; use lava")
     if samples is not None and samples < 1:
         raise NeuroKDError(f"--samples must be >= 1, not {samples}")
+    if backend == "onnx":
+        from .simulate_onnx import simulate_onnx
+
+        return simulate_onnx(export, dataset, samples, reporter or Reporter())
+    if backend != "lava":
+        raise NeuroKDError(f"simulate: unknown backend {backend!r}; use lava or onnx")
     stored = read_netx(export)
     network = stored.network
     dataset = dataset or stored.meta.get("dataset")
     if not dataset:
         raise NeuroKDError(f"{export} does not name its data set: give --dataset")
-    x, labels = _test_split(dataset, samples, network)
+    x, labels = _test_split(dataset, samples, network.input_shape)
     python = lava_python()
     x_q = network.quantize_input(x)
     reporter = reporter or Reporter()
@@ -111,15 +115,15 @@ def simulate(export: str | Path, backend: str = "lava", dataset: str | None = No
 
 
 def _test_split(dataset: str, samples: int | None,
-                network: QuantizedNetwork) -> tuple[torch.Tensor, np.ndarray]:
+                input_shape: tuple[int, ...]) -> tuple[torch.Tensor, np.ndarray]:
     from neurokd.data import load_data
 
     test = load_data(dataset, augment=False).test
     count = len(test) if samples is None else min(samples, len(test))
     x = torch.stack([test[i][0] for i in range(count)]).float()
-    if tuple(x.shape[1:]) != tuple(network.input_shape):
+    if tuple(x.shape[1:]) != tuple(input_shape):
         raise NeuroKDError(f"{dataset} samples have shape {tuple(x.shape[1:])}, the export "
-                           f"expects {tuple(network.input_shape)}")
+                           f"expects {tuple(input_shape)}")
     return x, np.array([int(test[i][1]) for i in range(count)])
 
 
@@ -154,19 +158,26 @@ def _run_lava(python: Path, export: Path, x_q: np.ndarray, network: QuantizedNet
 def _layer_arrays(network: QuantizedNetwork, x_q: np.ndarray,
                   spikes: list[np.ndarray]) -> dict[str, np.ndarray]:
     """The per-layer part of the result file (see RESULT_KEYS)."""
-    steps = network.timesteps
+    counts = iter([s.sum(axis=(0, 1)).astype(np.float64) for s in spikes])
+    return layer_arrays([(lay.geometry(), lay.input_shape,
+                          next(counts) if lay.spiking else None) for lay in network.layers],
+                        (x_q != 0).sum(0) * network.timesteps)  # input repeats every step
+
+
+def layer_arrays(layers: list[tuple[np.ndarray, tuple[int, ...], np.ndarray | None]],
+                 input_events: np.ndarray) -> dict[str, np.ndarray]:
+    """Result-file arrays from (geometry, input shape, summed output spikes or None) per
+    synaptic layer and the events into the first one."""
     arrays: dict[str, np.ndarray] = {}
-    events = (x_q != 0).sum(0).astype(np.float64) * steps  # the input repeats every step
-    spiking = iter(spikes)
-    for i, layer in enumerate(network.layers):
-        arrays[f"geometry_{i}"] = layer.geometry()
-        arrays[f"input_shape_{i}"] = np.array(layer.input_shape, dtype=np.int64)
-        arrays[f"input_events_{i}"] = events.reshape(layer.input_shape)
-        arrays[f"has_neurons_{i}"] = np.array(int(layer.spiking), dtype=np.int64)
-        if layer.spiking:
-            counts = next(spiking).sum(axis=(0, 1)).astype(np.float64)
-            arrays[f"output_spikes_{i}"] = counts
-            events = counts
+    events = np.asarray(input_events, dtype=np.float64)
+    for i, (geometry, input_shape, spikes) in enumerate(layers):
+        arrays[f"geometry_{i}"] = np.asarray(geometry, dtype=np.int64)
+        arrays[f"input_shape_{i}"] = np.array(input_shape, dtype=np.int64)
+        arrays[f"input_events_{i}"] = events.reshape(input_shape)
+        arrays[f"has_neurons_{i}"] = np.array(int(spikes is not None), dtype=np.int64)
+        if spikes is not None:
+            arrays[f"output_spikes_{i}"] = np.asarray(spikes, dtype=np.float64)
+            events = arrays[f"output_spikes_{i}"]
     return arrays
 
 

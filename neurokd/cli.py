@@ -159,8 +159,9 @@ def _default_output(checkpoint, source, target: str, teacher: bool) -> str:
 
 @cli.command()
 @click.argument("export_path", metavar="EXPORT", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(["lava"]), default="lava", show_default=True,
-              help="lava: Lava's CPU simulator, bit-accurate fixed point (runs in .venv-lava)")
+@click.option("--backend", type=click.Choice(["lava", "onnx"]), default="lava",
+              show_default=True, help="lava: a Loihi export (.net) in Lava's CPU simulator, "
+              "bit-accurate fixed point (.venv-lava); onnx: an ONNX export made with --spikes")
 @click.option("--dataset", help="test split to run (default: the one stored in the export)")
 @click.option("--samples", type=click.IntRange(min=1),
               help="the first N test samples (default: all)")
@@ -170,7 +171,7 @@ def _default_output(checkpoint, source, target: str, teacher: bool) -> str:
               help="write per-layer event counts to RESULT.npz (for energy report --from-lava)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress output")
 def simulate(export_path, backend, dataset, samples, json_path, save_path, quiet) -> None:
-    """Run a Loihi export (.net) in Lava and compare it with the float and integer models."""
+    """Run an export on a test split: Lava (vs the float and integer models) or ONNX Runtime."""
     from .exporters.simulate import simulate as run_simulation
     from .exporters.simulate import write_result
     from .fileio import write_json

@@ -108,10 +108,15 @@ def print_simulation(result) -> None:
     console = _plain()
     console.print(f"{result.backend} on {result.dataset} test split ({result.samples} samples, "
                   f"T={result.timesteps}): {result.seconds_per_sample * 1000:.1f} ms per sample")
-    console.print(f"  accuracy: {result.backend} {_pct(result.lava_accuracy)}, float (PyTorch) "
-                  f"{_pct(result.torch_accuracy)}, integer model {_pct(result.quantized_accuracy)}")
-    console.print(f"  {result.backend} vs bit-accurate integer model: argmax "
-                  f"{_pct(result.agreement)}")
-    for name, share in result.identical_spikes.items():
-        console.print(f"  {name}: {_pct(share)} identical spikes, "
-                      f"{result.spike_counts[name]:,} spikes")
+    if result.agreement is None:  # onnx: the file is the float network
+        console.print(f"  accuracy: {_pct(result.lava_accuracy)}")
+    else:
+        console.print(f"  accuracy: {result.backend} {_pct(result.lava_accuracy)}, float "
+                      f"(PyTorch) {_pct(result.torch_accuracy)}, integer model "
+                      f"{_pct(result.quantized_accuracy)}")
+        console.print(f"  {result.backend} vs bit-accurate integer model: argmax "
+                      f"{_pct(result.agreement)}")
+    for name, count in result.spike_counts.items():
+        share = result.identical_spikes.get(name)
+        same = "" if share is None else f"{_pct(share)} identical spikes, "
+        console.print(f"  {name}: {same}{count:,} spikes")

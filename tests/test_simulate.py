@@ -1,0 +1,70 @@
+"""`neurokd simulate --backend onnx`: accuracy and per-layer counts of an ONNX export, checked
+against the student itself run in spikingjelly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from spikingjelly.activation_based import functional, neuron
+
+import neurokd
+from neurokd.data import load_data
+
+from helpers import assert_one_line_error, run_cli
+
+
+def _student_spikes(checkpoint, x):
+    """Predictions and summed spikes per neuron module of the PyTorch student."""
+    run = neurokd.load(checkpoint)
+    sums, hooks = {}, []
+    for name, module in run.student.named_modules():
+        if isinstance(module, neuron.BaseNode):
+            hooks.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: sums.__setitem__(name, out.sum(dim=(0, 1)))))
+    functional.reset_net(run.student)
+    with torch.no_grad():
+        logits = run.student(x)
+    for hook in hooks:
+        hook.remove()
+    return logits.mean(0).argmax(-1).numpy(), {k: v.numpy() for k, v in sums.items()}
+
+
+def test_onnx_backend_counts_match_the_student(trained_run, tmp_path, capsys):
+    onnx_path = tmp_path / "s.onnx"
+    outcome = run_cli(capsys, "export", "--target", "onnx", "--spikes",
+                      str(trained_run / "student.pt"), "-o", str(onnx_path),
+                      "--check-samples", "32")
+    assert outcome.code == 0, outcome.err
+    outcome = run_cli(capsys, "simulate", "--backend", "onnx", str(onnx_path), "--dataset",
+                      "digits", "--samples", "40", "-q", "--json", str(tmp_path / "r.json"),
+                      "--save", str(tmp_path / "r.npz"))
+    assert outcome.code == 0, outcome.err
+    test = load_data("digits").test
+    x, y = test.tensors[0][:40], test.tensors[1][:40].numpy()
+    predicted, spikes = _student_spikes(trained_run / "student.pt", x)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["backend"] == "onnx" and report["samples"] == 40
+    assert report["lava_accuracy"] == float((predicted == y).mean())
+    assert report["agreement"] is None and report["quantized_accuracy"] is None
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as data:
+        assert str(data["backend"]) == "onnx" and int(data["timesteps"]) == 4
+        assert list(data["layer_types"]) == ["conv", "conv", "conv", "dense"]
+        assert list(data["geometry_1"]) == [32, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1]
+        assert list(data["input_shape_3"]) == [128]
+        assert np.array_equal(data["input_events_0"], (x.numpy() != 0).sum(0) * 4.0)
+        for i, name in enumerate(["features.2", "features.5", "features.8"]):
+            assert np.array_equal(data[f"output_spikes_{i}"], spikes[name]), name
+            assert report["spike_counts"][name] == int(spikes[name].sum())
+        assert int(data["has_neurons_3"]) == 0
+
+
+def test_onnx_without_spike_outputs_is_one_line(trained_run, tmp_path, capsys):
+    onnx_path = tmp_path / "s.onnx"
+    assert run_cli(capsys, "export", "--target", "onnx", str(trained_run / "student.pt"), "-o",
+                   str(onnx_path), "--check-samples", "16").code == 0
+    outcome = run_cli(capsys, "simulate", "--backend", "onnx", str(onnx_path), "--dataset",
+                      "digits", "--save", str(tmp_path / "r.npz"))
+    assert_one_line_error(outcome, 2, "--spikes")
+    assert not (tmp_path / "r.npz").exists()
