@@ -24,6 +24,8 @@ How the counting works, and what spikingjelly's ``op_counter`` is used for:
 * A layer whose input held only 0/1 values over the whole run is a synaptic (spiking) layer;
   any other input (the encoding layer's analog frames, average-pooled spikes) is priced as
   dense MACs, fan-in x outputs per timestep, because that is what the hardware multiplies.
+  (The test is on values, as op_counter's is: an input that stayed all zero, e.g. average-pooled
+  spikes of a silent network, counts as spiking with 0 SOPs rather than as dense MACs.)
 * Each neuron layer belongs to the synaptic layer that ran last before it (the conv before its
   BatchNorm, the last conv before a residual addition). Neuron updates = neurons x timesteps;
   an update is *active* when the neuron spiked in that timestep (Loihi prices those higher).
