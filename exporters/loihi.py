@@ -96,7 +96,9 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     float_layers = [_float_layer(syn, neu) for syn, neu in chain]
     network = quantize(chain, inputs, source.timesteps)
     reference_logits, _ = eager_run(model, [])(inputs)
-    meta = {"dataset": (source.config or {}).get("dataset"), "source": source.label,
+    config = source.config or {}
+    meta = {"dataset": config.get("dataset"), "data_dir": config.get("data_dir"),
+            "image_size": config.get("image_size", 32), "source": source.label,
             "num_classes": int(reference_logits.shape[-1]),
             "class_names": list(source.class_names or [])}
     with atomic_path(path) as tmp:

@@ -75,15 +75,16 @@ def lava_python() -> Path:
 
 def simulate(export: str | Path, backend: str = "lava", dataset: str | None = None,
              samples: int | None = None, reporter: Reporter | None = None,
-             chunk: int = 20) -> SimulationResult:
+             chunk: int = 20, data_dir: str | None = None) -> SimulationResult:
     """Run ``export`` on the first ``samples`` test samples of ``dataset`` (default: the one
-    the export was made from) and compare it with the float and integer models."""
+    the export was made from) and compare it with the float and integer models.
+    ``data_dir``: the data set's folder (CIFAR, imagefolder; default: the run's)."""
     if samples is not None and samples < 1:
         raise NeuroKDError(f"--samples must be >= 1, not {samples}")
     if backend == "onnx":
         from .simulate_onnx import simulate_onnx
 
-        return simulate_onnx(export, dataset, samples, reporter or Reporter())
+        return simulate_onnx(export, dataset, samples, reporter or Reporter(), data_dir)
     if backend != "lava":
         raise NeuroKDError(f"simulate: unknown backend {backend!r}; use lava or onnx")
     stored = read_netx(export)
@@ -91,7 +92,10 @@ def simulate(export: str | Path, backend: str = "lava", dataset: str | None = No
     dataset = dataset or stored.meta.get("dataset")
     if not dataset:
         raise NeuroKDError(f"{export} does not name its data set: give --dataset")
-    x, labels = _test_split(dataset, samples, network.input_shape)
+    if dataset == stored.meta.get("dataset"):
+        data_dir = data_dir or stored.meta.get("data_dir")
+    x, labels = _test_split(dataset, samples, network.input_shape, data_dir,
+                            stored.meta.get("image_size", 32))
     python = lava_python()
     x_q = network.quantize_input(x)
     reporter = reporter or Reporter()
@@ -114,11 +118,12 @@ def simulate(export: str | Path, backend: str = "lava", dataset: str | None = No
         [lay.kind for lay in network.layers], _layer_arrays(network, x_q, lava_spikes))
 
 
-def _test_split(dataset: str, samples: int | None,
-                input_shape: tuple[int, ...]) -> tuple[torch.Tensor, np.ndarray]:
+def _test_split(dataset: str, samples: int | None, input_shape: tuple[int, ...],
+                data_dir: str | None = None,
+                image_size: int = 32) -> tuple[torch.Tensor, np.ndarray]:
     from neurokd.data import load_data
 
-    test = load_data(dataset, augment=False).test
+    test = load_data(dataset, data_dir=data_dir, augment=False, image_size=image_size).test
     count = len(test) if samples is None else min(samples, len(test))
     x = torch.stack([test[i][0] for i in range(count)]).float()
     if tuple(x.shape[1:]) != tuple(input_shape):

@@ -25,7 +25,7 @@ CHUNK = 64
 
 
 def simulate_onnx(export: str | Path, dataset: str | None, samples: int | None,
-                  reporter: Reporter) -> SimulationResult:
+                  reporter: Reporter, data_dir: str | None = None) -> SimulationResult:
     import onnx
     import onnxruntime as ort
 
@@ -50,7 +50,8 @@ def simulate_onnx(export: str | Path, dataset: str | None, samples: int | None,
     if len(layers) - len(spike_outputs) not in (0, 1):
         raise NeuroKDError(f"{path}: {len(layers)} conv/linear layers and {len(spike_outputs)} "
                            "neuron layers do not form a chain; the result file needs one")
-    x, labels = _test_split(dataset, samples, input_shape)
+    x, labels = _test_split(dataset, samples, input_shape, data_dir,
+                            input_shape[-1] if dataset == "imagefolder" else 32)
     session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
     names = ["logits", *spike_outputs]
     task = reporter.start("ONNX Runtime (samples)", len(x))

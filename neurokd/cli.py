@@ -163,6 +163,8 @@ def _default_output(checkpoint, source, target: str, teacher: bool) -> str:
               show_default=True, help="lava: a Loihi export (.net) in Lava's CPU simulator, "
               "bit-accurate fixed point (.venv-lava); onnx: an ONNX export made with --spikes")
 @click.option("--dataset", help="test split to run (default: the one stored in the export)")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="folder of --dataset (CIFAR, imagefolder; default: the run's)")
 @click.option("--samples", type=click.IntRange(min=1),
               help="the first N test samples (default: all)")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
@@ -170,7 +172,8 @@ def _default_output(checkpoint, source, target: str, teacher: bool) -> str:
 @click.option("--save", "save_path", type=click.Path(dir_okay=False),
               help="write per-layer event counts to RESULT.npz (for energy report --from-lava)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress output")
-def simulate(export_path, backend, dataset, samples, json_path, save_path, quiet) -> None:
+def simulate(export_path, backend, dataset, data_dir, samples, json_path, save_path,
+             quiet) -> None:
     """Run an export on a test split: Lava (vs the float and integer models) or ONNX Runtime."""
     from .exporters.simulate import simulate as run_simulation
     from .exporters.simulate import write_result
@@ -179,7 +182,8 @@ def simulate(export_path, backend, dataset, samples, json_path, save_path, quiet
     from .report import print_simulation
 
     with make_reporter(quiet) as reporter:
-        result = run_simulation(export_path, backend, dataset, samples, reporter)
+        result = run_simulation(export_path, backend, dataset, samples, reporter,
+                                data_dir=data_dir)
     print_simulation(result)
     if json_path:
         write_json(json_path, result.to_json())
