@@ -16,10 +16,13 @@ readout (the last linear layer, without neurons) gets ``iDecay = vDecay = 4096``
 threshold: its ``v`` each step is the integer logit.
 
 Analog input: the first layer receives graded 8-bit spikes (``netx.hdf5.Network(...,
-input_message_bits=8)``), the input quantized as ``round(x * input_scale)`` with
-``input_scale = 255 / max x`` (``127 / max |x|`` for signed data) over the check inputs.
+input_message_bits=8)``), the input quantized as ``round(x * input_scale)``, at most 255
+levels over the largest ``x`` of the check inputs (127 for signed data); ``_input_scale``
+splits the first layer's precision evenly between input levels and weight levels.
 
-Refused, naming the layers: residual additions, pooling, soft reset, ``v_reset != 0``,
+Average pools with non-overlapping windows are folded into the conv/linear after them
+(``pool_fold.py``). Refused, naming the layers: residual additions, max pooling and average
+pools that do not fold, soft reset, ``v_reset != 0``,
 neuron layers on the raw input or two in a row, and synaptic layers without neurons between
 them (except the readout).
 """
@@ -27,7 +30,7 @@ them (except the readout).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,7 @@ from .fixed_point import (
 )
 from .graph import LayerRecord, StudentGraph, fold_batchnorm, trace_student
 from .netx_file import FloatLayer, read_netx, run_float, write_netx
+from .pool_fold import fold_average_pools
 from .verify import as_source, eager_run, private_copy, verification_inputs
 
 LOIHI_KINDS = ("conv", "linear", "flatten", "neuron")
@@ -73,6 +77,7 @@ class LoihiExportResult:
     quantized_accuracy: float | None
     file_bytes: int
     encoding: str = "graded 8-bit input spikes into the first layer"
+    folded_pools: list[str] = field(default_factory=list)   # merged into the next layer
 
 
 def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Path,
@@ -90,7 +95,7 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     source = as_source(source, input_shape, timesteps)
     model = private_copy(source.model)
     graph = trace_student(model, source.input_shape, source.timesteps)
-    chain = loihi_chain(graph)
+    chain, folded_pools = loihi_chain(graph)
     inputs, described = verification_inputs(source, max_samples)
     labels = _labels(source, len(inputs), described)
     float_layers = [_float_layer(syn, neu) for syn, neu in chain]
@@ -117,12 +122,14 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     return LoihiExportResult(Path(path), network.layers, source.timesteps, source.input_shape,
                              network.input_scale, described, len(inputs),
                              check.argmax_agreement, check.spike_agreement, float_accuracy,
-                             check.quantized_accuracy, size)
+                             check.quantized_accuracy, size, folded_pools=folded_pools)
 
 
-def loihi_chain(graph: StudentGraph) -> list[tuple[LayerRecord, LayerRecord | None]]:
-    """(synaptic layer, its neuron layer or None) pairs; refuses what netx cannot hold."""
-    folded = fold_batchnorm(graph)
+def loihi_chain(graph: StudentGraph) -> tuple[list[tuple[LayerRecord, LayerRecord | None]],
+                                               list[str]]:
+    """(synaptic layer, its neuron layer or None) pairs and the average pools folded into
+    them; refuses what netx cannot hold."""
+    folded, pools = fold_average_pools(fold_batchnorm(graph))
     folded.records = [_mark_limits(folded, r) for r in folded.records]
     folded.require(LOIHI_KINDS, "Loihi (netx)")
     chain: list[tuple[LayerRecord, LayerRecord | None]] = []
@@ -149,7 +156,7 @@ def loihi_chain(graph: StudentGraph) -> list[tuple[LayerRecord, LayerRecord | No
     if problems:
         raise NeuroKDError("cannot export to Loihi (netx): unsupported layers: "
                            + "; ".join(problems))
-    return chain
+    return chain, pools
 
 
 def _mark_limits(graph: StudentGraph, record: LayerRecord) -> LayerRecord:
@@ -157,7 +164,8 @@ def _mark_limits(graph: StudentGraph, record: LayerRecord) -> LayerRecord:
     if record.kind == "add":
         reason = "residual addition: netx holds a chain of layers, no shortcuts"
     elif record.kind in ("maxpool", "avgpool"):
-        reason = f"{type(record.module).__name__}: netx has no pooling layer; use a strided conv"
+        reason = (f"{type(record.module).__name__}: netx has no pooling layer and only "
+                  "non-overlapping average pools before a conv/linear fold; use a strided conv")
     elif record.kind == "neuron" and record.neuron.reset == "soft":
         reason = "soft reset: Loihi's CUBA neuron resets v to 0"
     elif record.kind == "neuron" and record.neuron.v_reset != 0.0:

@@ -93,6 +93,9 @@ def print_loihi_export(result) -> None:
                       "—" if r["threshold_mant"] is None else str(r["threshold_mant"]),
                       str(layer.neuron.v_decay), r["limit"])
     console.print(table)
+    if result.folded_pools:
+        console.print("  average pools folded into the next layer: "
+                      + ", ".join(result.folded_pools))
     rates = ", ".join(f"{name} {100 * share:.2f}%" for name, share in
                       result.spike_agreement.items())
     console.print(f"  Loihi fixed-point model vs float on {result.verified_on}: argmax "

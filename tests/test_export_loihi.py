@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from spikingjelly.activation_based import layer, neuron
+from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 
 from neurokd.config import RunConfig
@@ -20,7 +20,7 @@ from neurokd.data import load_data
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import export_loihi
 from neurokd.exporters.fixed_point import run_fixed_point
-from neurokd.exporters.netx_file import read_netx
+from neurokd.exporters.netx_file import read_netx, run_float
 from neurokd.exporters.simulate import RUNNER, lava_python
 from neurokd.models import build_student
 from neurokd.sources import DirectEncoding, StudentSource
@@ -136,17 +136,23 @@ def _user_models():
         neuron.LIFNode(tau=4.0, v_threshold=0.2, step_mode="m"),
         layer.Flatten(step_mode="m"), layer.Linear(8 * 8 * 8, 10, step_mode="m"),
         neuron.IFNode(v_threshold=0.2, step_mode="m"))
+    pooled = nn.Sequential(  # average pools netx cannot load, folded into the next layer
+        layer.Conv2d(1, 8, 3, padding=1, step_mode="m"), neuron.LIFNode(step_mode="m"),
+        layer.AvgPool2d(2, step_mode="m"), layer.Conv2d(8, 8, 3, padding=1, step_mode="m"),
+        neuron.LIFNode(v_threshold=0.3, step_mode="m"), layer.AdaptiveAvgPool2d(2, step_mode="m"),
+        layer.Flatten(step_mode="m"), layer.Linear(8 * 2 * 2, 10, step_mode="m"))
     with torch.no_grad():
-        for model in (dense, conv):
+        for model in (dense, conv, pooled):
             for m in model.modules():
                 if isinstance(m, nn.Linear | nn.Conv2d):
                     m.weight.mul_(3.0)
-    return {"dense": StudentSource(DirectEncoding(dense, SHAPE, 5).eval(), SHAPE, 5, "dense"),
-            "conv": StudentSource(DirectEncoding(conv, SHAPE, 3).eval(), SHAPE, 3, "conv")}
+    return {name: StudentSource(DirectEncoding(model, SHAPE, steps).eval(), SHAPE, steps, name)
+            for name, model, steps in (("dense", dense, 5), ("conv", conv, 3),
+                                       ("pooled", pooled, 4))}
 
 
 @requires_lava
-@pytest.mark.parametrize("which", ["trained", "dense", "conv"])
+@pytest.mark.parametrize("which", ["trained", "dense", "conv", "pooled"])
 def test_lava_spikes_equal_the_integer_model(which, trained_export, tmp_path):
     if which == "trained":
         path = trained_export[0]
@@ -180,7 +186,7 @@ def test_unsupported_layers_are_refused_by_name_and_nothing_is_written(tmp_path)
     soft = nn.Sequential(layer.Flatten(step_mode="m"), layer.Linear(64, 10, step_mode="m"),
                          neuron.LIFNode(v_reset=None, step_mode="m"),
                          layer.Linear(10, 10, step_mode="m"))
-    cases = [(resnet, ["residual addition", "AdaptiveAvgPool2d"]), (pooled, ["2 (MaxPool2d"]),
+    cases = [(resnet, ["residual addition"]), (pooled, ["2 (MaxPool2d"]),
              (soft, ["2 (soft reset"])]
     for model, expected in cases:
         source = model
@@ -239,3 +245,20 @@ def test_cli_export_then_simulate(trained_run, tmp_path, capsys):
             assert spikes.sum() == report["spike_counts"][name]
             assert np.array_equal(data[f"input_events_{i + 1}"].ravel(), spikes.ravel())
         assert int(data["has_neurons_3"]) == 0 and "output_spikes_3" not in data.files
+
+
+def test_average_pools_fold_without_changing_the_float_network(tmp_path):
+    """The folded float twin in the file computes what the pooled student computes."""
+    source = _user_models()["pooled"]
+    result = export_loihi(source, tmp_path / "p.net", min_agreement=0.5)
+    assert result.folded_pools == ["2", "5"]
+    stored = read_netx(tmp_path / "p.net")
+    assert [lay.kind for lay in stored.network.layers] == ["conv", "conv", "dense"]
+    assert stored.network.layers[1].weight.shape == (8, 8, 6, 6)  # 3x3 taps as 2x2 blocks
+    assert stored.network.layers[1].stride == (2, 2)
+    x = _digits(64)
+    logits, _ = run_float(stored.float_layers, x, 4)
+    with torch.no_grad():
+        functional.reset_net(source.model)
+        expected = source.model(x).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
