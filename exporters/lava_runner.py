@@ -10,7 +10,8 @@ REQUEST (``np.savez``, no pickles): ``net`` (path of the .net file), ``inputs`` 
 each), ``timesteps``, ``message_bits`` (graded input bits), ``chunk`` (samples per run call;
 one progress line ``progress DONE TOTAL`` on stdout after each).
 
-RESULT: ``spikes_{k}`` (uint8 ``[N, T, *shape]`` in C,H,W order) for every layer ``k``,
+RESULT: ``spikes_{k}`` (uint8 ``[N, T, *shape]`` in C,H,W order) for every layer ``k``
+(recorded by ``SpikeRecorder`` processes),
 ``readout`` (int64 ``[N, T, *shape]``: the last layer's membrane ``v`` at every step),
 ``seconds`` (simulation wall time, building excluded), ``layers``.
 
@@ -26,12 +27,50 @@ sample arrives, as spikingjelly's ``reset_net`` does between samples. The sinks 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 
-def build(net_path: str, steps: int, timesteps: int, message_bits: int, inputs: np.ndarray):
+class SpikeRecorder(AbstractProcess):
+    """Keeps every step's spikes in its own process and saves them to ``path`` (``.npy``) at
+    step ``steps``: fetching a large ``io.sink.RingBuffer`` through Lava takes twice as long
+    as simulating it."""
+
+    def __init__(self, *, shape: tuple[int, ...], steps: int, path: str) -> None:
+        super().__init__(shape=shape, steps=steps, path=path)
+        self.a_in = InPort(shape=shape)
+
+
+@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySpikeRecorder(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
+
+    def __init__(self, proc_params) -> None:
+        super().__init__(proc_params)
+        self.steps, self.path = proc_params["steps"], proc_params["path"]
+        self.record = np.zeros(tuple(proc_params["shape"]) + (self.steps,), dtype=np.uint8)
+
+    def run_spk(self) -> None:
+        self.record[..., self.time_step - 1] = self.a_in.recv()
+        if self.time_step == self.steps:
+            np.save(self.path, self.record)
+
+
+def build(net_path: str, steps: int, timesteps: int, message_bits: int, inputs: np.ndarray,
+          folder: Path):
     from lava.lib.dl import netx
     from lava.proc import io
 
@@ -41,14 +80,14 @@ def build(net_path: str, steps: int, timesteps: int, message_bits: int, inputs: 
         inputs = inputs.reshape(len(inputs), -1)
     source = io.source.RingBuffer(data=lava_layout(inputs, steps, timesteps))
     source.s_out.connect(net.inp)
-    sinks = []
-    for layer in net.layers:
-        sink = io.sink.RingBuffer(shape=layer.out.shape, buffer=steps)
+    records = []
+    for k, layer in enumerate(net.layers):
+        records.append(folder / f"spikes_{k}.npy")
+        sink = SpikeRecorder(shape=layer.out.shape, steps=steps, path=str(records[-1]))
         layer.out.connect(sink.a_in)
-        sinks.append(sink)
     readout = io.sink.Read(buffer=steps)
     readout.connect_var(net.layers[-1].neuron.v)
-    return net, sinks, readout
+    return net, records, readout
 
 
 def lava_layout(inputs: np.ndarray, steps: int, timesteps: int) -> np.ndarray:
@@ -92,8 +131,10 @@ def main(request_path: str, result_path: str) -> None:
     count = len(inputs)
     layers = synaptic_layers(net_path)
     steps = count * timesteps + layers + 1  # the tail lets the deepest layer finish
-    net, sinks, readout = build(net_path, steps, timesteps, message_bits, inputs)
-    config = Loihi2SimCfg(select_tag="fixed_pt")
+    folder = Path(tempfile.mkdtemp(prefix="lava-runner-", dir=Path(result_path).parent))
+    net, records, readout = build(net_path, steps, timesteps, message_bits, inputs, folder)
+    config = Loihi2SimCfg(select_tag="fixed_pt",
+                          exception_proc_model_map={SpikeRecorder: PySpikeRecorder})
     started, done = time.perf_counter(), 0
     try:
         while done < count:
@@ -103,10 +144,13 @@ def main(request_path: str, result_path: str) -> None:
             print(f"progress {done} {count}", flush=True)
         net.run(condition=RunSteps(num_steps=steps - count * timesteps), run_cfg=config)
         seconds = time.perf_counter() - started
-        recorded = [sink.data.get() for sink in sinks]
         potentials = readout.data.get()
     finally:
         net.stop()
+    recorded = [np.load(path) for path in records]
+    for path in records:
+        path.unlink()
+    folder.rmdir()
     arrays = {f"spikes_{k}": per_sample(rec, k, count, timesteps).astype(np.uint8)
               for k, rec in enumerate(recorded)}
     arrays["readout"] = per_sample(potentials, layers - 1, count, timesteps).astype(np.int64)
