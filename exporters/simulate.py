@@ -176,24 +176,23 @@ def layer_arrays(layers: list[tuple[np.ndarray, tuple[int, ...], np.ndarray | No
     arrays: dict[str, np.ndarray] = {}
     events = np.asarray(input_events, dtype=np.float64)
     for i, (geometry, input_shape, spikes) in enumerate(layers):
-        arrays[f"geometry_{i}"] = np.asarray(geometry, dtype=np.int64)
-        arrays[f"input_shape_{i}"] = np.array(input_shape, dtype=np.int64)
-        arrays[f"input_events_{i}"] = events.reshape(input_shape)
-        arrays[f"has_neurons_{i}"] = np.array(int(spikes is not None), dtype=np.int64)
+        keys = [key.format(i=i) for key in RESULT_KEYS["per_layer"]]
+        arrays[keys[0]] = np.asarray(geometry, dtype=np.int64)
+        arrays[keys[1]] = np.array(input_shape, dtype=np.int64)
+        arrays[keys[2]] = events.reshape(input_shape)
+        arrays[keys[3]] = np.array(int(spikes is not None), dtype=np.int64)
         if spikes is not None:
-            arrays[f"output_spikes_{i}"] = np.asarray(spikes, dtype=np.float64)
-            events = arrays[f"output_spikes_{i}"]
+            events = arrays[keys[4]] = np.asarray(spikes, dtype=np.float64)
     return arrays
 
 
 def write_result(path: str | Path, result: SimulationResult) -> Path:
     """The result ``.npz`` (format ``neurokd.lava-result`` v1), written atomically."""
-    arrays = {"format": np.array(RESULT_FORMAT), "version": np.array(RESULT_VERSION),
-              "backend": np.array(result.backend), "samples": np.array(result.samples),
-              "timesteps": np.array(result.timesteps),
-              "layer_names": np.array(result.layer_names, dtype=str),
-              "layer_types": np.array(result.layer_types, dtype=str),
-              **result.layer_arrays}
+    header = (np.array(RESULT_FORMAT), np.array(RESULT_VERSION, dtype=np.int64),
+              np.array(result.backend), np.array(result.samples, dtype=np.int64),
+              np.array(result.timesteps, dtype=np.int64),
+              np.array(result.layer_names, dtype=str), np.array(result.layer_types, dtype=str))
+    arrays = dict(zip(RESULT_KEYS["header"], header, strict=True)) | result.layer_arrays
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
