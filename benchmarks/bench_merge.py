@@ -92,6 +92,10 @@ def significance(result: dict) -> dict[str, dict]:
     for a, b in (("tser", "kd"), ("kd", "ce"), ("tser", "ce")):
         if a in features and b in features:
             tests[f"features/{a}_vs_features/{b}"] = paired(features[a]["runs"], features[b]["runs"])
+    for a, b in (("tser", "kd"), ("kd", "ce"), ("tser", "ce")):
+        if all(k in methods and k in features for k in (a, b)):  # two samples of seed pairs
+            tests[f"{a}_vs_{b} (both groups pooled)"] = paired(
+                methods[a]["runs"] + features[a]["runs"], methods[b]["runs"] + features[b]["runs"])
     for name, row in features.items():
         if name not in ("ce", "kd", "tser") and reference is not None:
             tests[f"features/{name}_vs_{where}tser"] = paired(row["runs"], reference["runs"])

@@ -164,7 +164,7 @@ def plan_rows(args: argparse.Namespace, base: dict) -> dict[str, dict[str, tuple
 
 def main() -> None:
     args = parse_args()
-    started = time.perf_counter()
+    started, code = time.perf_counter(), code_version()
     base = {"dataset": args.dataset, "data_dir": args.data_dir, "epochs": args.epochs,
             "teacher_epochs": args.teacher_epochs, "student": args.student,
             "teacher_arch": args.teacher_arch, "alpha": args.alpha, "tau": args.tau,
@@ -205,7 +205,7 @@ def main() -> None:
         "training_time_s": round(sum(FINISHED[k]["wall_time_s"] for k in used), 1),
         "wall_time_s": round(time.perf_counter() - started, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "code": code_version(), "threads": torch.get_num_threads(),
+        "code": code, "threads": torch.get_num_threads(),
     }
     # Read again: another invocation may have merged its rows while this one trained.
     previous = None if args.fresh else load_previous(results_json, base, seeds)
@@ -215,14 +215,17 @@ def main() -> None:
 
 
 def code_version() -> str:
-    """The commit the runs were trained with (+ "dirty" if the code differed from it): the
-    data order and hence each seed's result depend on the training code."""
+    """The commit the training code came from (+ a note if its tracked Python files differed):
+    the data order, and hence each seed's result, depend on the training code. Taken when the
+    invocation starts, which is when the code is imported."""
     def git(*argv: str) -> str:
-        return subprocess.run(["git", *argv], cwd=HERE, capture_output=True, text=True).stdout
+        return subprocess.run(["git", *argv], cwd=HERE.parent, capture_output=True,
+                              text=True).stdout
 
     commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    dirty = git("status", "--porcelain", "--", "../neurokd", ".").strip()
-    return commit + (" + local changes" if dirty else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "neurokd",
+                  "benchmarks/*.py").strip()
+    return commit + (" + uncommitted changes" if changed else "")
 
 
 def json_teacher_accuracy(teacher: Path) -> float:
