@@ -39,6 +39,7 @@ from torch import nn
 
 from neurokd.errors import NeuroKDError
 from neurokd.fileio import atomic_path
+from neurokd.progress import Reporter
 from neurokd.sources import StudentSource
 
 from .fixed_point import (
@@ -78,28 +79,36 @@ class LoihiExportResult:
     file_bytes: int
     encoding: str = "graded 8-bit input spikes into the first layer"
     folded_pools: list[str] = field(default_factory=list)   # merged into the next layer
+    calibrated_on: str = ""         # the inputs that set the input quantization range
+    lava_samples: int = 0           # samples run in Lava (netx) with spikes equal to the model
+    lava_skipped: str | None = None  # why Lava did not check the file (no .venv-lava)
 
 
 def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Path,
                  max_samples: int = 512, min_agreement: float = 0.5,
                  input_shape: tuple[int, ...] | None = None,
-                 timesteps: int | None = None) -> LoihiExportResult:
-    """Quantize, write ``path`` atomically, read it back and check it in fixed point first.
+                 timesteps: int | None = None, lava_samples: int = 32,
+                 reporter: Reporter | None = None) -> LoihiExportResult:
+    """Quantize, write ``path`` atomically, read it back and check it before renaming.
 
-    Raises (nothing written) when the student holds a layer netx cannot represent, or when
-    the integer network predicts the float network's class on fewer than ``min_agreement``
-    of the check inputs. The default only catches broken files (a wrapped register or a
-    wrong layout lands near chance): an under-trained student with near-tied logits can
-    flip 10% of its predictions under 8-bit weights while its accuracy stays put.
+    Two checks on what the file holds. In Loihi fixed point here, against the float student:
+    raises (nothing written) when the integer network predicts the float network's class on
+    fewer than ``min_agreement`` of the check inputs (the default only catches broken files:
+    an under-trained student with near-tied logits can flip 10% of its predictions under 8-bit
+    weights while its accuracy stays put). And, when ``.venv-lava`` exists, in Lava itself
+    (lava-dl netx, ``Loihi2SimCfg(select_tag="fixed_pt")``) on the first ``lava_samples``
+    check inputs: every spike and readout value must equal the integer model's, else nothing
+    is written. ``lava_samples=0`` skips the Lava check.
     """
     source = as_source(source, input_shape, timesteps)
     model = private_copy(source.model)
     graph = trace_student(model, source.input_shape, source.timesteps)
     chain, folded_pools = loihi_chain(graph)
     inputs, described = verification_inputs(source, max_samples)
+    calibration, calibrated_on = verification_inputs(source, max_samples, split="train")
     labels = _labels(source, len(inputs), described)
     float_layers = [_float_layer(syn, neu) for syn, neu in chain]
-    network = quantize(chain, inputs, source.timesteps)
+    network = quantize(chain, calibration, source.timesteps)
     reference_logits, _ = eager_run(model, [])(inputs)
     config = source.config or {}
     meta = {"dataset": config.get("dataset"), "data_dir": config.get("data_dir"),
@@ -115,6 +124,8 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
                 f"Loihi export: the 8-bit integer network predicts the float network's class "
                 f"on only {check.argmax_agreement:.1%} of {len(inputs)} samples (need "
                 f"{min_agreement:.0%}); nothing written")
+        lava_skipped = check_in_lava(tmp, written.network, inputs[:lava_samples], reporter) \
+            if lava_samples > 0 else "--lava-samples 0"
         size = tmp.stat().st_size
     float_accuracy = check.float_accuracy
     if labels is not None:  # the student itself, not its BatchNorm-folded float twin
@@ -122,7 +133,36 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     return LoihiExportResult(Path(path), network.layers, source.timesteps, source.input_shape,
                              network.input_scale, described, len(inputs),
                              check.argmax_agreement, check.spike_agreement, float_accuracy,
-                             check.quantized_accuracy, size, folded_pools=folded_pools)
+                             check.quantized_accuracy, size, folded_pools=folded_pools,
+                             calibrated_on=calibrated_on,
+                             lava_samples=0 if lava_skipped else min(lava_samples, len(inputs)),
+                             lava_skipped=lava_skipped)
+
+
+def check_in_lava(path: Path, network: QuantizedNetwork, inputs: torch.Tensor,
+                  reporter: Reporter | None = None) -> str | None:
+    """Run the written file in Lava and require the integer model's spikes and readout
+    exactly. Returns why it could not run (no Lava environment), None once checked."""
+    from .simulate import lava_python, run_lava
+
+    try:
+        python = lava_python()
+    except NeuroKDError as exc:
+        return str(exc)
+    x_q = network.quantize_input(inputs)
+    lava = run_lava(python, Path(path), x_q, network, reporter or Reporter(), chunk=20)
+    fixed = run_fixed_point(network, x_q)
+    spiking = [k for k, layer in enumerate(network.layers) if layer.spiking]
+    differ = [network.layers[k].name for k, expected in zip(spiking, fixed.spikes, strict=True)
+              if not np.array_equal(lava[f"spikes_{k}"], expected)]
+    # a spiking last layer is compared by its spikes above; else its v is the integer logit
+    if not network.layers[-1].spiking and not np.array_equal(lava["readout"], fixed.readout):
+        differ.append(f"{network.layers[-1].name} (readout)")
+    if differ:
+        raise NeuroKDError("Loihi export: Lava (lava-dl netx, fixed_pt) runs the written file "
+                           f"differently from neurokd's integer model in {', '.join(differ)} "
+                           f"on {len(x_q)} samples; nothing written")
+    return None
 
 
 def loihi_chain(graph: StudentGraph) -> tuple[list[tuple[LayerRecord, LayerRecord | None]],

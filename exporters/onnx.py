@@ -181,6 +181,8 @@ def _describe(proto, source: StudentSource, teacher: bool) -> None:
 
     props = {"producer": "neurokd", "neurokd.model": "teacher" if teacher else "student",
              "neurokd.source": source.label, "neurokd.input_shape": str(source.input_shape)}
+    if (source.config or {}).get("dataset"):  # lets `neurokd simulate --backend onnx` find it
+        props["neurokd.dataset"] = source.config["dataset"]
     if not teacher:
         props |= {"neurokd.timesteps": str(source.timesteps),
                   "neurokd.logits": "[T, batch, classes], one row per timestep; the prediction "

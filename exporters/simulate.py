@@ -99,7 +99,7 @@ def simulate(export: str | Path, backend: str = "lava", dataset: str | None = No
     python = lava_python()
     x_q = network.quantize_input(x)
     reporter = reporter or Reporter()
-    lava = _run_lava(python, Path(export), x_q, network, reporter, chunk)
+    lava = run_lava(python, Path(export), x_q, network, reporter, chunk)
     fixed = run_fixed_point(network, x_q)
     float_logits, _ = run_float(stored.float_layers, x, network.timesteps)
     lava_pred = network.logits(lava["readout"]).mean(1).argmax(-1)
@@ -132,7 +132,7 @@ def _test_split(dataset: str, samples: int | None, input_shape: tuple[int, ...],
     return x, np.array([int(test[i][1]) for i in range(count)])
 
 
-def _run_lava(python: Path, export: Path, x_q: np.ndarray, network: QuantizedNetwork,
+def run_lava(python: Path, export: Path, x_q: np.ndarray, network: QuantizedNetwork,
               reporter: Reporter, chunk: int) -> dict[str, np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="neurokd-lava-") as folder:
         request, result = Path(folder) / "request.npz", Path(folder) / "result.npz"

@@ -42,6 +42,7 @@ def simulate_onnx(export: str | Path, dataset: str | None, samples: int | None,
     spike_outputs = [o.name for o in model.graph.output if o.name.startswith("spikes.")]
     if not spike_outputs:
         raise NeuroKDError(f"{path} has no spike outputs: export it with --spikes")
+    dataset = dataset or props.get("neurokd.dataset")
     if not dataset:
         raise NeuroKDError(f"{path} does not name its data set: give --dataset")
     timesteps = int(props["neurokd.timesteps"])

@@ -51,9 +51,12 @@ def private_copy(model: nn.Module) -> nn.Module:
     return clone
 
 
-def verification_inputs(source: StudentSource, max_samples: int = 512,
-                        seed: int = 0) -> tuple[torch.Tensor, str]:
-    """The run's test split (first ``max_samples``), else seeded N(0, 1) inputs."""
+def verification_inputs(source: StudentSource, max_samples: int = 512, seed: int = 0,
+                        split: str = "test") -> tuple[torch.Tensor, str]:
+    """The run's ``split`` (first ``max_samples``), else seeded N(0, 1) inputs.
+
+    Checks run on the test split; calibration (e.g. a quantization range) takes ``"train"``,
+    so nothing about the exported file is chosen on test data."""
     config = source.config or {}
     if config.get("dataset"):
         from neurokd.data import load_data
@@ -62,10 +65,11 @@ def verification_inputs(source: StudentSource, max_samples: int = 512,
             bundle = load_data(config["dataset"], data_dir=config.get("data_dir"),
                                val_fraction=config.get("val_fraction", 0.1), augment=False,
                                image_size=config.get("image_size", 32))
-            count = min(len(bundle.test), max_samples)
-            x = torch.stack([bundle.test[i][0] for i in range(count)]).float()
+            samples = getattr(bundle, split)
+            count = min(len(samples), max_samples)
+            x = torch.stack([samples[i][0] for i in range(count)]).float()
             if tuple(x.shape[1:]) == tuple(source.input_shape):
-                return x, f"{config['dataset']} test split ({count} samples)"
+                return x, f"{config['dataset']} {split} split ({count} samples)"
         except NeuroKDError:
             pass  # e.g. CIFAR without its folder here: random inputs still check the maths
     count = min(max_samples, 64)

@@ -124,8 +124,12 @@ def _load_source(checkpoint, model_spec, weights, input_shape, timesteps):
 @click.option("--spikes", is_flag=True, help="also output every neuron layer's spikes (onnx)")
 @click.option("--check-samples", type=click.IntRange(min=1), default=512, show_default=True,
               help="test samples the written file is checked on")
+@click.option("--lava-samples", type=click.IntRange(min=0), default=32, show_default=True,
+              help="loihi: of those, run this many in Lava (.venv-lava) and require its spikes "
+              "to equal the integer model's; 0 skips")
+@click.option("--quiet", "-q", is_flag=True, help="no progress output")
 def export(checkpoint, model_spec, weights, input_shape, timesteps, target, output,
-           export_teacher, spikes, check_samples) -> None:
+           export_teacher, spikes, check_samples, lava_samples, quiet) -> None:
     """Write the student as ONNX, NIR or Loihi netx HDF5, checked against PyTorch first."""
     from . import report
 
@@ -146,7 +150,12 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
     else:
         from .exporters import export_loihi
 
-        report.print_loihi_export(export_loihi(source, path, max_samples=check_samples))
+        from .progress import make_reporter
+
+        with make_reporter(quiet) as reporter:
+            result = export_loihi(source, path, max_samples=check_samples,
+                                  lava_samples=lava_samples, reporter=reporter)
+        report.print_loihi_export(result)
 
 
 def _default_output(checkpoint, source, target: str, teacher: bool) -> str:

@@ -104,6 +104,12 @@ def print_loihi_export(result) -> None:
         drop = 100 * (result.float_accuracy - result.quantized_accuracy)
         console.print(f"  accuracy: float {_pct(result.float_accuracy)}, 8-bit fixed point "
                       f"{_pct(result.quantized_accuracy)} (drop {drop:.2f} pt)")
+    console.print(f"  input range calibrated on the {result.calibrated_on}")
+    if result.lava_skipped:
+        console.print(f"  not run in Lava: {result.lava_skipped}")
+    else:
+        console.print(f"  Lava (lava-dl netx, fixed_pt) on {result.lava_samples} samples: "
+                      "spikes and readout identical to the integer model")
 
 
 def print_simulation(result) -> None:

@@ -207,6 +207,27 @@ def test_failed_integer_check_writes_nothing(trained_run, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@requires_lava
+def test_export_refuses_a_file_lava_runs_differently(trained_run, tmp_path, monkeypatch):
+    """The export's Lava check compares every spike: one flipped spike in the integer
+    model's replay (as a wrong decay or rounding would give) stops the export."""
+    from neurokd.exporters import loihi
+
+    real = loihi.run_fixed_point
+
+    def one_spike_off(network, x_q):
+        run = real(network, x_q)
+        if len(x_q) == 4:  # the Lava check's run, not the float comparison
+            run.spikes[1].reshape(-1)[7] ^= 1
+        return run
+
+    monkeypatch.setattr(loihi, "run_fixed_point", one_spike_off)
+    with pytest.raises(NeuroKDError, match=r"differently .* in features\.3 on 4 samples"):
+        export_loihi(trained_run / "student.pt", tmp_path / "s.net", max_samples=50,
+                     lava_samples=4)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_missing_lava_environment_is_one_line(trained_export, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("NEUROKD_LAVA_PYTHON", str(tmp_path / "no-such-python"))
     outcome = run_cli(capsys, "simulate", str(trained_export[0]), "--samples", "2",
@@ -222,6 +243,9 @@ def test_cli_export_then_simulate(trained_run, tmp_path, capsys):
                       "-o", str(export), "--check-samples", "100")
     assert outcome.code == 0, outcome.err
     assert "features.3" in outcome.out and "argmax" in outcome.out and "clipped" in outcome.out
+    assert "calibrated on the digits train split" in outcome.out  # never on the test split
+    assert "Lava (lava-dl netx, fixed_pt) on 32 samples: spikes and readout identical" in \
+        outcome.out
     outcome = run_cli(capsys, "simulate", str(export), "--samples", "5", "-q", "--json",
                       str(tmp_path / "r.json"), "--save", str(tmp_path / "r.npz"))
     assert outcome.code == 0, outcome.err

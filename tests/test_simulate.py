@@ -37,8 +37,9 @@ def test_onnx_backend_counts_match_the_student(trained_run, tmp_path, capsys):
                       str(trained_run / "student.pt"), "-o", str(onnx_path),
                       "--check-samples", "32")
     assert outcome.code == 0, outcome.err
-    outcome = run_cli(capsys, "simulate", "--backend", "onnx", str(onnx_path), "--dataset",
-                      "digits", "--samples", "40", "-q", "--json", str(tmp_path / "r.json"),
+    # no --dataset: the export names the data set it was made from in its metadata
+    outcome = run_cli(capsys, "simulate", "--backend", "onnx", str(onnx_path), "--samples",
+                      "40", "-q", "--json", str(tmp_path / "r.json"),
                       "--save", str(tmp_path / "r.npz"))
     assert outcome.code == 0, outcome.err
     test = load_data("digits").test
