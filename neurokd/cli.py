@@ -149,7 +149,6 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
         report.print_nir_export(export_nir(source, path, max_samples=check_samples))
     else:
         from .exporters import export_loihi
-
         from .progress import make_reporter
 
         with make_reporter(quiet) as reporter:
