@@ -148,6 +148,7 @@ def read_netx(path: str | Path) -> NetxFile:
             network = _read_network(handle["layer"], meta)
             float_layers = [_read_float(handle[f"neurokd/float/{i}"])
                             for i in range(len(network.layers))]
+            _check_shapes(path, network, float_layers)
     except (OSError, KeyError, ValueError, TypeError) as exc:
         raise NeuroKDError(f"{path}: cannot read the netx file ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
@@ -180,6 +181,28 @@ def _read_network(layers: h5py.Group, meta: dict) -> QuantizedNetwork:
     return QuantizedNetwork(result, tuple(meta["input_shape"]), int(meta["timesteps"]),
                             float(meta["input_scale"]), int(meta["input_min"]),
                             int(meta["input_max"]))
+
+
+def _check_shapes(path: Path, network: QuantizedNetwork,
+                  float_layers: list[FloatLayer]) -> None:
+    """Every array fits its neighbours, so a damaged or hand-edited file fails here, by
+    layer name, rather than deep inside a simulation."""
+    elements = int(np.prod(network.input_shape))
+    for layer, twin in zip(network.layers, float_layers, strict=True):
+        w = layer.weight
+        fan_in = w.shape[1] * (layer.groups if layer.kind == "conv" else 1)
+        expected_in = layer.input_shape[0] if layer.kind == "conv" else elements
+        problem = ""
+        if w.ndim != (4 if layer.kind == "conv" else 2) or tuple(twin.weight.shape) != w.shape:
+            problem = f"weight shape {w.shape} (float copy {tuple(twin.weight.shape)})"
+        elif int(np.prod(layer.input_shape)) != elements or fan_in != expected_in:
+            problem = f"weight shape {w.shape} does not fit its input {layer.input_shape}"
+        elif len(layer.bias) != w.shape[0] or len(twin.bias) != w.shape[0]:
+            problem = f"{len(layer.bias)} biases for {w.shape[0]} outputs"
+        if problem:
+            raise NeuroKDError(f"{path}: layer {layer.name}: {problem}; the file is damaged "
+                               "or was not written by this neurokd")
+        elements = int(np.prod(layer.output_shape))
 
 
 def _read_float(group: h5py.Group) -> FloatLayer:

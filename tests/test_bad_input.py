@@ -154,20 +154,55 @@ def test_export_bad_input(args, code, contains, files, capsys, monkeypatch):
     _no_temp_files(folder)
 
 
+@pytest.fixture(scope="module")
+def exports(trained_run, tmp_path_factory) -> Path:
+    """A good Loihi export and broken variants of it, and broken ONNX files."""
+    import shutil
+
+    import h5py
+
+    from neurokd.exporters import export_loihi, export_onnx
+
+    folder = tmp_path_factory.mktemp("exports")
+    good = folder / "good.net"
+    export_loihi(trained_run / "student.pt", good, max_samples=32, lava_samples=0)
+    for name in ("reshaped.net", "v99.net", "foreign.net"):
+        shutil.copy(good, folder / name)
+    with h5py.File(folder / "reshaped.net", "r+") as handle:  # a damaged weight array
+        weight = handle["layer/2/weight"][()]
+        del handle["layer/2/weight"]
+        handle["layer/2/weight"] = weight[:, :8]
+    with h5py.File(folder / "v99.net", "r+") as handle:
+        handle.attrs["neurokd.version"] = "99"
+    with h5py.File(folder / "foreign.net", "r+") as handle:  # a netx file from elsewhere
+        for key in list(handle.attrs):
+            del handle.attrs[key]
+    (folder / "garbage.onnx").write_bytes(b"\x08\x07garbage that is not protobuf")
+    export_onnx(trained_run / "student.pt", folder / "teacher.onnx", teacher=True,
+                max_samples=16)
+    return folder
+
+
 SIMULATE_CASES = [
     (["{dir}/missing.net"], 2, "no such export file"),
     (["{dir}/text.pt"], 2, "cannot read the netx file"),
     (["{good}"], 2, "cannot read the netx file"),
     (["{dir}/missing.net", "--samples", "0"], 2, "samples"),
     (["{dir}/missing.net", "--backend", "tflite"], 2, "backend"),
+    (["{exports}/reshaped.net"], 2, "layer features.3: weight shape (32, 8, 3, 3)"),
+    (["{exports}/v99.net"], 2, "version 99 is not supported"),
+    (["{exports}/foreign.net"], 2, "no neurokd metadata"),
+    (["{exports}/good.net", "--dataset", "mnist1d"], 2, "the export expects (1, 8, 8)"),
+    (["{exports}/garbage.onnx", "--backend", "onnx"], 2, "not a readable ONNX file"),
+    (["{exports}/teacher.onnx", "--backend", "onnx"], 2, "not a student"),
 ]
 
 
 @pytest.mark.parametrize("args, code, contains", SIMULATE_CASES)
-def test_simulate_bad_input(args, code, contains, files, capsys, monkeypatch):
+def test_simulate_bad_input(args, code, contains, files, exports, capsys, monkeypatch):
     folder = files["dir"]
     monkeypatch.chdir(folder)
-    args = [a.format(dir=folder, good=files["good"]) for a in args]
+    args = [a.format(dir=folder, good=files["good"], exports=exports) for a in args]
     outcome = run_cli(capsys, "simulate", "--quiet", *args, "--save", str(folder / "r.npz"))
     assert_one_line_error(outcome, code, contains)
     assert not (folder / "r.npz").exists()
