@@ -2,6 +2,7 @@
 
     python benchmarks/compare_methods.py                      # mnist1d, 5 seeds, every group
     python benchmarks/compare_methods.py --methods fitnet,bkd,tser+fitnet   # add rows only
+    python benchmarks/compare_methods.py --methods ce,kd,tser,fitnet --as-group features
     python benchmarks/compare_methods.py --dataset digits --seeds 3 --groups methods
     python benchmarks/compare_methods.py --dataset cifar10 --data-dir ~/data --student resnet
 
