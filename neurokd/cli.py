@@ -107,6 +107,21 @@ def _source_options(command):
     return command
 
 
+def _data_options(command):
+    """Which samples to run on (simulate and energy report): one definition, one meaning."""
+    options = [
+        click.option("--dataset", help="use this data set's test split (default: the one the "
+                     "run or export was made from; random N(0,1) inputs for --model)"),
+        click.option("--data-dir", type=click.Path(file_okay=False),
+                     help="folder of --dataset (CIFAR, imagefolder; default: the run's)"),
+        click.option("--samples", type=click.IntRange(min=1),
+                     help="the first N test samples (default: all; 256 random for --model)"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _load_source(checkpoint, model_spec, weights, input_shape, timesteps):
     from .sources import load_source
 
@@ -124,9 +139,9 @@ def _load_source(checkpoint, model_spec, weights, input_shape, timesteps):
 @click.option("--spikes", is_flag=True, help="also output every neuron layer's spikes (onnx)")
 @click.option("--check-samples", type=click.IntRange(min=1), default=512, show_default=True,
               help="test samples the written file is checked on")
-@click.option("--lava-samples", type=click.IntRange(min=0), default=32, show_default=True,
+@click.option("--lava-samples", type=click.IntRange(min=0), default=None,
               help="loihi: of those, run this many in Lava (.venv-lava) and require its spikes "
-              "to equal the integer model's; 0 skips")
+              "to equal the integer model's; 0 skips [default: 32]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress output")
 def export(checkpoint, model_spec, weights, input_shape, timesteps, target, output,
            export_teacher, spikes, check_samples, lava_samples, quiet) -> None:
@@ -136,6 +151,8 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
     source = _load_source(checkpoint, model_spec, weights, input_shape, timesteps)
     if export_teacher and target != "onnx":
         raise click.UsageError("--teacher works with --target onnx only")
+    if lava_samples is not None and target != "loihi":
+        raise click.UsageError("--lava-samples works with --target loihi only")
     path = output or _default_output(checkpoint, source, target, export_teacher)
     if target == "onnx":
         from .exporters import export_onnx
@@ -153,7 +170,8 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
 
         with make_reporter(quiet) as reporter:
             result = export_loihi(source, path, max_samples=check_samples,
-                                  lava_samples=lava_samples, reporter=reporter)
+                                  lava_samples=32 if lava_samples is None else lava_samples,
+                                  reporter=reporter)
         report.print_loihi_export(result)
 
 
@@ -170,11 +188,7 @@ def _default_output(checkpoint, source, target: str, teacher: bool) -> str:
 @click.option("--backend", type=click.Choice(["lava", "onnx"]), default="lava",
               show_default=True, help="lava: a Loihi export (.net) in Lava's CPU simulator, "
               "bit-accurate fixed point (.venv-lava); onnx: an ONNX export made with --spikes")
-@click.option("--dataset", help="test split to run (default: the one stored in the export)")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="folder of --dataset (CIFAR, imagefolder; default: the run's)")
-@click.option("--samples", type=click.IntRange(min=1),
-              help="the first N test samples (default: all)")
+@_data_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="write the accuracies, agreement and spike counts to this JSON file")
 @click.option("--save", "save_path", type=click.Path(dir_okay=False),
@@ -206,12 +220,7 @@ def energy() -> None:
 
 @energy.command("report")
 @_source_options
-@click.option("--dataset", help="count on this data set's test split (default: the run's own; "
-              "random N(0,1) inputs for --model)")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="folder of --dataset (CIFAR, imagefolder)")
-@click.option("--samples", type=click.IntRange(min=1),
-              help="count on the first N test samples (default: all; 256 random for --model)")
+@_data_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--profile", default="45nm-fp32", show_default=True,
               help="45nm-fp32, 45nm-int8, loihi, or a TOML file (see `neurokd energy profiles`)")

@@ -137,6 +137,10 @@ EXPORT_CASES = [
     (["--target", "loihi", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
       "--timesteps", "2"], 2, "2 (MaxPool2d: netx has no pooling layer"),
     (["--target", "loihi", "{good}", "-o", "{dir}/a_file/sub/x.net"], 1, "cannot write"),
+    (["--target", "onnx", "{good}", "--lava-samples", "4"], 2,
+     "--lava-samples works with --target loihi only"),
+    (["--target", "nir", "{good}", "--lava-samples", "0"], 2,
+     "--lava-samples works with --target loihi only"),
 ]
 
 

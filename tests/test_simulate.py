@@ -69,3 +69,15 @@ def test_onnx_without_spike_outputs_is_one_line(trained_run, tmp_path, capsys):
                       "digits", "--save", str(tmp_path / "r.npz"))
     assert_one_line_error(outcome, 2, "--spikes")
     assert not (tmp_path / "r.npz").exists()
+
+
+def test_simulate_and_energy_report_share_their_data_options():
+    """--dataset / --data-dir / --samples mean the same in both commands (one definition)."""
+    from neurokd.cli import energy_report, simulate
+
+    def data_options(command):
+        return {p.name: p.to_info_dict() for p in command.params
+                if p.name in ("dataset", "data_dir", "samples")}
+
+    assert len(data_options(simulate)) == 3
+    assert data_options(simulate) == data_options(energy_report)
