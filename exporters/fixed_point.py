@@ -89,6 +89,14 @@ class QuantizedNetwork:
     input_min: int
     input_max: int
 
+    def __post_init__(self) -> None:
+        if self.timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, not {self.timesteps}")
+        if self.input_min > self.input_max:
+            raise ValueError(f"input range {self.input_min}..{self.input_max} is empty")
+        if not self.layers:
+            raise ValueError("no synaptic layers")
+
     def quantize_input(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Analog samples ``[N, ...]`` as the 8-bit graded spikes the first layer receives."""
         x = np.asarray(x, dtype=np.float64)
@@ -108,6 +116,13 @@ class FixedPointRun:
     spikes: list[np.ndarray]       # per spiking layer: uint8 [N, T, *output_shape]
     readout: np.ndarray            # int64 [N, T, K]: readout v (or spikes of a spiking last layer)
     saturated: int                 # v values that hit the 24-bit clip (0 in a healthy export)
+
+    def first(self, count: int) -> FixedPointRun:
+        """The run of the first ``count`` samples (every sample starts from rest, so this is
+        what running them alone gives; ``saturated`` stays the whole run's)."""
+        return FixedPointRun([s[:count] for s in self.spikes], self.readout[:count],
+                             self.saturated)
+
 
 
 def wrap24(values: np.ndarray) -> np.ndarray:

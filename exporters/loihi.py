@@ -50,14 +50,15 @@ from .fixed_point import (
     WEIGHT_MAX,
     WEIGHT_MIN,
     CubaNeuron,
+    FixedPointRun,
     QuantizedLayer,
     QuantizedNetwork,
     run_fixed_point,
 )
 from .graph import LayerRecord, StudentGraph, fold_batchnorm, trace_student
-from .netx_file import FloatLayer, read_netx, run_float, write_netx
+from .netx_file import FloatLayer, conv_geometry, read_netx, run_float, write_netx
 from .pool_fold import fold_average_pools
-from .verify import as_source, eager_run, private_copy, verification_inputs
+from .verify import as_source, eager_run, labelled_inputs, private_copy, verification_inputs
 
 LOIHI_KINDS = ("conv", "linear", "flatten", "neuron")
 INPUT_MESSAGE_BITS = 8
@@ -82,6 +83,7 @@ class LoihiExportResult:
     calibrated_on: str = ""         # the inputs that set the input quantization range
     lava_samples: int = 0           # samples run in Lava (netx) with spikes equal to the model
     lava_skipped: str | None = None  # why Lava did not check the file (no .venv-lava)
+    saturated: int = 0              # membrane values clipped at 24 bits on the check inputs
 
 
 def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Path,
@@ -104,9 +106,8 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     model = private_copy(source.model)
     graph = trace_student(model, source.input_shape, source.timesteps)
     chain, folded_pools = loihi_chain(graph)
-    inputs, described = verification_inputs(source, max_samples)
+    inputs, labels, described = labelled_inputs(source, max_samples)
     calibration, calibrated_on = verification_inputs(source, max_samples, split="train")
-    labels = _labels(source, len(inputs), described)
     float_layers = [_float_layer(syn, neu) for syn, neu in chain]
     network = quantize(chain, calibration, source.timesteps)
     reference_logits, _ = eager_run(model, [])(inputs)
@@ -124,11 +125,12 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
                 f"Loihi export: the 8-bit integer network predicts the float network's class "
                 f"on only {check.argmax_agreement:.1%} of {len(inputs)} samples (need "
                 f"{min_agreement:.0%}); nothing written")
-        lava_skipped = check_in_lava(tmp, written.network, inputs[:lava_samples], reporter) \
+        lava_skipped = check_in_lava(tmp, written.network, inputs[:lava_samples],
+                                     check.run.first(lava_samples), reporter) \
             if lava_samples > 0 else "--lava-samples 0"
         size = tmp.stat().st_size
-    float_accuracy = check.float_accuracy
-    if labels is not None:  # the student itself, not its BatchNorm-folded float twin
+    float_accuracy = None  # the student itself, not its BatchNorm-folded float twin
+    if labels is not None:
         float_accuracy = float((reference_logits.mean(0).argmax(-1) == labels).mean())
     return LoihiExportResult(Path(path), network.layers, source.timesteps, source.input_shape,
                              network.input_scale, described, len(inputs),
@@ -136,13 +138,14 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
                              check.quantized_accuracy, size, folded_pools=folded_pools,
                              calibrated_on=calibrated_on,
                              lava_samples=0 if lava_skipped else min(lava_samples, len(inputs)),
-                             lava_skipped=lava_skipped)
+                             lava_skipped=lava_skipped, saturated=check.run.saturated)
 
 
 def check_in_lava(path: Path, network: QuantizedNetwork, inputs: torch.Tensor,
-                  reporter: Reporter | None = None) -> str | None:
-    """Run the written file in Lava and require the integer model's spikes and readout
-    exactly. Returns why it could not run (no Lava environment), None once checked."""
+                  fixed: FixedPointRun, reporter: Reporter | None = None) -> str | None:
+    """Run the written file in Lava and require ``fixed`` (the integer model's run on the
+    same ``inputs``) exactly, spikes and readout. Returns why it could not run (no Lava
+    environment), None once checked."""
     from .simulate import lava_python, run_lava
 
     try:
@@ -151,7 +154,6 @@ def check_in_lava(path: Path, network: QuantizedNetwork, inputs: torch.Tensor,
         return str(exc)
     x_q = network.quantize_input(inputs)
     lava = run_lava(python, Path(path), x_q, network, reporter or Reporter(), chunk=20)
-    fixed = run_fixed_point(network, x_q)
     spiking = [k for k, layer in enumerate(network.layers) if layer.spiking]
     differ = [network.layers[k].name for k, expected in zip(spiking, fixed.spikes, strict=True)
               if not np.array_equal(lava[f"spikes_{k}"], expected)]
@@ -220,27 +222,10 @@ def _mark_limits(graph: StudentGraph, record: LayerRecord) -> LayerRecord:
     return replace(record, kind="unsupported", reason=reason) if reason else record
 
 
-def _labels(source: StudentSource, count: int, described: str) -> np.ndarray | None:
-    """Test labels for the check inputs (they are the first ``count`` test samples)."""
-    dataset = (source.config or {}).get("dataset")
-    if not dataset or "random" in described:
-        return None
-    from neurokd.data import load_data
-
-    config = source.config or {}
-    test = load_data(dataset, data_dir=config.get("data_dir"), augment=False,
-                     val_fraction=config.get("val_fraction", 0.1),
-                     image_size=config.get("image_size", 32)).test
-    return np.array([int(test[i][1]) for i in range(count)])
-
-
 def _float_layer(synapse: LayerRecord, neuron: LayerRecord | None) -> FloatLayer:
     module = synapse.module
     bias = module.bias if module.bias is not None else torch.zeros(module.weight.shape[0])
-    extra = {}
-    if synapse.kind == "conv":
-        extra = {key: tuple(getattr(module, key)) for key in ("stride", "padding", "dilation")}
-        extra["groups"] = module.groups
+    extra = conv_geometry(lambda key: getattr(module, key)) if synapse.kind == "conv" else {}
     return FloatLayer("conv" if synapse.kind == "conv" else "dense", module.weight.detach(),
                       bias.detach(), neuron.neuron if neuron else None, **extra)
 
@@ -313,6 +298,7 @@ def _quantize_layer(synapse: LayerRecord, neuron: LayerRecord | None, in_scale: 
     limits = _limits(synapse, neuron, in_scale, in_peak)
     binding = min(limits, key=limits.get)
     scale = limits[binding]
+    shrunk = False
     while True:
         threshold = math.floor(params.v_threshold * scale) if params else MAX_THRESHOLD_MANT
         if params:
@@ -326,6 +312,9 @@ def _quantize_layer(synapse: LayerRecord, neuron: LayerRecord | None, in_scale: 
         if worst.max() <= MAX_ACTIVATION or scale < 1e-6:
             break
         scale *= 0.95  # integer rounding pushed a sum over the limit: shrink a little
+        shrunk = True
+    if shrunk:  # the rounded sums, not the limit chosen first, set the scale
+        binding = "activation"
     if params is not None and threshold < 1:
         raise NeuroKDError(f"cannot export to Loihi (netx): {synapse.name} needs a threshold "
                            "below one integer step at 8-bit weights; its weights or bias are "
@@ -333,10 +322,7 @@ def _quantize_layer(synapse: LayerRecord, neuron: LayerRecord | None, in_scale: 
     v_decay = 0 if not params or params.model == "if" else round(DECAY_UNITY / params.tau)
     cuba = CubaNeuron(DECAY_UNITY, v_decay if params else DECAY_UNITY, threshold)
     conv = synapse.kind == "conv"
-    extra = {key: tuple(getattr(synapse.module, key)) for key in ("stride", "padding",
-                                                                  "dilation")} if conv else {}
-    if conv:
-        extra["groups"] = synapse.module.groups
+    extra = conv_geometry(lambda key: getattr(synapse.module, key)) if conv else {}
     report = {"weight_range": (float(weight.min()), float(weight.max())),
               "int_range": (int(w_int.min()), int(w_int.max())),
               "clipped": float((np.abs(raw) > WEIGHT_MAX + 1).mean()),
@@ -352,10 +338,8 @@ def _quantize_layer(synapse: LayerRecord, neuron: LayerRecord | None, in_scale: 
 class FixedPointCheck:
     argmax_agreement: float
     spike_agreement: dict[str, float]
-    float_accuracy: float | None
     quantized_accuracy: float | None
-    float_predictions: np.ndarray
-    quantized_predictions: np.ndarray
+    run: FixedPointRun              # the integer model's run, reused by the Lava check
 
 
 def compare_fixed_point(network: QuantizedNetwork, float_layers: list[FloatLayer],
@@ -368,6 +352,6 @@ def compare_fixed_point(network: QuantizedNetwork, float_layers: list[FloatLayer
     names = [lay.name for lay in network.layers if lay.spiking]
     spike_agreement = {name: float((got.swapaxes(0, 1) == ref).mean())
                        for name, got, ref in zip(names, run.spikes, float_spikes, strict=True)}
-    accuracy = (lambda p: None) if labels is None else (lambda p: float((p == labels).mean()))
-    return FixedPointCheck(float((quantized == floating).mean()), spike_agreement,
-                           accuracy(floating), accuracy(quantized), floating, quantized)
+    accuracy = None if labels is None else float((quantized == labels).mean())
+    return FixedPointCheck(float((quantized == floating).mean()), spike_agreement, accuracy,
+                           run)

@@ -32,6 +32,14 @@ from .graph import NeuronParams, neuron_steps
 
 FILE_FORMAT = "neurokd.loihi-netx"
 FILE_VERSION = 1
+CONV_GEOMETRY = ("stride", "padding", "dilation")   # pairs; plus "groups"
+
+
+def conv_geometry(read) -> dict[str, Any]:
+    """A conv's stride/padding/dilation pairs and groups as plain ints; ``read(key)`` looks
+    one up (a torch module's attribute, an HDF5 dataset)."""
+    return {key: tuple(int(v) for v in read(key)) for key in CONV_GEOMETRY} | {
+        "groups": int(read("groups"))}
 
 
 @dataclass
@@ -98,7 +106,7 @@ def _write_layer(group: h5py.Group, layer: QuantizedLayer) -> None:
         group["inChannels"] = layer.input_shape[0]
         group["outChannels"] = layer.output_shape[0]
         group["kernelSize"] = np.array(layer.weight.shape[2:], dtype=np.int64)
-        for key in ("stride", "padding", "dilation"):
+        for key in CONV_GEOMETRY:
             group[key] = np.array(getattr(layer, key), dtype=np.int64)
         group["groups"] = layer.groups
     else:
@@ -149,7 +157,7 @@ def read_netx(path: str | Path) -> NetxFile:
             float_layers = [_read_float(handle[f"neurokd/float/{i}"])
                             for i in range(len(network.layers))]
             _check_shapes(path, network, float_layers)
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, IndexError, ValueError, TypeError) as exc:
         raise NeuroKDError(f"{path}: cannot read the netx file ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     return NetxFile(network, float_layers, meta)
@@ -158,6 +166,11 @@ def read_netx(path: str | Path) -> NetxFile:
 def _read_network(layers: h5py.Group, meta: dict) -> QuantizedNetwork:
     names, scales = meta["layer_names"], meta["layer_scales"]
     in_shapes = meta["layer_input_shapes"]
+    synaptic = sum(layers[str(i)]["type"][0] not in (b"input", b"flatten")
+                   for i in range(1, len(layers)))
+    if not len(names) == len(scales) == len(in_shapes) == synaptic:
+        raise ValueError(f"{synaptic} layers but {len(names)} layer names, {len(scales)} "
+                         f"scales and {len(in_shapes)} input shapes in the metadata")
     result: list[QuantizedLayer] = []
     for index in range(1, len(layers)):
         group = layers[str(index)]
@@ -168,11 +181,7 @@ def _read_network(layers: h5py.Group, meta: dict) -> QuantizedNetwork:
         neuron = group["neuron"]
         cuba = CubaNeuron(int(neuron["iDecay"][()]), int(neuron["vDecay"][()]),
                           int(neuron["vThMant"][()]))
-        extra = {}
-        if kind == "conv":
-            extra = {key: tuple(int(v) for v in group[key][()])
-                     for key in ("stride", "padding", "dilation")}
-            extra["groups"] = int(group["groups"][()])
+        extra = conv_geometry(lambda key, g=group: g[key][()]) if kind == "conv" else {}
         spiking = index < len(layers) - 1 or bool(meta["readout_has_neurons"])
         result.append(QuantizedLayer(
             names[k], kind, group["weight"][()].astype(np.int64),
@@ -215,10 +224,11 @@ def _read_float(group: h5py.Group) -> FloatLayer:
                       int(spec["groups"]))
 
 
-def run_float(float_layers: list[FloatLayer], x: torch.Tensor,
-              timesteps: int) -> tuple[np.ndarray, list[np.ndarray]]:
+def run_float(float_layers: list[FloatLayer], x: torch.Tensor, timesteps: int,
+              keep_spikes: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
     """Float network on analog inputs ``[N, ...]``: logits ``[T, N, K]`` and the spikes
-    ``[T, N, ...]`` of every neuron layer, with spikingjelly's neuron arithmetic."""
+    ``[T, N, ...]`` of every neuron layer (none without ``keep_spikes``), with
+    spikingjelly's neuron arithmetic."""
     out = x.float().unsqueeze(0).expand(timesteps, *x.shape).reshape(-1, *x.shape[1:])
     spikes: list[np.ndarray] = []
     with torch.no_grad():
@@ -230,6 +240,7 @@ def run_float(float_layers: list[FloatLayer], x: torch.Tensor,
                 out = F.linear(out.reshape(len(out), -1), layer.weight, layer.bias)
             if layer.neuron is not None:
                 seq = neuron_steps(out.reshape(timesteps, -1, *out.shape[1:]), layer.neuron)
-                spikes.append(seq.numpy())
+                if keep_spikes:
+                    spikes.append(seq.numpy())
                 out = seq.reshape(-1, *seq.shape[2:])
     return out.reshape(timesteps, -1, *out.shape[1:]).numpy(), spikes

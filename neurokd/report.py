@@ -105,6 +105,13 @@ def print_loihi_export(result) -> None:
         console.print(f"  accuracy: float {_pct(result.float_accuracy)}, 8-bit fixed point "
                       f"{_pct(result.quantized_accuracy)} (drop {drop:.2f} pt)")
     console.print(f"  input range calibrated on the {result.calibrated_on}")
+    clipped_bias = [f"{lay.name} {_pct(lay.report['bias_clipped'])}" for lay in result.layers
+                    if lay.report.get("bias_clipped")]
+    if clipped_bias:
+        console.print("  warning: biases clipped to 13 bits in " + ", ".join(clipped_bias))
+    if result.saturated:
+        console.print(f"  warning: {result.saturated:,} membrane values hit Loihi's 24-bit "
+                      f"limit on the check inputs and were clipped (the float student has none)")
     if result.lava_skipped:
         console.print(f"  not run in Lava: {result.lava_skipped}")
     else:

@@ -7,6 +7,7 @@ import errno
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -170,7 +171,8 @@ def exports(trained_run, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("exports")
     good = folder / "good.net"
     export_loihi(trained_run / "student.pt", good, max_samples=32, lava_samples=0)
-    for name in ("reshaped.net", "v99.net", "foreign.net"):
+    for name in ("reshaped.net", "v99.net", "foreign.net", "short_names.net", "t0.net",
+                 "no_type.net", "no_range.net"):
         shutil.copy(good, folder / name)
     with h5py.File(folder / "reshaped.net", "r+") as handle:  # a damaged weight array
         weight = handle["layer/2/weight"][()]
@@ -178,6 +180,15 @@ def exports(trained_run, tmp_path_factory) -> Path:
         handle["layer/2/weight"] = weight[:, :8]
     with h5py.File(folder / "v99.net", "r+") as handle:
         handle.attrs["neurokd.version"] = "99"
+    with h5py.File(folder / "short_names.net", "r+") as handle:
+        handle.attrs["neurokd.layer_names"] = '["features.0"]'
+    with h5py.File(folder / "t0.net", "r+") as handle:
+        handle.attrs["neurokd.timesteps"] = "0"
+    with h5py.File(folder / "no_range.net", "r+") as handle:
+        handle.attrs["neurokd.input_min"] = "300"
+    with h5py.File(folder / "no_type.net", "r+") as handle:
+        del handle["layer/2/type"]
+        handle["layer/2/type"] = np.array([], dtype="S10")
     with h5py.File(folder / "foreign.net", "r+") as handle:  # a netx file from elsewhere
         for key in list(handle.attrs):
             del handle.attrs[key]
@@ -196,6 +207,10 @@ SIMULATE_CASES = [
     (["{exports}/reshaped.net"], 2, "layer features.3: weight shape (32, 8, 3, 3)"),
     (["{exports}/v99.net"], 2, "version 99 is not supported"),
     (["{exports}/foreign.net"], 2, "no neurokd metadata"),
+    (["{exports}/short_names.net"], 2, "4 layers but 1 layer names"),
+    (["{exports}/t0.net"], 2, "timesteps must be >= 1"),
+    (["{exports}/no_range.net"], 2, "input range 300.."),
+    (["{exports}/no_type.net"], 2, "cannot read the netx file (IndexError"),
     (["{exports}/good.net", "--dataset", "mnist1d"], 2, "the export expects (1, 8, 8)"),
     (["{exports}/garbage.onnx", "--backend", "onnx"], 2, "not a readable ONNX file"),
     (["{exports}/teacher.onnx", "--backend", "onnx"], 2, "not a student"),

@@ -216,9 +216,8 @@ def test_export_refuses_a_file_lava_runs_differently(trained_run, tmp_path, monk
     real = loihi.run_fixed_point
 
     def one_spike_off(network, x_q):
-        run = real(network, x_q)
-        if len(x_q) == 4:  # the Lava check's run, not the float comparison
-            run.spikes[1].reshape(-1)[7] ^= 1
+        run = real(network, x_q)  # one run: the Lava check takes its first samples
+        run.spikes[1].reshape(-1)[7] ^= 1
         return run
 
     monkeypatch.setattr(loihi, "run_fixed_point", one_spike_off)
@@ -286,3 +285,79 @@ def test_average_pools_fold_without_changing_the_float_network(tmp_path):
         functional.reset_net(source.model)
         expected = source.model(x).numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+def test_clipped_membranes_are_reported(tmp_path, capsys):
+    """IF neurons driven hard negative run past Loihi's 24-bit v register: the export says so."""
+    from neurokd.report import print_loihi_export
+
+    model = nn.Sequential(layer.Flatten(step_mode="m"), layer.Linear(64, 4, bias=False,
+                                                                     step_mode="m"),
+                          neuron.IFNode(step_mode="m"), layer.Linear(4, 10, step_mode="m"))
+    with torch.no_grad():
+        model[1].weight.fill_(-1.0)  # digits are >= 0: every neuron sinks every step
+    source = StudentSource(DirectEncoding(model, SHAPE, 4).eval(), SHAPE, 4, "sink",
+                           config={"dataset": "digits"})
+    result = export_loihi(source, tmp_path / "s.net", max_samples=20, min_agreement=0.0,
+                          lava_samples=0)
+    # independent count: the float membrane crosses -2**23 / (64 S) once it is below it
+    scale = result.layers[0].scale
+    x = _digits(20).flatten(1).double()
+    h = -x.sum(1, keepdim=True) * torch.arange(1, 5).double()  # [N, T], same for all 4
+    assert result.saturated > 0
+    assert result.saturated >= 4 * int((h * scale * 64 < -(2 ** 23) * 1.01).sum())
+    print_loihi_export(result)
+    assert "24-bit limit" in capsys.readouterr().out
+    result.layers[1].report["bias_clipped"] = 0.25
+    print_loihi_export(result)
+    assert "biases clipped to 13 bits in 3 25.00%" in capsys.readouterr().out
+
+
+def test_shrunk_scale_names_the_activation_register():
+    """A readout of 70,000 small weights that round up to 2 and one large one: the weights
+    limit comes first, the rounded sums then overflow and shrink the scale."""
+    from neurokd.exporters.graph import trace_student
+    from neurokd.exporters.loihi import loihi_chain, quantize
+
+    model = nn.Sequential(layer.Flatten(step_mode="m"), layer.Linear(64, 70_000, step_mode="m"),
+                          neuron.LIFNode(step_mode="m"),
+                          layer.Linear(70_000, 2, bias=False, step_mode="m"))
+    with torch.no_grad():
+        model[3].weight.fill_(1.02 / 254)
+        model[3].weight[:, 0] = 1.0
+    wrapped = DirectEncoding(model, SHAPE, 2).eval()
+    chain, _ = loihi_chain(trace_student(wrapped, SHAPE, 2))
+    readout = quantize(chain, _digits(8), 2).layers[-1]
+    assert readout.report["limit"] == "activation"
+    assert readout.scale < 254  # below the weights limit it started from
+    assert int(np.abs(readout.weight).sum(1).max()) <= 2 ** 17 - 1
+
+
+def test_run_float_can_skip_the_spikes():
+    stored_layers = read_netx(_user_net()).float_layers
+    x = _digits(5)
+    logits, spikes = run_float(stored_layers, x, 4)
+    lean_logits, no_spikes = run_float(stored_layers, x, 4, keep_spikes=False)
+    assert spikes and no_spikes == []
+    np.testing.assert_array_equal(lean_logits, logits)
+
+
+def _user_net() -> Path:
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "pooled.net"
+    export_loihi(_user_models()["pooled"], path, min_agreement=0.5, lava_samples=0)
+    return path
+
+
+def test_labelled_inputs_carry_the_split_labels(trained_run):
+    from neurokd.exporters.verify import labelled_inputs
+    from neurokd.sources import load_source
+
+    x, labels, described = labelled_inputs(load_source(trained_run / "student.pt"), 30)
+    test = load_data("digits").test
+    assert torch.equal(x, test.tensors[0][:30].float())
+    assert np.array_equal(labels, test.tensors[1][:30].numpy())
+    assert described == "digits test split (30 samples)"
+    _, none, random = labelled_inputs(_user_models()["dense"], 30)
+    assert none is None and "random" in random
