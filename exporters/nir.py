@@ -38,6 +38,7 @@ from neurokd.fileio import atomic_path
 from neurokd.sources import StudentSource
 
 from .graph import LayerRecord, StudentGraph, fold_batchnorm, trace_student
+from .pool_fold import adaptive_window, pair
 from .verify import Agreement, as_source, compare, eager_run, private_copy, verification_inputs
 
 DT = 1e-4  # seconds per discrete timestep, as in spikingjelly's nir_exchange
@@ -160,8 +161,8 @@ def _node(record: LayerRecord, dt: float) -> nir.NIRNode:
             kernel, stride, padding = _adaptive_kernel(record), _adaptive_kernel(record), (0, 0)
         else:
             kernel, stride, padding = module.kernel_size, module.stride, module.padding
-        return nir.AvgPool2d(kernel_size=np.array(_pair(kernel)), stride=np.array(_pair(stride)),
-                             padding=np.array(_pair(padding)))
+        return nir.AvgPool2d(kernel_size=np.array(pair(kernel)), stride=np.array(pair(stride)),
+                             padding=np.array(pair(padding)))
     return _neuron_node(record, dt)
 
 
@@ -204,16 +205,7 @@ def _flatten_dims(record: LayerRecord) -> tuple[int, int] | None:
 
 
 def _adaptive_kernel(record: LayerRecord) -> tuple[int, int] | None:
-    size = _pair(record.module.output_size)
-    height, width = record.input_shape[-2:]
-    out_h, out_w = (height if size[0] is None else size[0]), (width if size[1] is None else size[1])
-    if height % out_h or width % out_w:
-        return None
-    return height // out_h, width // out_w
-
-
-def _pair(value) -> tuple:
-    return tuple(value) if isinstance(value, tuple | list) else (value, value)
+    return adaptive_window(record.module.output_size, *record.input_shape[-2:])
 
 
 def _np(tensor: torch.Tensor) -> np.ndarray:

@@ -52,8 +52,19 @@ def fold_average_pools(graph: StudentGraph) -> tuple[StudentGraph, list[str]]:
     return StudentGraph(kept, graph.input_shape, graph.timesteps), folded
 
 
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+def pair(value) -> tuple:
+    """A torch size argument (int or pair) as a pair."""
+    return tuple(value) if isinstance(value, tuple | list) else (value, value)
+
+
+def adaptive_window(output_size, height: int, width: int) -> tuple[int, int] | None:
+    """The window an adaptive average pool of ``output_size`` uses on a ``height x width``
+    input when it is the same everywhere (the output divides the input), else None."""
+    out_h, out_w = pair(output_size)
+    out_h, out_w = out_h or height, out_w or width  # None keeps that size
+    if height % out_h or width % out_w:
+        return None
+    return height // out_h, width // out_w
 
 
 def _window(pool: LayerRecord) -> tuple[int, int] | None:
@@ -63,16 +74,13 @@ def _window(pool: LayerRecord) -> tuple[int, int] | None:
         return None
     _, height, width = pool.input_shape
     if isinstance(module, nn.AvgPool2d):
-        kernel = _pair(module.kernel_size)
-        stride = _pair(module.stride or module.kernel_size)
-        plain = (_pair(module.padding) == (0, 0) and not module.ceil_mode
+        kernel = pair(module.kernel_size)
+        stride = pair(module.stride or module.kernel_size)
+        plain = (pair(module.padding) == (0, 0) and not module.ceil_mode
                  and module.divisor_override is None)
         return kernel if plain and stride == kernel else None
     if isinstance(module, nn.AdaptiveAvgPool2d):
-        out = _pair(module.output_size)
-        out = (out[0] or height, out[1] or width)
-        if height % out[0] == 0 and width % out[1] == 0:
-            return height // out[0], width // out[1]
+        return adaptive_window(module.output_size, height, width)
     return None
 
 

@@ -361,3 +361,13 @@ def test_labelled_inputs_carry_the_split_labels(trained_run):
     assert described == "digits test split (30 samples)"
     _, none, random = labelled_inputs(_user_models()["dense"], 30)
     assert none is None and "random" in random
+
+
+def test_adaptive_pool_windows_shared_by_nir_and_loihi():
+    from neurokd.exporters import nir as nir_export
+    from neurokd.exporters.pool_fold import adaptive_window
+
+    assert nir_export.adaptive_window is adaptive_window  # one rule for both exporters
+    assert adaptive_window((None, 2), 8, 6) == (1, 3)
+    assert adaptive_window(2, 8, 8) == (4, 4)
+    assert adaptive_window(3, 8, 8) is None  # uneven windows: neither exporter takes it
