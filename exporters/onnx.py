@@ -181,8 +181,12 @@ def _describe(proto, source: StudentSource, teacher: bool) -> None:
 
     props = {"producer": "neurokd", "neurokd.model": "teacher" if teacher else "student",
              "neurokd.source": source.label, "neurokd.input_shape": str(source.input_shape)}
-    if (source.config or {}).get("dataset"):  # lets `neurokd simulate --backend onnx` find it
-        props["neurokd.dataset"] = source.config["dataset"]
+    config = source.config or {}
+    if config.get("dataset"):  # lets `neurokd simulate --backend onnx` find it, as netx files do
+        props["neurokd.dataset"] = config["dataset"]
+        props["neurokd.image_size"] = str(config.get("image_size", 32))
+        if config.get("data_dir"):
+            props["neurokd.data_dir"] = str(config["data_dir"])
     if not teacher:
         props |= {"neurokd.timesteps": str(source.timesteps),
                   "neurokd.logits": "[T, batch, classes], one row per timestep; the prediction "

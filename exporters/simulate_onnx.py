@@ -19,7 +19,8 @@ import numpy as np
 from neurokd.errors import NeuroKDError
 from neurokd.progress import Reporter
 
-from .simulate import SimulationResult, _test_split, layer_arrays
+from .simulate import SimulationResult, layer_arrays
+from .verify import split_samples
 
 CHUNK = 64
 
@@ -51,8 +52,8 @@ def simulate_onnx(export: str | Path, dataset: str | None, samples: int | None,
     if len(layers) - len(spike_outputs) not in (0, 1):
         raise NeuroKDError(f"{path}: {len(layers)} conv/linear layers and {len(spike_outputs)} "
                            "neuron layers do not form a chain; the result file needs one")
-    x, labels = _test_split(dataset, samples, input_shape, data_dir,
-                            input_shape[-1] if dataset == "imagefolder" else 32)
+    x, labels, _ = split_samples(dataset, samples, input_shape, "test",
+                                 *_data_location(props, dataset, data_dir, input_shape))
     session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
     names = ["logits", *spike_outputs]
     task = reporter.start("ONNX Runtime (samples)", len(x))
@@ -76,6 +77,18 @@ def simulate_onnx(export: str | Path, dataset: str | None, samples: int | None,
                                                                         strict=True)},
         seconds / len(x), [name for name, *_ in layers], [kind for _, kind, *_ in layers],
         arrays)
+
+
+def _data_location(props: dict[str, str], dataset: str, data_dir: str | None,
+                   input_shape: tuple[int, ...]) -> tuple[str | None, int]:
+    """Folder and image size of the export's own data set, as its metadata records them
+    (``data_dir`` wins); exports without them: the input's width for imagefolder."""
+    size = props.get("neurokd.image_size", "")
+    image_size = int(size) if size.isdigit() else \
+        (input_shape[-1] if dataset == "imagefolder" else 32)
+    if dataset == props.get("neurokd.dataset"):
+        data_dir = data_dir or props.get("neurokd.data_dir")
+    return data_dir, image_size
 
 
 def synaptic_layers(model, input_shape: tuple[int, ...]) -> list[tuple]:

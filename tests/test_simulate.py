@@ -81,3 +81,39 @@ def test_simulate_and_energy_report_share_their_data_options():
 
     assert len(data_options(simulate)) == 3
     assert data_options(simulate) == data_options(energy_report)
+
+
+def test_onnx_export_records_its_data_folder_for_simulate(tmp_path):
+    """An imagefolder run's ONNX export carries data_dir and image_size, so simulate finds the
+    test images without --data-dir, as it does for Loihi exports."""
+    import onnx
+    from PIL import Image
+    from spikingjelly.activation_based import layer
+    from torch import nn
+
+    from neurokd.exporters import export_onnx
+    from neurokd.exporters.simulate import simulate
+    from neurokd.sources import DirectEncoding, StudentSource
+
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 10), ("test", 3)):
+        for label in ("a", "b"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / label / f"{i}.png")
+    torch.manual_seed(0)
+    model = nn.Sequential(layer.Conv2d(3, 4, 3, padding=1, step_mode="m"),
+                          neuron.LIFNode(step_mode="m"), layer.Flatten(step_mode="m"),
+                          layer.Linear(4 * 8 * 8, 2, step_mode="m"))
+    shape = (3, 8, 8)
+    source = StudentSource(DirectEncoding(model, shape, 2).eval(), shape, 2, "user",
+                           config={"dataset": "imagefolder", "data_dir": str(root),
+                                   "image_size": 8})
+    path = tmp_path / "s.onnx"
+    export_onnx(source, path, spike_outputs=True, max_samples=4)
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert props["neurokd.data_dir"] == str(root) and props["neurokd.image_size"] == "8"
+    result = simulate(path, backend="onnx")
+    assert result.dataset == "imagefolder" and result.samples == 6  # root/test: 2 x 3 images
