@@ -25,6 +25,7 @@ from neurokd.progress import Reporter
 from .fixed_point import QuantizedNetwork, run_fixed_point
 from .loihi import INPUT_MESSAGE_BITS
 from .netx_file import read_netx, run_float
+from .verify import split_samples
 
 RESULT_FORMAT = "neurokd.lava-result"
 RESULT_VERSION = 1
@@ -37,6 +38,7 @@ RESULT_KEYS = {
 }
 RUNNER = Path(__file__).with_name("lava_runner.py")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+BLOCK = 256   # samples per Lava run and integer/float pass: a CIFAR test split stays in MBs
 
 
 @dataclass
@@ -75,10 +77,12 @@ def lava_python() -> Path:
 
 def simulate(export: str | Path, backend: str = "lava", dataset: str | None = None,
              samples: int | None = None, reporter: Reporter | None = None,
-             chunk: int = 20, data_dir: str | None = None) -> SimulationResult:
+             chunk: int = 20, data_dir: str | None = None,
+             block: int = BLOCK) -> SimulationResult:
     """Run ``export`` on the first ``samples`` test samples of ``dataset`` (default: the one
-    the export was made from) and compare it with the float and integer models.
-    ``data_dir``: the data set's folder (CIFAR, imagefolder; default: the run's)."""
+    the export was made from) and compare it with the float and integer models, ``block``
+    samples at a time. ``data_dir``: the data set's folder (CIFAR, imagefolder; default:
+    the run's)."""
     if samples is not None and samples < 1:
         raise NeuroKDError(f"--samples must be >= 1, not {samples}")
     if backend == "onnx":
@@ -94,42 +98,53 @@ def simulate(export: str | Path, backend: str = "lava", dataset: str | None = No
         raise NeuroKDError(f"{export} does not name its data set: give --dataset")
     if dataset == stored.meta.get("dataset"):
         data_dir = data_dir or stored.meta.get("data_dir")
-    x, labels = _test_split(dataset, samples, network.input_shape, data_dir,
-                            stored.meta.get("image_size", 32))
-    python = lava_python()
-    x_q = network.quantize_input(x)
-    reporter = reporter or Reporter()
-    lava = run_lava(python, Path(export), x_q, network, reporter, chunk)
-    fixed = run_fixed_point(network, x_q)
-    float_logits, _ = run_float(stored.float_layers, x, network.timesteps)
-    lava_pred = network.logits(lava["readout"]).mean(1).argmax(-1)
-    fixed_pred = network.logits(fixed.readout).mean(1).argmax(-1)
-    spiking = [lay.name for lay in network.layers if lay.spiking]
-    lava_spikes = [lava[f"spikes_{k}"] for k, lay in enumerate(network.layers) if lay.spiking]
-    identical = {name: float((got == ref).mean()) for name, got, ref in
-                 zip(spiking, lava_spikes, fixed.spikes, strict=True)}
+    python = lava_python()  # before the data set loads: a missing .venv-lava fails at once
+    x, labels, _ = split_samples(dataset, samples, network.input_shape, "test", data_dir,
+                                 stored.meta.get("image_size", 32))
+    totals = _run_blocks(python, Path(export), stored, x, reporter or Reporter(), chunk, block)
+    lava_pred, fixed_pred = totals["lava"], totals["fixed"]
+    spiking = [lay for lay in network.layers if lay.spiking]
+    identical = {lay.name: same / (len(x) * network.timesteps * int(np.prod(lay.output_shape)))
+                 for lay, same in zip(spiking, totals["same"], strict=True)}
     return SimulationResult(
         "lava", str(export), dataset, len(x), network.timesteps,
-        float((lava_pred == labels).mean()),
-        float((float_logits.mean(0).argmax(-1) == labels).mean()),
+        float((lava_pred == labels).mean()), float((totals["float"] == labels).mean()),
         float((fixed_pred == labels).mean()), float((lava_pred == fixed_pred).mean()),
-        identical, {name: int(s.sum()) for name, s in zip(spiking, lava_spikes, strict=True)},
-        float(lava["seconds"]) / len(x), [lay.name for lay in network.layers],
-        [lay.kind for lay in network.layers], _layer_arrays(network, x_q, lava_spikes))
+        identical, {lay.name: int(s.sum()) for lay, s in zip(spiking, totals["spikes"],
+                                                               strict=True)},
+        totals["seconds"] / len(x), [lay.name for lay in network.layers],
+        [lay.kind for lay in network.layers], _layer_arrays(network, totals["input_events"], totals["spikes"]))
 
 
-def _test_split(dataset: str, samples: int | None, input_shape: tuple[int, ...],
-                data_dir: str | None = None,
-                image_size: int = 32) -> tuple[torch.Tensor, np.ndarray]:
-    from neurokd.data import load_data
-
-    test = load_data(dataset, data_dir=data_dir, augment=False, image_size=image_size).test
-    count = len(test) if samples is None else min(samples, len(test))
-    x = torch.stack([test[i][0] for i in range(count)]).float()
-    if tuple(x.shape[1:]) != tuple(input_shape):
-        raise NeuroKDError(f"{dataset} samples have shape {tuple(x.shape[1:])}, the export "
-                           f"expects {tuple(input_shape)}")
-    return x, np.array([int(test[i][1]) for i in range(count)])
+def _run_blocks(python: Path, export: Path, stored, x: torch.Tensor, reporter: Reporter,
+                chunk: int, block: int) -> dict:
+    """Lava, the integer and the float model on ``x``, ``block`` samples at a time (in one
+    piece a CIFAR test split needs GBs): the three models' predictions, per spiking layer the
+    spikes equal between Lava and the integer model and Lava's spike totals, the events
+    into the first layer and Lava's simulation seconds."""
+    network = stored.network
+    spiking = [k for k, lay in enumerate(network.layers) if lay.spiking]
+    totals = {"lava": [], "fixed": [], "float": [], "same": [0] * len(spiking),
+              "spikes": [0.0] * len(spiking), "input_events": 0, "seconds": 0.0}
+    for start in range(0, len(x), block):
+        part = x[start:start + block]
+        x_q = network.quantize_input(part)
+        lava = run_lava(python, export, x_q, network, reporter, chunk)
+        fixed = run_fixed_point(network, x_q)
+        float_logits, _ = run_float(stored.float_layers, part, network.timesteps,
+                                    keep_spikes=False)
+        totals["lava"].append(network.logits(lava["readout"]).mean(1).argmax(-1))
+        totals["fixed"].append(network.logits(fixed.readout).mean(1).argmax(-1))
+        totals["float"].append(float_logits.mean(0).argmax(-1))
+        for i, (k, expected) in enumerate(zip(spiking, fixed.spikes, strict=True)):
+            got = lava[f"spikes_{k}"]
+            totals["same"][i] += int((got == expected).sum())
+            totals["spikes"][i] = totals["spikes"][i] + got.sum(axis=(0, 1)).astype(np.float64)
+        totals["input_events"] = totals["input_events"] + (x_q != 0).sum(0)
+        totals["seconds"] += float(lava["seconds"])
+    for key in ("lava", "fixed", "float"):
+        totals[key] = np.concatenate(totals[key])
+    return totals
 
 
 def run_lava(python: Path, export: Path, x_q: np.ndarray, network: QuantizedNetwork,
@@ -160,13 +175,14 @@ def run_lava(python: Path, export: Path, x_q: np.ndarray, network: QuantizedNetw
     return arrays
 
 
-def _layer_arrays(network: QuantizedNetwork, x_q: np.ndarray,
-                  spikes: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """The per-layer part of the result file (see RESULT_KEYS)."""
-    counts = iter([s.sum(axis=(0, 1)).astype(np.float64) for s in spikes])
+def _layer_arrays(network: QuantizedNetwork, input_events: np.ndarray,
+                  spike_totals: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The per-layer part of the result file (see RESULT_KEYS) from the summed spikes of
+    each spiking layer and the non-zero inputs per position (summed over samples)."""
+    counts = iter(spike_totals)
     return layer_arrays([(lay.geometry(), lay.input_shape,
                           next(counts) if lay.spiking else None) for lay in network.layers],
-                        (x_q != 0).sum(0) * network.timesteps)  # input repeats every step
+                        input_events * network.timesteps)  # input repeats every step
 
 
 def layer_arrays(layers: list[tuple[np.ndarray, tuple[int, ...], np.ndarray | None]],

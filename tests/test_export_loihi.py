@@ -371,3 +371,30 @@ def test_adaptive_pool_windows_shared_by_nir_and_loihi():
     assert adaptive_window((None, 2), 8, 6) == (1, 3)
     assert adaptive_window(2, 8, 8) == (4, 4)
     assert adaptive_window(3, 8, 8) is None  # uneven windows: neither exporter takes it
+
+
+def test_missing_lava_fails_before_the_data_set_loads(trained_export, capsys, monkeypatch,
+                                                      tmp_path):
+    monkeypatch.setenv("NEUROKD_LAVA_PYTHON", str(tmp_path / "no-such-python"))
+    outcome = run_cli(capsys, "simulate", str(trained_export[0]), "--dataset", "cifar10",
+                      "--data-dir", str(tmp_path / "no-cifar-here"))
+    assert_one_line_error(outcome, 2, "make lava")  # not the missing CIFAR folder
+
+
+@requires_lava
+def test_simulate_in_blocks_equals_one_pass(trained_export, tmp_path):
+    """Blocks of 3 (the last one short) give what one block of 7 gives, to the last count."""
+    from neurokd.exporters.simulate import simulate, write_result
+
+    whole = simulate(trained_export[0], samples=7, block=7)
+    blocks = simulate(trained_export[0], samples=7, block=3)
+    differ = {"seconds_per_sample"}
+    assert {k: v for k, v in blocks.to_json().items() if k not in differ} == \
+        {k: v for k, v in whole.to_json().items() if k not in differ}
+    assert sum(whole.spike_counts.values()) > 0
+    write_result(tmp_path / "whole.npz", whole)
+    write_result(tmp_path / "blocks.npz", blocks)
+    with np.load(tmp_path / "whole.npz") as a, np.load(tmp_path / "blocks.npz") as b:
+        assert a.files == b.files
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), key
