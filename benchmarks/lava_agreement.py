@@ -93,7 +93,7 @@ def render(f: dict) -> str:
         "",
         f"Student `{f['checkpoint']}` (T = {f['timesteps']}), exported to lava-dl netx HDF5 with "
         f"8-bit weights; graded 8-bit input (x * {f['input_scale']:.4g}). Lava 0.10 CPU "
-        "simulation, `Loihi2SimCfg(select_tag=\"fixed_pt\")`, all samples streamed in one run.",
+        "simulation, `Loihi2SimCfg(select_tag=\"fixed_pt\")`, samples streamed 256 at a time (one Lava run per block).",
         "",
         f"Digits test split, {f['samples']} samples:",
         "",
