@@ -6,11 +6,12 @@ profile (``profiles``); ``lava_report`` prices the spike counts of a deployed ru
 """
 
 from .count import EventCounts, LayerEvents, LayerGeometry, count_events, synops
-from .lava import read_lava_result, write_lava_result
+from .lava import layer_chain, read_lava_result, write_lava_result
 from .profiles import BUILTIN as PROFILES
 from .profiles import EnergyProfile, load_profile
 from .report import AnnLayer, EnergyReport, LayerEnergy, lava_report, price, report
 
 __all__ = ["report", "lava_report", "EnergyReport", "LayerEnergy", "AnnLayer", "price",
            "EnergyProfile", "load_profile", "PROFILES", "count_events", "EventCounts",
-           "LayerEvents", "LayerGeometry", "synops", "read_lava_result", "write_lava_result"]
+           "LayerEvents", "LayerGeometry", "synops", "read_lava_result", "write_lava_result",
+           "layer_chain"]

@@ -74,6 +74,20 @@ class LayerGeometry:
                                     or self.input_shape[0] != self.in_per_group * self.groups):
             raise ValueError(f"conv input shape {self.input_shape} does not fit "
                              f"{self.in_per_group} channels x {self.groups} groups")
+        # A geometry read from a file must not price negative or zero-sized outputs (negative
+        # MACs) nor divide by a zero stride: every size is checked, not only the shapes.
+        if min(self.input_shape, default=0) < 1 or self.out_channels < 1:
+            raise ValueError(f"sizes must be >= 1: input {self.input_shape}, "
+                             f"{self.out_channels} outputs")
+        if min(*self.kernel, *self.stride, *self.dilation, self.groups) < 1 \
+                or min(self.padding) < 0:
+            raise ValueError(f"kernel {self.kernel}, stride {self.stride}, dilation "
+                             f"{self.dilation} and groups {self.groups} must be >= 1, padding "
+                             f"{self.padding} >= 0")
+        if min(self.output_shape) < 1:
+            raise ValueError(f"a {self.kernel} kernel (dilation {self.dilation}, padding "
+                             f"{self.padding}) does not fit the input {self.input_shape}: "
+                             f"output {self.output_shape}")
 
     @property
     def output_shape(self) -> tuple[int, ...]:

@@ -1,7 +1,9 @@
 """The per-layer spike counts of a deployed run (``neurokd simulate``), as an ``.npz`` file.
 
-Contract (written by ``neurokd simulate``; :func:`write_lava_result` writes the same from a
-float run, which is how the tests and users can compare)::
+This module owns the format: its constants, :func:`layer_chain` (the counts of a chain of
+layers, checked), the writer and the reader. ``neurokd simulate`` (Lava and ONNX backends)
+and :func:`write_lava_result` of a float count all write through :func:`_arrays`, and the
+reader refuses anything the writer would not write. Contract (``RESULT_KEYS``)::
 
     format="neurokd.lava-result", version=1, backend="lava"|"onnx", samples=N, timesteps=T,
     layer_names=str [L], layer_types=str [L] ("conv" | "dense"),
@@ -10,13 +12,15 @@ float run, which is how the tests and users can compare)::
     input_shape_{i}=int64 (C,H,W) or (N,)
     input_events_{i}=float64 of input_shape_{i}: events arriving at layer i summed over samples
         and timesteps (i=0: non-zero graded input values; i>0: spikes)
-    has_neurons_{i}=0|1, output_spikes_{i}=float64 (when has_neurons_{i}=1)
+    has_neurons_{i}=0|1, output_spikes_{i}=float64, as many as layer i has outputs (when
+        has_neurons_{i}=1; simulate writes them in the layer's output shape)
 
 Layer 0 sees graded input: it is priced as dense MACs, like the float estimate's encoding layer.
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 
@@ -27,9 +31,86 @@ from neurokd.fileio import write_atomic
 
 from .count import EventCounts, LayerEvents, LayerGeometry
 
-FORMAT = "neurokd.lava-result"
-VERSION = 1
-_HEADER = ("format", "version", "backend", "samples", "timesteps", "layer_names", "layer_types")
+RESULT_FORMAT = "neurokd.lava-result"
+RESULT_VERSION = 1
+# {i} is the synaptic layer's index; output_spikes_{i} only when has_neurons_{i} is 1.
+RESULT_KEYS = {
+    "header": ("format", "version", "backend", "samples", "timesteps", "layer_names",
+               "layer_types"),
+    "per_layer": ("geometry_{i}", "input_shape_{i}", "input_events_{i}", "has_neurons_{i}",
+                  "output_spikes_{i}"),
+}
+
+
+def layer_chain(layers: list[tuple[str, LayerGeometry, np.ndarray | None]],
+                input_events: np.ndarray, samples: int, timesteps: int) -> EventCounts:
+    """The counts of a chain of synaptic layers, each fed by the neurons of the one before.
+
+    ``layers``: (name, geometry, output spikes summed over samples and timesteps, or None for
+    a layer without neurons) in order; ``input_events``: the events into the first layer.
+    A layer whose input is not exactly the previous layer's spikes (a pool or a branch in
+    between) cannot be written in this format and is refused by name.
+    """
+    frames, rows = samples * timesteps, []
+    events, feeding = np.asarray(input_events, dtype=np.float64), "the input"
+    for i, (name, geometry, spikes) in enumerate(layers):
+        if events is None:
+            raise NeuroKDError(f"layer {name} follows {feeding}, which has no neurons: the "
+                               "result file needs a chain of conv/linear layers with neurons")
+        fits = events.size == int(np.prod(geometry.input_shape)) and (
+            geometry.kind == "dense" or events.shape == tuple(geometry.input_shape))
+        if not fits:
+            raise NeuroKDError(f"layer {name} takes input {tuple(geometry.input_shape)} but "
+                               f"{feeding} gives {events.shape}: something between them (a "
+                               "pool, a branch) is not in the result file's chain of layers")
+        if spikes is not None:
+            spikes = np.asarray(spikes, dtype=np.float64)
+            if spikes.shape != tuple(geometry.output_shape):
+                raise NeuroKDError(f"the neuron layer after {name} gives {spikes.shape}, the "
+                                   f"layer outputs {tuple(geometry.output_shape)}: something "
+                                   "between them is not in the result file's chain of layers")
+        rows.append(LayerEvents(name, geometry, events.reshape(geometry.input_shape), frames,
+                                i > 0, 0 if spikes is None else spikes.size * frames, spikes))
+        events, feeding = spikes, f"the neuron layer after {name}"
+    return EventCounts(rows, samples, timesteps)
+
+
+def write_lava_result(path: str | Path, counts: EventCounts, backend: str = "lava") -> Path:
+    """``counts`` (every layer with a geometry) in the contract above, written atomically.
+
+    Refused (nothing written): counts the reader would refuse, e.g. neurons whose spikes do
+    not have their layer's output shape."""
+    arrays = _arrays(counts, backend)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would append .npz to a name
+            np.savez(handle, **arrays)
+
+    return write_atomic(path, save)
+
+
+def _arrays(counts: EventCounts, backend: str) -> dict[str, np.ndarray]:
+    layers = [layer for layer in counts.layers if layer.geometry is not None]
+    header = (np.array(RESULT_FORMAT), np.array(RESULT_VERSION, dtype=np.int64),
+              np.array(backend), np.array(counts.samples, dtype=np.int64),
+              np.array(counts.timesteps, dtype=np.int64),
+              np.array([layer.name for layer in layers], dtype=str),
+              np.array([layer.geometry.kind for layer in layers], dtype=str))
+    arrays = dict(zip(RESULT_KEYS["header"], header, strict=True))
+    for i, layer in enumerate(layers):
+        spikes = layer.output_spikes
+        if spikes is not None and np.size(spikes) != math.prod(layer.geometry.output_shape):
+            raise NeuroKDError(f"layer {layer.name}: spikes of shape {np.shape(spikes)} do not "
+                               f"fit its output {tuple(layer.geometry.output_shape)} (two neuron "
+                               "layers, or a pool before them, cannot be written)")
+        values = (layer.geometry.to_array(), np.array(layer.geometry.input_shape, dtype=np.int64),
+                  np.asarray(layer.input_events, dtype=np.float64),
+                  np.array(int(spikes is not None), dtype=np.int64),
+                  None if spikes is None else np.asarray(spikes, dtype=np.float64))
+        for key, value in zip(RESULT_KEYS["per_layer"], values, strict=True):
+            if value is not None:
+                arrays[key.format(i=i)] = value
+    return arrays
 
 
 def read_lava_result(path: str | Path) -> tuple[EventCounts, str]:
@@ -43,13 +124,14 @@ def read_lava_result(path: str | Path) -> tuple[EventCounts, str]:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise NeuroKDError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0]})") \
             from None
-    missing = [key for key in _HEADER if key not in arrays]
-    if missing or str(arrays.get("format")) != FORMAT:
-        raise NeuroKDError(f"{path}: not a neurokd lava result (expected format {FORMAT!r}"
-                           + (f"; lacks {', '.join(missing)}" if missing else "") + ")")
-    if _int(arrays, "version", path) != VERSION:
+    missing = [key for key in RESULT_KEYS["header"] if key not in arrays]
+    if missing or str(arrays.get("format")) != RESULT_FORMAT:
+        raise NeuroKDError(f"{path}: not a neurokd lava result (expected format "
+                           f"{RESULT_FORMAT!r}" + (f"; lacks {', '.join(missing)}" if missing
+                                                   else "") + ")")
+    if _int(arrays, "version", path) != RESULT_VERSION:
         raise NeuroKDError(f"{path}: lava result version {arrays['version']} is not supported "
-                           f"(this neurokd reads version {VERSION})")
+                           f"(this neurokd reads version {RESULT_VERSION})")
     samples, timesteps = _int(arrays, "samples", path), _int(arrays, "timesteps", path)
     if samples < 1 or timesteps < 1:
         raise NeuroKDError(f"{path}: samples and timesteps must be >= 1")
@@ -70,57 +152,40 @@ def _int(arrays: dict, key: str, path: Path) -> int:
 
 
 def _layer(arrays: dict, i: int, name: str, kind: str, frames: int, path: Path) -> LayerEvents:
-    keys = [f"geometry_{i}", f"input_shape_{i}", f"input_events_{i}", f"has_neurons_{i}"]
-    missing = [key for key in keys if key not in arrays]
+    keys = [key.format(i=i) for key in RESULT_KEYS["per_layer"]]
+    geometry_key, shape_key, events_key, neurons_key, spikes_key = keys
+    missing = [key for key in keys[:4] if key not in arrays]
     if missing:
         raise NeuroKDError(f"{path}: layer {i} ({name}) lacks {', '.join(missing)}")
     if kind not in ("conv", "dense"):
         raise NeuroKDError(f"{path}: layer {i} ({name}) has type {kind!r}, not conv or dense")
-    geometry_values = arrays[f"geometry_{i}"].ravel()
-    if len(geometry_values) != (11 if kind == "conv" else 2):
-        raise NeuroKDError(f"{path}: geometry_{i} of a {kind} layer has "
-                           f"{len(geometry_values)} numbers (expected {11 if kind == 'conv' else 2})")
-    shape = tuple(int(d) for d in arrays[f"input_shape_{i}"].ravel())
+    geometry_values = arrays[geometry_key].ravel()
+    expected = 11 if kind == "conv" else 2
+    if len(geometry_values) != expected:
+        raise NeuroKDError(f"{path}: {geometry_key} of a {kind} layer has "
+                           f"{len(geometry_values)} numbers (expected {expected})")
+    shape = tuple(int(d) for d in arrays[shape_key].ravel())
     try:
         geometry = LayerGeometry.from_array(kind, geometry_values, shape)
     except ValueError as exc:
         raise NeuroKDError(f"{path}: layer {i} ({name}): {exc}") from None
-    events = np.asarray(arrays[f"input_events_{i}"], dtype=np.float64)
+    events = np.asarray(arrays[events_key], dtype=np.float64)
     if events.shape != shape:
-        raise NeuroKDError(f"{path}: input_events_{i} has shape {events.shape}, "
-                           f"input_shape_{i} says {shape}")
+        raise NeuroKDError(f"{path}: {events_key} has shape {events.shape}, "
+                           f"{shape_key} says {shape}")
+    has_neurons = _int(arrays, neurons_key, path)
+    if has_neurons not in (0, 1):
+        raise NeuroKDError(f"{path}: {neurons_key} must be 0 or 1, not {has_neurons}")
     spikes = None
-    if int(arrays[f"has_neurons_{i}"]):
-        if f"output_spikes_{i}" not in arrays:
-            raise NeuroKDError(f"{path}: layer {i} ({name}) has neurons but no output_spikes_{i}")
-        spikes = np.asarray(arrays[f"output_spikes_{i}"], dtype=np.float64)
+    if has_neurons:
+        if spikes_key not in arrays:
+            raise NeuroKDError(f"{path}: layer {i} ({name}) has neurons but no {spikes_key}")
+        spikes = np.asarray(arrays[spikes_key], dtype=np.float64)
+        if spikes.size != math.prod(geometry.output_shape):  # neuron updates count its size
+            raise NeuroKDError(f"{path}: {spikes_key} has shape {spikes.shape}, layer {i} "
+                               f"({name}) outputs {tuple(geometry.output_shape)}")
     if not np.isfinite(events).all() or events.min(initial=0) < 0 \
             or (spikes is not None and (not np.isfinite(spikes).all() or spikes.min(initial=0) < 0)):
         raise NeuroKDError(f"{path}: layer {i} ({name}) holds negative or non-finite counts")
     updates = 0 if spikes is None else spikes.size * frames
     return LayerEvents(name, geometry, events, frames, i > 0, updates, spikes)
-
-
-def write_lava_result(path: str | Path, counts: EventCounts, backend: str = "lava") -> Path:
-    """``counts`` (every layer with a geometry) in the contract above, written atomically."""
-    layers = [layer for layer in counts.layers if layer.geometry is not None]
-    arrays: dict[str, np.ndarray] = {
-        "format": np.array(FORMAT), "version": np.array(VERSION, dtype=np.int64),
-        "backend": np.array(backend), "samples": np.array(counts.samples, dtype=np.int64),
-        "timesteps": np.array(counts.timesteps, dtype=np.int64),
-        "layer_names": np.array([layer.name for layer in layers]),
-        "layer_types": np.array([layer.geometry.kind for layer in layers]),
-    }
-    for i, layer in enumerate(layers):
-        arrays[f"geometry_{i}"] = layer.geometry.to_array()
-        arrays[f"input_shape_{i}"] = np.array(layer.geometry.input_shape, dtype=np.int64)
-        arrays[f"input_events_{i}"] = np.asarray(layer.input_events, dtype=np.float64)
-        arrays[f"has_neurons_{i}"] = np.array(int(layer.output_spikes is not None), dtype=np.int64)
-        if layer.output_spikes is not None:
-            arrays[f"output_spikes_{i}"] = np.asarray(layer.output_spikes, dtype=np.float64)
-
-    def save(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:  # a handle: np.savez would append .npz to a name
-            np.savez(handle, **arrays)
-
-    return write_atomic(path, save)

@@ -50,7 +50,8 @@ def _table(result: EnergyReport) -> Table:
         ann_macs = sum(layer.macs for layer in result.ann_layers)
         table.add_row(f"ANN: {result.ann}", "MACs", "", "", _count(ann_macs), "", "",
                       energy_text(result.ann_energy_pj))
-        table.add_row("SNN / ANN energy", "", "", "", "", "", "", f"{result.ratio:.3f}")
+        ratio = "—" if result.ratio is None else f"{result.ratio:.3f}"  # None: ANN costs 0 pJ
+        table.add_row("SNN / ANN energy", "", "", "", "", "", "", ratio)
     return table
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from neurokd.errors import ConfigError, NeuroKDError
-from neurokd.sources import StudentSource
+from neurokd.errors import ConfigError
+from neurokd.sources import StudentSource, as_source
 
 from .ann import ann_macs, relu_twin, sample_of
 from .count import EventCounts, count_events, eval_mode, iter_batches, synops
@@ -118,20 +118,6 @@ def price(counts: EventCounts, profile: EnergyProfile) -> list[LayerEnergy]:
     return rows
 
 
-def _as_source(model) -> StudentSource:
-    if isinstance(model, StudentSource):
-        return model
-    if isinstance(model, str | Path):
-        from neurokd.sources import load_source
-
-        return load_source(checkpoint=model)
-    if not isinstance(model, nn.Module):
-        raise NeuroKDError(f"cannot count a {type(model).__name__}: give a checkpoint path, a "
-                           "StudentSource or a spikingjelly model")
-    shape = getattr(model, "input_shape", None)
-    return StudentSource(model, tuple(shape) if shape else (), 0, type(model).__name__)
-
-
 def check_ann(source: StudentSource, ann) -> None:
     """Refuse an impossible ANN choice before any counting starts."""
     if isinstance(ann, nn.Module) or ann is None:
@@ -169,8 +155,14 @@ def report(model, inputs, profile: str | Path | EnergyProfile = "45nm-fp32", ann
     ``neurokd.progress.Reporter`` for the progress bar over ``total`` samples.
     """
     price_list = load_profile(profile)
-    source = _as_source(model)
+    source = as_source(model, purpose="count")
     check_ann(source, ann)
+    return estimate(source, inputs, price_list, ann, reporter, total, inputs_label)
+
+
+def estimate(source: StudentSource, inputs, price_list: EnergyProfile, ann=None, reporter=None,
+             total: int | None = None, inputs_label: str = "") -> EnergyReport:
+    """:func:`report` once its arguments are checked (``energy.run`` checks them up front)."""
     student = source.model
     first: list[torch.Tensor] = []
 
@@ -209,7 +201,13 @@ def lava_report(path: str | Path, profile: str | Path | EnergyProfile = "45nm-fp
 
     price_list = load_profile(profile)
     counts, backend = read_lava_result(path)
-    result = EnergyReport(price_list, Path(path).name, f"{counts.samples} samples ({backend} run)",
+    return deployed_report(counts, backend, Path(path).name, price_list, reference)
+
+
+def deployed_report(counts: EventCounts, backend: str, label: str, price_list: EnergyProfile,
+                    reference: EnergyReport | None = None) -> EnergyReport:
+    """:func:`lava_report` of counts already read from the file named ``label``."""
+    result = EnergyReport(price_list, label, f"{counts.samples} samples ({backend} run)",
                           counts.samples, counts.timesteps, price(counts, price_list),
                           counted_on=backend)
     if reference is not None and reference.ann:

@@ -10,7 +10,7 @@ from neurokd.sources import StudentSource
 from .inputs import student_inputs
 from .lava import read_lava_result
 from .profiles import load_profile
-from .report import EnergyReport, check_ann, lava_report, report
+from .report import EnergyReport, check_ann, deployed_report, estimate
 
 
 def energy_report(source: StudentSource | None, profile: str = "45nm-fp32",
@@ -27,17 +27,19 @@ def energy_report(source: StudentSource | None, profile: str = "45nm-fp32",
     if source is None and lava_result is None:
         raise ConfigError("give a checkpoint, --model pkg.module:build_fn, or --from-lava "
                           "RESULT.npz")
-    lava_samples = None
-    if lava_result is not None:
-        lava_samples = read_lava_result(lava_result)[0].samples  # refuse a bad file up front
+    deployed = None
+    if lava_result is not None:  # read once, before any counting: a bad file fails at once
+        counts, backend = read_lava_result(lava_result)
+        deployed = counts, backend, Path(lava_result).name
     if source is None:
         if ann not in (None, "none"):
             raise ConfigError("--ann needs the checkpoint or --model as well as --from-lava")
-        return lava_report(lava_result, price_list)
+        return deployed_report(*deployed, price_list)
     check_ann(source, ann)
-    batches, total, label = student_inputs(source, dataset, data_dir, samples or lava_samples,
+    batches, total, label = student_inputs(source, dataset, data_dir,
+                                           samples or (counts.samples if deployed else None),
                                            batch_size)
-    result = report(source, batches, price_list, ann, reporter, total, label)
-    if lava_result is not None:
-        result.deployed = lava_report(lava_result, price_list, result)
+    result = estimate(source, batches, price_list, ann, reporter, total, label)
+    if deployed is not None:
+        result.deployed = deployed_report(*deployed, price_list, result)
     return result

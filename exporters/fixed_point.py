@@ -71,13 +71,21 @@ class QuantizedLayer:
     scale: float = 1.0             # integer activation units per unit of the float membrane
     report: dict = field(default_factory=dict)   # float range, clipped fraction, binding limit
 
-    def geometry(self) -> np.ndarray:
-        """The result-file geometry of this layer (see ``simulate.RESULT_KEYS``)."""
+    def geometry(self):
+        """This layer as a ``neurokd.energy.LayerGeometry`` (what the result file records)."""
+        from neurokd.energy.count import LayerGeometry  # lazy: the Loihi export needs no energy
+
+        def pair(values) -> tuple[int, int]:
+            return tuple(int(v) for v in values)
+
+        shape = tuple(int(d) for d in self.input_shape)
         if self.kind == "dense":
-            return np.array(self.weight.shape, dtype=np.int64)
+            out_features, in_features = self.weight.shape
+            return LayerGeometry("dense", shape, int(out_features), int(in_features))
         out_ch, in_per_group, kh, kw = self.weight.shape
-        return np.array([out_ch, in_per_group, kh, kw, *self.stride, *self.padding,
-                         *self.dilation, self.groups], dtype=np.int64)
+        return LayerGeometry("conv", shape, int(out_ch), int(in_per_group), pair((kh, kw)),
+                             pair(self.stride), pair(self.padding), pair(self.dilation),
+                             int(self.groups))
 
 
 @dataclass
@@ -122,7 +130,6 @@ class FixedPointRun:
         what running them alone gives; ``saturated`` stays the whole run's)."""
         return FixedPointRun([s[:count] for s in self.spikes], self.readout[:count],
                              self.saturated)
-
 
 
 def wrap24(values: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@
 The Lava backend runs ``lava_runner.py`` in ``.venv-lava`` (``NEUROKD_LAVA_PYTHON`` overrides
 the interpreter), exchanging ``.npz`` files, and compares Lava with two computations done here:
 the float network (BatchNorm folded, stored in the file) and the bit-accurate integer model
-(``fixed_point.run_fixed_point``). The result file (``RESULT_KEYS``) carries per-layer event
-counts for ``neurokd energy --from-lava``.
+(``fixed_point.run_fixed_point``). The result file (format owned by ``neurokd.energy.lava``)
+carries per-layer event counts for ``neurokd energy --from-lava``.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from neurokd.energy.count import EventCounts
+from neurokd.energy.lava import layer_chain, write_lava_result
 from neurokd.errors import NeuroKDError
-from neurokd.fileio import atomic_path
 from neurokd.progress import Reporter
 
 from .fixed_point import QuantizedNetwork, run_fixed_point
@@ -27,15 +28,6 @@ from .loihi import INPUT_MESSAGE_BITS
 from .netx_file import read_netx, run_float
 from .verify import split_samples
 
-RESULT_FORMAT = "neurokd.lava-result"
-RESULT_VERSION = 1
-# The result .npz contract (read by neurokd.energy.lava); {i} is the synaptic layer index.
-RESULT_KEYS = {
-    "header": ("format", "version", "backend", "samples", "timesteps", "layer_names",
-               "layer_types"),
-    "per_layer": ("geometry_{i}", "input_shape_{i}", "input_events_{i}", "has_neurons_{i}",
-                  "output_spikes_{i}"),
-}
 RUNNER = Path(__file__).with_name("lava_runner.py")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BLOCK = 256   # samples per Lava run and integer/float pass: a CIFAR test split stays in MBs
@@ -57,12 +49,10 @@ class SimulationResult:
     seconds_per_sample: float
     layer_names: list[str]          # synaptic layers in order (the student's module paths)
     layer_types: list[str]          # "conv" | "dense"
-    layer_arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    counts: EventCounts | None = field(default=None, repr=False)  # what --save writes
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        data.pop("layer_arrays")
-        return data
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "counts"}
 
 
 def lava_python() -> Path:
@@ -113,7 +103,8 @@ def simulate(export: str | Path, backend: str = "lava", dataset: str | None = No
         identical, {lay.name: int(s.sum()) for lay, s in zip(spiking, totals["spikes"],
                                                                strict=True)},
         totals["seconds"] / len(x), [lay.name for lay in network.layers],
-        [lay.kind for lay in network.layers], _layer_arrays(network, totals["input_events"], totals["spikes"]))
+        [lay.kind for lay in network.layers],
+        _event_counts(export, network, totals["input_events"], totals["spikes"], len(x)))
 
 
 def _run_blocks(python: Path, export: Path, stored, x: torch.Tensor, reporter: Reporter,
@@ -175,45 +166,28 @@ def run_lava(python: Path, export: Path, x_q: np.ndarray, network: QuantizedNetw
     return arrays
 
 
-def _layer_arrays(network: QuantizedNetwork, input_events: np.ndarray,
-                  spike_totals: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """The per-layer part of the result file (see RESULT_KEYS) from the summed spikes of
-    each spiking layer and the non-zero inputs per position (summed over samples)."""
-    counts = iter(spike_totals)
-    return layer_arrays([(lay.geometry(), lay.input_shape,
-                          next(counts) if lay.spiking else None) for lay in network.layers],
-                        input_events * network.timesteps)  # input repeats every step
-
-
-def layer_arrays(layers: list[tuple[np.ndarray, tuple[int, ...], np.ndarray | None]],
-                 input_events: np.ndarray) -> dict[str, np.ndarray]:
-    """Result-file arrays from (geometry, input shape, summed output spikes or None) per
-    synaptic layer and the events into the first one."""
-    arrays: dict[str, np.ndarray] = {}
-    events = np.asarray(input_events, dtype=np.float64)
-    for i, (geometry, input_shape, spikes) in enumerate(layers):
-        keys = [key.format(i=i) for key in RESULT_KEYS["per_layer"]]
-        arrays[keys[0]] = np.asarray(geometry, dtype=np.int64)
-        arrays[keys[1]] = np.array(input_shape, dtype=np.int64)
-        arrays[keys[2]] = events.reshape(input_shape)
-        arrays[keys[3]] = np.array(int(spikes is not None), dtype=np.int64)
-        if spikes is not None:
-            events = arrays[keys[4]] = np.asarray(spikes, dtype=np.float64)
-    return arrays
+def _event_counts(export, network: QuantizedNetwork, input_events: np.ndarray,
+                  spike_totals: list[np.ndarray], samples: int) -> EventCounts:
+    """The result file's counts: Lava's spikes per layer (summed over samples and steps),
+    the graded input into the first (non-zero inputs per position, summed over samples)."""
+    totals = iter(spike_totals)
+    layers = []
+    for lay in network.layers:
+        try:
+            geometry = lay.geometry()
+        except ValueError as exc:
+            raise NeuroKDError(f"{export}: layer {lay.name}: {exc}") from None
+        layers.append((lay.name, geometry, next(totals) if lay.spiking else None))
+    # The input is repeated at every timestep: its events are the non-zero values x T.
+    return layer_chain(layers, input_events * network.timesteps, samples,
+                       network.timesteps)
 
 
 def write_result(path: str | Path, result: SimulationResult) -> Path:
-    """The result ``.npz`` (format ``neurokd.lava-result`` v1), written atomically."""
-    header = (np.array(RESULT_FORMAT), np.array(RESULT_VERSION, dtype=np.int64),
-              np.array(result.backend), np.array(result.samples, dtype=np.int64),
-              np.array(result.timesteps, dtype=np.int64),
-              np.array(result.layer_names, dtype=str), np.array(result.layer_types, dtype=str))
-    arrays = dict(zip(RESULT_KEYS["header"], header, strict=True)) | result.layer_arrays
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-    return Path(path)
+    """The result ``.npz`` (``neurokd.energy.lava``'s format), written atomically."""
+    if result.counts is None:
+        raise NeuroKDError(f"the {result.backend} run of {result.export} kept no per-layer counts")
+    return write_lava_result(path, result.counts, result.backend)
 
 
-__all__ = ["simulate", "SimulationResult", "write_result", "lava_python", "RESULT_KEYS",
-           "RESULT_FORMAT", "RESULT_VERSION"]
+__all__ = ["simulate", "SimulationResult", "write_result", "lava_python"]

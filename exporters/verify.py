@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,29 +18,11 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 from neurokd.errors import NeuroKDError
-from neurokd.sources import StudentSource, load_source
+from neurokd.sources import StudentSource, as_source  # noqa: F401 - exporters import as_source here
 
 # (logits, spikes per neuron layer) for one chunk of inputs; logits [T, B, K] (students) or
 # [B, K] (teachers), spikes [T, B, ...]. numpy, so ONNX Runtime results plug in directly.
 RunFn = Callable[[torch.Tensor], tuple[np.ndarray, list[np.ndarray]]]
-
-
-def as_source(source: StudentSource | nn.Module | str | Path,
-              input_shape: tuple[int, ...] | None = None,
-              timesteps: int | None = None) -> StudentSource:
-    """A StudentSource from a source, a checkpoint path, or a module plus its shape and T."""
-    if isinstance(source, StudentSource):
-        return source
-    if isinstance(source, str | Path):
-        return load_source(checkpoint=source)
-    if not isinstance(source, nn.Module):
-        raise NeuroKDError(f"cannot export a {type(source).__name__}: give a checkpoint path, "
-                           "a StudentSource or a torch module")
-    input_shape = input_shape or getattr(source, "input_shape", None)
-    timesteps = timesteps or getattr(source, "timesteps", None)
-    if not input_shape or not timesteps:
-        raise NeuroKDError("exporting a bare module needs input_shape=(C,H,W) and timesteps=T")
-    return StudentSource(source, tuple(input_shape), int(timesteps), type(source).__name__)
 
 
 def private_copy(model: nn.Module) -> nn.Module:

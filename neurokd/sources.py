@@ -1,7 +1,8 @@
 """Where a student comes from: a neurokd checkpoint, or a user's own spikingjelly model.
 
 ``export`` and ``energy report`` share this loader, so both accept
-``--model pkg.module:build_fn [--weights W.pt] --input-shape C,H,W --timesteps T``.
+``--model pkg.module:build_fn [--weights W.pt] --input-shape C,H,W --timesteps T``; their Python
+APIs share :func:`as_source` (a checkpoint path, a source or a bare module).
 """
 
 from __future__ import annotations
@@ -92,6 +93,28 @@ def load_source(checkpoint: str | Path | None = None, model: str | None = None,
     functional.set_step_mode(user_model, "m")
     return StudentSource(DirectEncoding(user_model, shape, timesteps).eval(), shape, timesteps,
                          model.rsplit(":", 1)[-1])
+
+
+def as_source(source: StudentSource | nn.Module | str | Path,
+              input_shape: tuple[int, ...] | None = None, timesteps: int | None = None,
+              purpose: str = "export") -> StudentSource:
+    """A StudentSource from a source, a checkpoint path, or a module plus its shape and T.
+
+    ``purpose`` names the caller in messages; ``"export"`` needs a bare module's input shape
+    and T, counting (``"count"``) does not: it takes both from the inputs it runs on."""
+    if isinstance(source, StudentSource):
+        return source
+    if isinstance(source, str | Path):
+        return load_source(checkpoint=source)
+    if not isinstance(source, nn.Module):
+        raise NeuroKDError(f"cannot {purpose} a {type(source).__name__}: give a checkpoint path, "
+                           "a StudentSource or a torch module")
+    input_shape = input_shape or getattr(source, "input_shape", None)
+    timesteps = timesteps or getattr(source, "timesteps", None)
+    if purpose == "export" and (not input_shape or not timesteps):
+        raise NeuroKDError("exporting a bare module needs input_shape=(C,H,W) and timesteps=T")
+    return StudentSource(source, tuple(input_shape or ()), int(timesteps or 0),
+                         type(source).__name__)
 
 
 def _build_user_model(spec: str) -> nn.Module:
