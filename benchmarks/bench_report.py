@@ -8,7 +8,7 @@ from pathlib import Path
 from neurokd.fileio import write_atomic, write_json, write_text
 
 TITLES = {"methods": "Methods",
-          "features": "Feature and hybrid KD (feature weight 1), with their own ce / kd / tser",
+          "features": "Feature and hybrid KD (feature weight 1)",
           "ablation": "Ablation: where temporal separation applies",
           "lam": "Entropy weight λ (tser)", "tau": "Temperature τ", "timesteps": "Timesteps T"}
 
