@@ -147,8 +147,7 @@ def test_threshold_tie_is_caught_by_the_round_trip(tmp_path):
 
 
 def test_spikingjelly_importer_reads_the_file(tmp_path, digits_x):
-    """Cross-check with spikingjelly's own NIR importer (needs the optional nirtorch)."""
-    pytest.importorskip("nirtorch")
+    """Cross-check with spikingjelly's own NIR importer (nirtorch, in the dev extra)."""
     from spikingjelly.activation_based.nir_exchange import import_from_nir
 
     model = make_student()
