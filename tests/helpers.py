@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
+
+import pytest
 
 
 @dataclass
@@ -39,3 +42,19 @@ def assert_one_line_error(outcome: Outcome, code: int = 2, contains: str = "") -
     assert len(lines) == 1, outcome.err
     assert "Traceback" not in outcome.err
     assert contains.lower() in lines[0].lower(), lines[0]
+
+
+def lava_present() -> bool:
+    from neurokd.errors import NeuroKDError
+    from neurokd.exporters.simulate import lava_python
+
+    try:
+        lava_python()
+        return True
+    except NeuroKDError:
+        return False
+
+
+# In CI the Lava checks always run (make test builds .venv-lava); locally they need it.
+requires_lava = pytest.mark.skipif(not os.environ.get("CI") and not lava_present(),
+                                   reason=".venv-lava missing: run `make lava`")

@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 
-from neurokd.errors import NeuroKDError
-from neurokd.exporters.simulate import lava_python
-
-from helpers import run_cli
-
-
-def _lava_present() -> bool:
-    try:
-        lava_python()
-        return True
-    except NeuroKDError:
-        return False
-
-
-# As in test_export_loihi: CI always runs it (make test builds .venv-lava).
-requires_lava = pytest.mark.skipif(not os.environ.get("CI") and not _lava_present(),
-                                   reason=".venv-lava missing: run `make lava`")
+from helpers import requires_lava, run_cli
 
 
 def _reach(size: int, kernel: int, stride: int, pad: int, dilation: int) -> np.ndarray:

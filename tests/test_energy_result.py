@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from neurokd.energy import LayerGeometry, count_events, read_lava_result, write_
 from neurokd.errors import NeuroKDError
 from neurokd.sources import DirectEncoding
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, requires_lava, run_cli
 
 
 def _chain_net(pool: bool = False) -> DirectEncoding:
@@ -186,19 +185,6 @@ def test_energy_run_reads_and_checks_once(trained_run, tmp_path, monkeypatch):
     assert result.deployed.snn_energy_pj == pytest.approx(result.snn_energy_pj)
 
 
-def _lava_present() -> bool:
-    from neurokd.exporters.simulate import lava_python
-
-    try:
-        lava_python()
-        return True
-    except NeuroKDError:
-        return False
-
-
-# As in test_energy_lava: CI always runs it (make test builds .venv-lava).
-requires_lava = pytest.mark.skipif(not os.environ.get("CI") and not _lava_present(),
-                                   reason=".venv-lava missing: run `make lava`")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ simulation compared spike by spike with neurokd's integer model, refusals, the C
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -25,23 +24,12 @@ from neurokd.exporters.simulate import RUNNER, lava_python
 from neurokd.models import build_student
 from neurokd.sources import DirectEncoding, StudentSource
 
-from helpers import assert_one_line_error, run_cli
+from helpers import assert_one_line_error, requires_lava, run_cli
 
 SHAPE = (1, 8, 8)
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _lava_present() -> bool:
-    try:
-        lava_python()
-        return True
-    except NeuroKDError:
-        return False
-
-
-# In CI the Lava checks always run (make test builds .venv-lava); locally they need it.
-requires_lava = pytest.mark.skipif(not os.environ.get("CI") and not _lava_present(),
-                                   reason=".venv-lava missing: run `make lava`")
 
 
 @pytest.fixture(scope="module")
