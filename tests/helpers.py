@@ -58,3 +58,16 @@ def lava_present() -> bool:
 # In CI the Lava checks always run (make test builds .venv-lava); locally they need it.
 requires_lava = pytest.mark.skipif(not os.environ.get("CI") and not lava_present(),
                                    reason=".venv-lava missing: run `make lava`")
+
+
+def covering_outputs(size: int, kernel: int, stride: int, pad: int, dilation: int) -> list[int]:
+    """For each input index of a conv axis: how many output indices read it (explicit loops,
+    the independent count the SOP tests hold the energy module to)."""
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    reach = [0] * size
+    for o in range(out):
+        for k in range(kernel):
+            i = o * stride - pad + k * dilation
+            if 0 <= i < size:
+                reach[i] += 1
+    return reach

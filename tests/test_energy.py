@@ -16,6 +16,8 @@ from neurokd.energy.count import LayerGeometry
 from neurokd.errors import ConfigError
 from neurokd.sources import DirectEncoding
 
+from helpers import covering_outputs
+
 # Costs chosen so every term shows up distinctly in a sum.
 PRICES = EnergyProfile("test", mac_pj=2.0, synop_pj=3.0, neuron_update_pj=5.0,
                        active_neuron_update_pj=7.0, source="test numbers")
@@ -88,18 +90,6 @@ def test_hand_built_net_analog_in_counts_macs_and_the_twin():
     assert fc.synops == conv.active_neuron_updates * 3  # every conv spike x 3 fan-out
 
 
-def _covering_outputs(size: int, kernel: int, stride: int, pad: int, dilation: int) -> list[int]:
-    """For each input index: how many output indices read it (explicit loops)."""
-    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
-    reach = [0] * size
-    for o in range(out):
-        for k in range(kernel):
-            i = o * stride - pad + k * dilation
-            if 0 <= i < size:
-                reach[i] += 1
-    return reach
-
-
 @pytest.mark.parametrize("kernel,stride,pad,dilation,groups", [
     (3, 1, 1, 1, 1), (3, 2, 1, 1, 1), (5, 2, 2, 1, 2), (3, 3, 0, 2, 4), ((1, 3), 1, (0, 1), 1, 1),
 ])
@@ -111,8 +101,8 @@ def test_conv_synops_equal_loops_and_op_counter(kernel, stride, pad, dilation, g
     events = spikes.sum((0, 1)).numpy()
     ours = synops(events, geometry)
     kh, kw = geometry.kernel
-    rows = _covering_outputs(7, kh, geometry.stride[0], geometry.padding[0], geometry.dilation[0])
-    cols = _covering_outputs(9, kw, geometry.stride[1], geometry.padding[1], geometry.dilation[1])
+    rows = covering_outputs(7, kh, geometry.stride[0], geometry.padding[0], geometry.dilation[0])
+    cols = covering_outputs(9, kw, geometry.stride[1], geometry.padding[1], geometry.dilation[1])
     by_hand = sum(events[c, r, q] * rows[r] * cols[q] * (8 // groups)
                   for c, r, q in itertools.product(range(4), range(7), range(9)))
     counter = SynOpCounter()
@@ -182,7 +172,7 @@ def test_conv1d_synops_equal_op_counter():
     counter = SynOpCounter()
     with DispatchCounterMode([counter]), torch.no_grad():
         conv(spikes)
-    reach = _covering_outputs(11, 3, 2, 1, 1)
+    reach = covering_outputs(11, 3, 2, 1, 1)
     by_hand = sum(float(spikes[:, c, i].sum()) * reach[i] * 5 for c in range(3) for i in range(11))
     assert synops(spikes.sum(0).numpy(), geometry) == by_hand == counter.get_total()
 

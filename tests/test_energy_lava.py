@@ -7,19 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import requires_lava, run_cli
-
-
-def _reach(size: int, kernel: int, stride: int, pad: int, dilation: int) -> np.ndarray:
-    """How many output indices read each input index (explicit loops)."""
-    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
-    reach = np.zeros(size)
-    for o in range(out):
-        for k in range(kernel):
-            i = o * stride - pad + k * dilation
-            if 0 <= i < size:
-                reach[i] += 1
-    return reach
+from helpers import covering_outputs, requires_lava, run_cli
 
 
 def _synops_by_loops(data, i: int) -> float:
@@ -28,8 +16,8 @@ def _synops_by_loops(data, i: int) -> float:
     if str(data["layer_types"][i]) == "dense":
         return float(events.sum()) * geometry[0]
     out_ch, _, kh, kw, sh, sw, ph, pw, dh, dw, groups = geometry
-    rows = _reach(events.shape[1], kh, sh, ph, dh)
-    cols = _reach(events.shape[2], kw, sw, pw, dw)
+    rows = np.array(covering_outputs(events.shape[1], kh, sh, ph, dh))
+    cols = np.array(covering_outputs(events.shape[2], kw, sw, pw, dw))
     return float((events * rows[None, :, None] * cols[None, None, :]).sum()) * out_ch // groups
 
 
