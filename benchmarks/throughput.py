@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from neurokd.config import RunConfig
-from neurokd.distributed import world
+from neurokd.distributed import end_worker, world
 from neurokd.fileio import write_text
 from neurokd.losses import tser_loss
 from neurokd.models import build_student, build_teacher, count_parameters
@@ -180,6 +180,7 @@ def main() -> None:
         result = step_throughput(args.student, args.batch, args.steps, args.warmup, args.threads)
         if result["rank"] == 0:
             print(json.dumps(result))
+        end_worker(0)  # the gloo group cannot be torn down cleanly at exit (see end_worker)
         return
     if args.batch % 2:
         raise SystemExit("--batch must be even: it is split over 1 and 2 processes")

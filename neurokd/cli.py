@@ -267,6 +267,22 @@ def _one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        _end_worker(exc.code if isinstance(exc.code, int) else 1 if exc.code else 0)
+        raise
+    _end_worker(0)
+
+
+def _end_worker(code: int) -> None:
+    """Under torchrun, exit without interpreter finalisation (see distributed.end_worker)."""
+    distributed = sys.modules.get("neurokd.distributed")  # never imported: not under torchrun
+    if distributed is not None:
+        distributed.end_worker(code)
+
+
+def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
