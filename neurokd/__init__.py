@@ -1,7 +1,7 @@
 """neurokd: distil ANN teachers into spiking students, export them, estimate their energy."""
 
 from .config import RunConfig
-from .distill import Result, distill
+from .distillation import Result, distill
 from .errors import NeuroKDError
 from .loading import LoadedRun, load
 

@@ -6,6 +6,7 @@ ImageFolder are read from a folder the user gives.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,16 +120,22 @@ def _digits(name, val_fraction, augment, **_):
                           val_fraction, [str(c) for c in range(10)])
 
 
-def _mnist1d(name, val_fraction, augment, **_):
+@functools.lru_cache(maxsize=1)
+def _mnist1d_arrays() -> tuple[np.ndarray, ...]:
+    """mnist1d from its fixed seed (seconds to generate, the same every time: kept)."""
     from mnist1d.data import get_dataset_args, make_dataset
 
+    data = make_dataset(get_dataset_args())
+    # Kept 2-D (1 x 1 x 40) so one set of conv / export code serves every data set.
+    return (np.asarray(data["x"]).reshape(-1, 1, 1, 40), np.asarray(data["y"]),
+            np.asarray(data["x_test"]).reshape(-1, 1, 1, 40), np.asarray(data["y_test"]))
+
+
+def _mnist1d(name, val_fraction, augment, **_):
     if augment:
         raise DataError("mnist1d has no augmentation; drop --augment")
-    data = make_dataset(get_dataset_args())  # generated locally from a fixed seed
-    # Kept 2-D (1 x 1 x 40) so one set of conv / export code serves every data set.
-    x_train = np.asarray(data["x"]).reshape(-1, 1, 1, 40)
-    x_test = np.asarray(data["x_test"]).reshape(-1, 1, 1, 40)
-    return _tensor_bundle(name, x_train, data["y"], x_test, data["y_test"], val_fraction,
+    x_train, y_train, x_test, y_test = (a.copy() for a in _mnist1d_arrays())  # callers own theirs
+    return _tensor_bundle(name, x_train, y_train, x_test, y_test, val_fraction,
                           [str(c) for c in range(10)])
 
 

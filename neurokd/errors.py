@@ -29,3 +29,10 @@ class WriteError(NeuroKDError):
     """A file could not be written (disk full, no permission): a runtime failure, exit 1."""
 
     exit_code = 1
+
+
+class ExternalToolError(NeuroKDError):
+    """A tool neurokd drives crashed or misbehaved (the Lava subprocess, a consumer library):
+    not the user's input, so exit 1, with what failed."""
+
+    exit_code = 1

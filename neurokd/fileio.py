@@ -1,4 +1,9 @@
-"""Writers that never leave a half-written file: temporary name in the target folder, then rename."""
+"""Writers that never leave a half-written file: temporary name in the target folder, then rename.
+
+An output goes into a folder that exists: a path whose folder is missing is refused (exit 2)
+rather than created wherever the path points, a folder that cannot be written is exit 1. Run
+folders are the exception the caller makes explicitly (:func:`make_folder`).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,44 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import WriteError
+from .errors import NeuroKDError, WriteError
+
+
+def check_writable(target: str | Path) -> Path:
+    """Refuse ``target`` before any work is done: its folder must exist and take files, and
+    ``target`` itself must not be a folder."""
+    target = Path(target)
+    if target.is_dir():
+        raise NeuroKDError(f"cannot write {target}: it is a folder; give a file name")
+    parent = target.parent
+    if not parent.is_dir():
+        blocking = next((p for p in parent.parents if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise WriteError(f"cannot write {target}: {blocking} is a file, not a folder")
+        raise NeuroKDError(f"cannot write {target}: there is no folder {parent} (create it "
+                           "first; neurokd does not create folders for output files)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise WriteError(f"cannot write {target}: no permission to write in {parent}")
+    return target
+
+
+def make_folder(folder: str | Path) -> Path:
+    """A run folder (and its parents), created on purpose."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise WriteError(f"cannot create the folder {folder}: a file is in the way") from None
+    except OSError as exc:
+        raise WriteError(f"cannot create the folder {folder}: {exc.strerror or exc}") from None
+    return folder
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target``."""
-    target = Path(target)
+    target = check_writable(target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise WriteError(f"cannot write {target}: {exc.strerror or exc}") from None

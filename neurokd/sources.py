@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from .checkpoint import read_torch_file
+from .encoding import DirectEncoding
 from .errors import ConfigError, NeuroKDError
 
 
@@ -31,21 +31,6 @@ class StudentSource:
     config: dict[str, Any] | None = None  # the run config, for neurokd checkpoints
     teacher: nn.Module | None = None
     class_names: list[str] | None = None
-
-
-class DirectEncoding(nn.Module):
-    """Repeats a static input T times in front of a user's multi-step model."""
-
-    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], timesteps: int):
-        super().__init__()
-        self.model = model
-        self.input_shape = tuple(input_shape)
-        self.timesteps = timesteps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == len(self.input_shape) + 1:
-            x = x.unsqueeze(0).expand(self.timesteps, *x.shape)
-        return self.model(x)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

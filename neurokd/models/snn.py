@@ -13,6 +13,8 @@ import torch
 from spikingjelly.activation_based import layer, neuron, surrogate
 from torch import nn
 
+from ..encoding import time_major
+
 
 def lif_factory(tau: float = 2.0, v_threshold: float = 1.0, reset: str = "hard") -> Callable[[], nn.Module]:
     def make() -> nn.Module:
@@ -37,9 +39,7 @@ class TimeModel(nn.Module):
         self.input_shape = tuple(input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == len(self.input_shape) + 1:  # static input: the same frame at every step
-            x = x.unsqueeze(0).expand(self.timesteps, *x.shape)
-        out = self.body(x)  # each subclass defines body([T, B, ...]) -> [T, B, K]
+        out = self.body(time_major(x, self.input_shape, self.timesteps))  # each subclass defines body([T, B, ...]) -> [T, B, K]
         return out if self.spiking else out[0]
 
 

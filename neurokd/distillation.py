@@ -23,12 +23,13 @@ from .config import RunConfig, to_toml
 from .data import DataBundle, Indexed, load_data, make_loader
 from .distributed import World, world
 from .errors import CheckpointError, ConfigError
-from .features import Method, TeacherSignal, needs_teacher, uses_features
-from .fileio import write_json, write_text
+from .evaluation import evaluate, resolve_device
+from .features import TeacherSignal
+from .fileio import make_folder, write_json, write_text
 from .fitting import FitSettings, StopFlag, fit, load_state
+from .losses import LossValue, Method, needs_teacher, uses_features
 from .models import build_student, build_teacher, count_parameters
 from .progress import Reporter
-from .training import evaluate, resolve_device
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Teacher:
     model: nn.Module | None
     accuracy: float | None
     config: dict[str, Any]  # teacher_arch / teacher_width of the model actually used
+    history: list[dict] | None = None  # its training epochs, where the file records them
 
 
 @dataclass
@@ -91,6 +93,7 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
     if config.teacher:  # a bad teacher file must fail before anything is written
         _stored_teacher(config.teacher, data, config)
     if not resume and w.is_main:
+        make_folder(config.run_dir)
         write_text(config.run_dir / "config.toml", to_toml(config.to_dict()))
     with StopFlag().installed() as stop:
         ctx = _Context(config, data, device, reporter or Reporter(), stop, resume, w)
@@ -104,10 +107,12 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
         "firing_rate": firing_rate, "method": config.method, "timesteps": config.timesteps,
         "epochs": config.epochs, "best_epoch": fitted.best_epoch,
         "student_val_accuracy": fitted.best_val_accuracy, "dataset": config.dataset,
-        "alpha": config.alpha, "tau": config.tau, "lam": config.lam, "seed": config.seed,
+        "alpha": config.alpha, "tau": config.tau, "lam": config.lam, "ce_tau": config.ce_tau,
+        "entropy_tau": config.entropy_tau, "seed": config.seed,
         "student_parameters": count_parameters(student),
         "teacher_parameters": count_parameters(teacher.model) if teacher.model else None,
-        "device": str(device), "history": fitted.history, "world_size": w.size,
+        "device": str(device), "history": fitted.history,
+        "teacher_history": teacher.history, "world_size": w.size,
         "rank_parameter_max_difference": w.max_parameter_difference(student),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
@@ -127,6 +132,7 @@ def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
                      config.image_size)
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes, method="kd", teacher=None)
+    make_folder(config.run_dir)
     with StopFlag().installed() as stop:
         ctx = _Context(config, data, resolve_device(config.device), reporter or Reporter(), stop,
                        resume=(config.run_dir / "last-teacher.pt").exists())
@@ -142,12 +148,11 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     student = build_student(config.to_dict()).to(device)
     trained = ctx.world.wrap(student, device)
     signal = TeacherSignal(config, student, teacher.model, ctx.data, device)
-    hparams = {"alpha": config.alpha, "tau": config.tau, "lam": config.lam,
-               "mask_ratio": config.mask_ratio}
-    method = Method(config.method, hparams, config.feature_weight, *signal.feature_shapes())
+    # Each part of the method takes the RunConfig fields its LossSpec lists.
+    method = Method(config.method, config.to_dict(), *signal.feature_shapes())
     method.to(device)
 
-    def batch_loss(batch):
+    def batch_loss(batch) -> LossValue:
         x, y, index = (t.to(device) for t in batch)
         functional.reset_net(student)
         student_logits = trained(x)
@@ -182,23 +187,23 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
     train_loader = make_loader(data.train, config.batch_size, shuffle=True, seed=config.seed,
                                world=ctx.world)
 
-    def batch_loss(batch):
+    def batch_loss(batch) -> LossValue:
         x, y = batch[0].to(device), batch[1].to(device)
-        return F.cross_entropy(trained(x), y)
+        return LossValue.of(ce=F.cross_entropy(trained(x), y))
 
     state_path = config.run_dir / "last-teacher.pt"
     settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
                            "teacher", state_path, config.detect_anomaly, config.optimizer,
                            config.momentum, config.amp)
     resume = load_state(state_path, "teacher") if ctx.resume else None
-    fit(model, train_loader, ctx.eval_loader(data.val), batch_loss, settings, device,
-        ctx.reporter, ctx.stop, resume, ctx.world)
+    fitted = fit(model, train_loader, ctx.eval_loader(data.val), batch_loss, settings, device,
+                 ctx.reporter, ctx.stop, resume, ctx.world)
     accuracy, _ = evaluate(model, ctx.eval_loader(data.test), device, ctx.world)
     if ctx.world.is_main:
-        save_teacher(own_teacher, config.to_dict(), _cpu_state(model), {"accuracy": accuracy},
-                     data.class_names)
+        save_teacher(own_teacher, config.to_dict(), _cpu_state(model),
+                     {"accuracy": accuracy, "history": fitted.history}, data.class_names)
         state_path.unlink(missing_ok=True)  # teacher.pt now holds all a resume needs
-    return Teacher(model.eval(), accuracy, {})
+    return Teacher(model.eval(), accuracy, {}, fitted.history)
 
 
 def _load_teacher(path: str | Path, data: DataBundle, device: torch.device,
@@ -215,7 +220,9 @@ def _load_teacher(path: str | Path, data: DataBundle, device: torch.device,
                               f"{arch['teacher_arch']}: {str(exc).splitlines()[0]}") from None
     model = model.to(device).eval()
     accuracy, _ = evaluate(model, make_loader(data.test, 256), device)
-    return Teacher(model, accuracy, arch)
+    # A teacher.pt keeps its own history; a student.pt keeps its teacher's beside its own.
+    key = "history" if stored["format"] == TEACHER_FORMAT else "teacher_history"
+    return Teacher(model, accuracy, arch, stored["metrics"].get(key))
 
 
 def _stored_teacher(path: str | Path, data: DataBundle, config: RunConfig) -> dict[str, Any]:
