@@ -12,6 +12,8 @@ import json
 import statistics
 from pathlib import Path
 
+# The order of the groups in the results file; a group not listed (a new LossSpec group)
+# follows them, in the order it first appeared.
 GROUP_ORDER = ("methods", "features", "ablation", "lam", "tau", "timesteps")
 # Settings that change what a row means; a merge across different values would mix experiments.
 COMPARED = ("dataset", "epochs", "teacher_epochs", "student", "teacher_arch", "alpha", "tau",
@@ -57,9 +59,11 @@ def merge(previous: dict | None, table: dict[str, dict], invocation: dict, base:
                          f"scoring {previous['teacher_accuracy']}: not the same teacher")
     result = previous or {"dataset": base["dataset"], "seeds": seeds,
                           "teacher_accuracy": teacher_accuracy, "invocations": []}
+    recorded = result.get("settings", {}).get("groups", [])
     for group, rows in table.items():
         result[group] = {**result.get(group, {}), **rows}
-    groups = [g for g in GROUP_ORDER if result.get(g)]
+    others = [g for g in dict.fromkeys([*recorded, *table]) if g not in GROUP_ORDER]
+    groups = [g for g in (*GROUP_ORDER, *others) if result.get(g)]
     result["settings"] = {**base, "seeds": len(seeds), "groups": groups}
     result["invocations"] = result["invocations"] + [invocation]
     _derive(result)
@@ -72,7 +76,7 @@ def merge(previous: dict | None, table: dict[str, dict], invocation: dict, base:
 def _derive(result: dict) -> None:
     ce = result.get("methods", {}).get("ce")
     teacher = result["teacher_accuracy"]
-    for group in GROUP_ORDER:
+    for group in result["settings"]["groups"]:
         for row in result.get(group, {}).values():
             row.pop("gap_closed", None)
             if ce is not None and teacher > ce["mean"]:

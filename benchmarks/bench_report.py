@@ -34,11 +34,9 @@ def markdown(result: dict) -> str:
         "`val` is the validation split used to choose settings; `gap closed` is "
         "(method − ce) / (teacher − ce).", "",
     ]
-    for group in ("methods", "features", "ablation", "lam", "tau", "timesteps"):
-        if group not in result:
-            continue
+    for group in s["groups"]:
         rows = result[group]
-        lines += [f"## {TITLES[group]}", "",
+        lines += [f"## {TITLES.get(group, group)}", "",
                   "| row | test | val | gap closed | firing rate | runs |",
                   "|---|---|---|---|---|---|"]
         lines += [_row(label, row) for label, row in rows.items()]

@@ -6,11 +6,13 @@
     python benchmarks/compare_methods.py --dataset digits --seeds 3 --groups methods
     python benchmarks/compare_methods.py --dataset cifar10 --data-dir ~/data --student resnet
 
-Groups: `methods` (ce, kd, tser), `features` (fitnet, bkd and their kd/tser hybrids),
-`ablation` (temporal separation on CE only, KL only, both,
-both + entropy), `lam` (entropy weight sweep), `tau` (temperature sweep, kd and tser),
-`timesteps` (T = 1, 2, 4, 8 for kd and tser, with firing rates). `--methods` names single
-method rows instead (any `neurokd distill --method`); without `--groups` it runs only those.
+Method groups come from the loss registry (each LossSpec's `group`): `methods` (ce, kd, tser),
+`ablation` (temporal separation on CE only, KL only, both; beside them tser as `ts-both+er`),
+`features` (each feature loss alone and after each teacher-using loss of `methods`: fitnet, bkd,
+kd+fitnet, tser+fitnet, ...). The sweeps vary one setting over the `methods` losses that read
+it: `lam` (entropy weight), `tau` (temperature), `timesteps` (T = 1, 2, 4, 8 for the losses with
+a teacher, with firing rates). `--methods` names single method rows instead (any `neurokd
+distill --method`); without `--groups` it runs only those.
 Writes benchmarks/results/<dataset>.md, .json and .png. The rows of an invocation are merged
 into the results file already there (same settings, seeds and teacher, else it stops), so groups
 and methods can be added later without retraining what is recorded; the .md lists which command
@@ -22,6 +24,7 @@ stopped. Defaults are chosen on the validation split, never on test.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -35,48 +38,75 @@ import torch  # noqa: E402
 from bench_merge import load_previous, merge  # noqa: E402
 from bench_report import write_outputs  # noqa: E402
 
-from neurokd.config import METHODS, RunConfig  # noqa: E402
-from neurokd.distill import distill, train_teacher  # noqa: E402
+from neurokd.config import RunConfig  # noqa: E402
+from neurokd.distillation import distill, train_teacher  # noqa: E402
+from neurokd.losses import (  # noqa: E402
+    LOSS_SPECS,
+    MethodParts,
+    method_group,
+    method_names,
+    method_params,
+)
 
 HERE = Path(__file__).parent
 LAMS = (0.0, 0.01, 0.05, 0.1, 0.2)
 TAUS = (1.0, 2.0, 4.0, 6.0)
 STEPS = (1, 2, 4, 8)
-GROUPS = ("methods", "features", "ablation", "lam", "tau", "timesteps")
-FEATURE_METHODS = ("fitnet", "bkd", "kd+fitnet", "tser+fitnet", "kd+bkd", "tser+bkd")
-ABLATION_LABELS = ("ts-ce", "ts-kl", "ts-both")
+MAIN_GROUP = "methods"  # the sweeps and the hybrids draw on its losses
+METHOD_GROUPS = tuple(dict.fromkeys(spec.group for spec in LOSS_SPECS.values()))
+GROUPS = (*METHOD_GROUPS, "lam", "tau", "timesteps")
+# The full loss beside its ablations, under the label the recorded results use.
+ABLATION_REFERENCE = {"ts-both+er": "tser"}
+# Always in a run key, under the short names of the recorded run folders. Any other
+# hyper-parameter a method reads appears only off its default, so keys recorded before that
+# parameter existed still name the same runs.
+KEY_NAMES = {"alpha": "a", "tau": "tau", "lam": "lam", "feature_weight": "fw"}
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 FINISHED: dict[str, dict] = {}  # run key -> metrics, each distinct run once
+
+
+def group_methods(group: str) -> list[str]:
+    """The methods of a registry group; a group of feature losses also gets each one after
+    every teacher-using loss of the main group (the hybrids)."""
+    names = [name for name, spec in LOSS_SPECS.items() if spec.group == group]
+    if names and all(LOSS_SPECS[name].kind == "feature" for name in names):
+        logits = [m for m in group_methods(MAIN_GROUP) if LOSS_SPECS[m].needs_teacher]
+        names += [MethodParts(logit, (name,)).name for name in names for logit in logits]
+    return names
+
+
+def _sweep(methods: list[str], setting: str, values: tuple, label: str) -> dict:
+    prefix = len(methods) > 1  # a single swept method needs no name in its labels
+    return {f"{m + ' ' if prefix else ''}{label}={v:g}": (m, {setting: v})
+            for m in methods for v in values}
 
 
 def rows_of(group: str, base: dict) -> dict[str, tuple[str, dict]]:
     """Row label -> (method, overrides) for one group."""
-    if group == "methods":
-        return {m: (m, {}) for m in ("ce", "kd", "tser")}
-    if group == "features":
-        return {m: (m, {}) for m in FEATURE_METHODS}
-    if group == "ablation":
-        return {"ts-ce": ("ts-ce", {}), "ts-kl": ("ts-kl", {}), "ts-both": ("ts-both", {}),
-                "ts-both+er": ("tser", {})}
-    if group == "lam":
-        return {f"lam={v:g}": ("tser", {"lam": v}) for v in LAMS}
-    if group == "tau":
-        return {f"{m} tau={v:g}": (m, {"tau": v}) for m in ("kd", "tser") for v in TAUS}
+    if group in METHOD_GROUPS:
+        rows = {m: (m, {}) for m in group_methods(group)}
+        if group == "ablation":
+            rows.update({label: (m, {}) for label, m in ABLATION_REFERENCE.items()})
+        return rows
+    main = group_methods(MAIN_GROUP)
+    if group in ("lam", "tau"):
+        readers = [m for m in main if group in method_params(m)]
+        return _sweep(readers, group, LAMS if group == "lam" else TAUS, group)
     if group == "timesteps":
-        return {f"{m} T={t}": (m, {"timesteps": t}) for m in ("kd", "tser") for t in STEPS}
+        return _sweep([m for m in main if LOSS_SPECS[m].needs_teacher], "timesteps", STEPS, "T")
     raise SystemExit(f"unknown group {group!r}")
 
 
 def run_key(method: str, settings: dict, seed: int) -> str:
-    """Identical effective settings share one run across groups (e.g. tser in every sweep)."""
-    logit = method.split("+")[0] if method.split("+")[0] in ("ce", "kd", "tser", "ts-ce",
-                                                             "ts-kl", "ts-both") else "ce"
+    """Identical effective settings share one run across groups (e.g. tser in every sweep):
+    the key holds T and the hyper-parameters the method reads (its LossSpecs' params)."""
     parts = [method.replace("+", "-"), f"T{settings['timesteps']}"]
-    if logit != "ce":
-        parts += [f"a{settings['alpha']:g}", f"tau{settings['tau']:g}"]
-    if logit == "tser":
-        parts.append(f"lam{settings['lam']:g}")
-    if logit != method:
-        parts.append(f"fw{settings.get('feature_weight', 1.0):g}")
+    for param in method_params(method):
+        value = settings.get(param, DEFAULTS[param])
+        if param in KEY_NAMES:
+            parts.append(f"{KEY_NAMES[param]}{value:g}")
+        elif value != DEFAULTS[param]:
+            parts.append(f"{param}{value:g}")
     return "_".join(parts) + f"_s{seed}"
 
 
@@ -99,14 +129,13 @@ def run_one(base: dict, method: str, overrides: dict, seed: int, teacher: Path,
 
 
 def method_rows(names: list[str], as_group: str | None) -> dict[str, dict[str, tuple[str, dict]]]:
-    """`--methods` as rows of the group each method belongs to (logit, ablation or feature),
+    """`--methods` as rows of the group each method belongs to (its LossSpec group),
     or all of them in `as_group`."""
     plan: dict[str, dict[str, tuple[str, dict]]] = {}
     for name in names:
-        if name not in METHODS:
-            raise SystemExit(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-        group = as_group or ("methods" if name in ("ce", "kd", "tser") else
-                             "ablation" if name in ABLATION_LABELS else "features")
+        if name not in method_names():
+            raise SystemExit(f"unknown method {name!r}; choose from {', '.join(method_names())}")
+        group = as_group or method_group(name)
         plan.setdefault(group, {})[name] = (name, {})
     return plan
 

@@ -21,10 +21,10 @@ import torch
 
 from neurokd.config import RunConfig
 from neurokd.data import load_data, make_loader
+from neurokd.evaluation import predict
 from neurokd.fileio import write_text
 from neurokd.losses import get_loss
 from neurokd.models import build_student, build_teacher
-from neurokd.training import predict
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .losses import method_names, method_rule, param_readers, parse_method
 
 DATASETS = ("digits", "mnist1d", "cifar10", "cifar100", "imagefolder")
-METHODS = ("ce", "kd", "tser", "ts-ce", "ts-kl", "ts-both", "fitnet", "bkd", "kd+fitnet",
-           "tser+fitnet", "kd+bkd", "tser+bkd")
 STUDENTS = ("cnn", "resnet", "resnet18", "resnet19")
 TEACHERS = ("cnn", "twin", "resnet18", "resnet34")
 DEVICES = ("auto", "cpu", "cuda")
@@ -27,6 +27,11 @@ OPTIMIZERS = ("adam", "sgd")
 
 def _opt(help: str, default: Any = None, cli: str | None = None, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, "cli": cli, **kw})
+
+
+def _loss_opt(name: str, help: str, default: Any = None) -> Any:
+    """A hyper-parameter of the losses; its help names the losses that read it."""
+    return _opt(f"{help} (read by {', '.join(param_readers(name))})", default)
 
 
 @dataclass
@@ -47,12 +52,16 @@ class RunConfig:
     teacher: str | None = _opt("reuse this teacher (teacher.pt or a student.pt) instead of training one")
     teacher_epochs: int = _opt("epochs to train the teacher", 30)
     teacher_lr: float = _opt("teacher learning rate (same optimiser as the student)", 2e-3)
-    method: str = _opt("distillation loss", "tser", choices=METHODS)
-    alpha: float = _opt("weight of the distillation term (0..1)", 0.5)
-    tau: float = _opt("softmax temperature of the distillation term", 1.0)
-    lam: float = _opt("entropy-regularisation weight (tser)", 0.05)
-    feature_weight: float = _opt("weight of the feature losses (fitnet, bkd, hybrids)", 1.0)
-    mask_ratio: float = _opt("share of feature positions blurred (bkd)", 0.15)
+    method: str = _opt(f"distillation loss (docs/losses.md): {method_rule()}", "tser",
+                       choices=method_names())
+    alpha: float = _loss_opt("alpha", "weight of the distillation term (0..1)", 0.5)
+    tau: float = _loss_opt("tau", "softmax temperature of the distillation term", 1.0)
+    lam: float = _loss_opt("lam", "entropy-regularisation weight", 0.05)
+    ce_tau: float = _loss_opt("ce_tau", "temperature the CE term is taken at, CE(z/ce_tau)", 1.0)
+    entropy_tau: float | None = _loss_opt(
+        "entropy_tau", "temperature of the entropy term, H(softmax(z/entropy_tau)); unset: --tau")
+    feature_weight: float = _loss_opt("feature_weight", "weight of each feature loss", 1.0)
+    mask_ratio: float = _loss_opt("mask_ratio", "share of feature positions blurred", 0.15)
     student_tap: str | None = _opt("student module path whose output is distilled (feature KD)")
     teacher_tap: str | None = _opt("teacher module path whose output is matched (feature KD)")
     timesteps: int = _opt("simulation timesteps T", 4)
@@ -75,6 +84,7 @@ class RunConfig:
     num_classes: int | None = _opt("number of classes (set from the data set)", internal=True)
 
     def __post_init__(self) -> None:
+        parse_method(self.method)  # before the choices check: its message names the rule
         for f in fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
@@ -95,7 +105,12 @@ class RunConfig:
         if not _is_number(self.feature_weight) or self.feature_weight < 0:
             raise ConfigError(f"feature_weight must be a number >= 0, not {self.feature_weight!r}")
         _check_range("val_fraction", self.val_fraction, 0.0, 0.5, low_open=True)
-        for key in ("tau", "lr", "teacher_lr", "v_threshold"):
+        for key in ("tau", "ce_tau"):
+            _check_positive_finite(key, getattr(self, key))
+        if self.entropy_tau is not None:
+            _check_positive_finite("entropy_tau", self.entropy_tau)
+            self.entropy_tau = float(self.entropy_tau)
+        for key in ("lr", "teacher_lr", "v_threshold"):
             if not _is_number(getattr(self, key)) or getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a number > 0, not {getattr(self, key)!r}")
         if not _is_number(self.lam) or self.lam < 0:
@@ -109,6 +124,7 @@ class RunConfig:
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise ConfigError(f"name must be a plain folder name, not {self.name!r}")
         self.alpha, self.tau, self.lam = float(self.alpha), float(self.tau), float(self.lam)
+        self.ce_tau = float(self.ce_tau)
         self.neuron_tau = float(self.neuron_tau)
 
     @property
@@ -203,6 +219,12 @@ def _toml_value(value: Any) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _check_positive_finite(key: str, value: Any) -> None:
+    # A temperature of inf would make τ²·KL inf·0 = NaN on the first step.
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{key} must be a finite number > 0, not {value!r}")
 
 
 def _check_range(key: str, value: Any, low: float, high: float, low_open: bool = False) -> None:

@@ -1,24 +1,18 @@
-"""Feature and hybrid distillation: hook-based taps, FitNets hints, blurred KD, the combinator.
+"""Feature taps and the teacher's signal per batch: what feature and hybrid KD read.
 
-A method name is one logit loss (``ce``, ``kd``, ``tser``, ...; ``ce`` when none is named) plus
-any feature losses, joined by ``+``: ``fitnet``, ``bkd``, ``kd+fitnet``, ``tser+fitnet``. The
-total is ``logit_loss + feature_weight * sum(feature losses)``. Feature heads (projections,
-generators) are trained with the student but never saved with it.
-
-Taps are module paths (torchdistill-style, e.g. ``features.8``); the student's tap output
-``[T, B, ...]`` is averaged over time (a firing-rate map), the teacher's is used as is.
+The feature losses themselves (FitNets hints, blurred KD) are registry entries in
+``neurokd.losses``. Taps are module paths (torchdistill-style, e.g. ``features.8``); the
+student's tap output ``[T, B, ...]`` is averaged over time (a firing-rate map), the teacher's
+is used as is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-from .losses import LOSSES, NEEDS_TEACHER, get_loss
+from .losses import needs_teacher, uses_features
 
 # The penultimate representation of each built-in architecture: what feeds the classifier.
 STUDENT_TAPS = {"cnn": "features.8", "resnet": "layers", "resnet19": "layers",
@@ -55,111 +49,6 @@ def default_taps(config: dict) -> tuple[str, str]:
         raise ConfigError("feature distillation needs --student-tap and --teacher-tap "
                           "(module paths) for this architecture")
     return student, teacher
-
-
-class HintLoss(nn.Module):
-    """FitNets (Romero et al., ICLR 2015): a 1x1 projection of the student's features regresses
-    the teacher's (MSE). Spatial sizes are matched by average pooling the larger map."""
-
-    def __init__(self, student_shape: torch.Size, teacher_shape: torch.Size, **_: float):
-        super().__init__()
-        self.project = _projection(student_shape, teacher_shape)
-
-    def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor):
-        projected, target = _aligned(self.project(student_features), teacher_features)
-        return F.mse_loss(projected, target)
-
-
-class BlurredLoss(nn.Module):
-    """Blurred KD (BKDSNN, Xu et al., ECCV 2024): the student's features are projected, a random
-    share of positions is replaced by a learned blur token, and a small generator must restore
-    the teacher's features from what is left (MSE). ``mask_ratio`` is the blurred share."""
-
-    def __init__(self, student_shape: torch.Size, teacher_shape: torch.Size,
-                 mask_ratio: float = 0.15, **_: float):
-        super().__init__()
-        self.project = _projection(student_shape, teacher_shape)
-        channels = teacher_shape[1]
-        self.mask_ratio = mask_ratio
-        self.token = nn.Parameter(torch.zeros(1, channels, *([1] * (len(teacher_shape) - 2))))
-        conv = nn.Conv2d if len(teacher_shape) == 4 else None
-        if conv is None:
-            self.generate = nn.Sequential(nn.Linear(channels, channels), nn.ReLU(),
-                                          nn.Linear(channels, channels))
-        else:
-            self.generate = nn.Sequential(conv(channels, channels, 3, padding=1), nn.ReLU(),
-                                          conv(channels, channels, 3, padding=1))
-
-    def forward(self, student_features: torch.Tensor, teacher_features: torch.Tensor):
-        projected, target = _aligned(self.project(student_features), teacher_features)
-        keep_shape = (projected.shape[0], 1, *projected.shape[2:])
-        keep = (torch.rand(keep_shape, device=projected.device) >= self.mask_ratio).to(projected)
-        blurred = projected * keep + self.token * (1 - keep)
-        return F.mse_loss(self.generate(blurred), target)
-
-
-FEATURE_LOSSES: dict[str, type[nn.Module]] = {"fitnet": HintLoss, "bkd": BlurredLoss}
-
-
-def _projection(student_shape: torch.Size, teacher_shape: torch.Size) -> nn.Module:
-    if len(student_shape) == 4 and len(teacher_shape) == 4:
-        return nn.Conv2d(student_shape[1], teacher_shape[1], 1, bias=False)
-    if len(student_shape) == 2 and len(teacher_shape) == 2:
-        return nn.Linear(student_shape[1], teacher_shape[1], bias=False)
-    raise ConfigError(f"cannot match student features {tuple(student_shape)} to teacher "
-                      f"features {tuple(teacher_shape)}: tap layers of the same kind")
-
-
-def _aligned(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if student.dim() == 4 and student.shape[-2:] != teacher.shape[-2:]:
-        size = tuple(min(a, b) for a, b in zip(student.shape[-2:], teacher.shape[-2:],
-                                               strict=True))
-        student, teacher = F.adaptive_avg_pool2d(student, size), F.adaptive_avg_pool2d(teacher,
-                                                                                       size)
-    return student, teacher
-
-
-def split_method(name: str) -> tuple[str, list[str]]:
-    """``"tser+fitnet"`` -> ("tser", ["fitnet"]); a method without a logit loss uses ``ce``."""
-    parts = [p for p in name.split("+") if p]
-    logit = [p for p in parts if p in LOSSES]
-    feature = [p for p in parts if p in FEATURE_LOSSES]
-    unknown = [p for p in parts if p not in LOSSES and p not in FEATURE_LOSSES]
-    if unknown or len(logit) > 1 or not parts or len(set(parts)) != len(parts):
-        raise ConfigError(f"method {name!r}: give at most one of {', '.join(LOSSES)} and any of "
-                          f"{', '.join(FEATURE_LOSSES)}, joined by '+'")
-    return (logit[0] if logit else "ce"), feature
-
-
-def needs_teacher(name: str) -> bool:
-    logit, feature = split_method(name)
-    return logit in NEEDS_TEACHER or bool(feature)
-
-
-def uses_features(name: str) -> bool:
-    return bool(split_method(name)[1])
-
-
-class Method(nn.Module):
-    """A logit loss plus weighted feature losses; the feature heads are its parameters."""
-
-    def __init__(self, name: str, hparams: dict[str, float], feature_weight: float = 1.0,
-                 student_shape: torch.Size | None = None,
-                 teacher_shape: torch.Size | None = None):
-        super().__init__()
-        logit, feature = split_method(name)
-        self.logit_loss: Callable = get_loss(logit, **hparams)
-        self.feature_weight = feature_weight
-        self.heads = nn.ModuleDict({
-            part: FEATURE_LOSSES[part](student_shape, teacher_shape, **hparams)
-            for part in feature})
-
-    def forward(self, student_logits, teacher_logits, targets, student_features=None,
-                teacher_features=None) -> torch.Tensor:
-        loss = self.logit_loss(student_logits, teacher_logits, targets)
-        for head in self.heads.values():
-            loss = loss + self.feature_weight * head(student_features, teacher_features)
-        return loss
 
 
 class TeacherSignal:
@@ -202,8 +91,8 @@ class TeacherSignal:
         return self.student_features().shape, self._teacher_run(x.to(self.device))[1].shape
 
     def _teacher_run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from .evaluation import predict
         from .models.snn import TimeModel
-        from .training import predict
 
         with torch.inference_mode():
             logits = predict(self.teacher.eval(), x)

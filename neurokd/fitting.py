@@ -5,6 +5,11 @@ training state goes to ``last.pt`` atomically: weights, optimiser, schedule, bes
 history, the data-order generator as it was at the start of the epoch, the position in the
 epoch and the global RNG. Resuming rebuilds the same batch order and skips the batches already
 done, so a resumed CPU run ends with the same weights as an uninterrupted one.
+
+``batch_loss`` returns a ``LossValue``; each history entry is ``{"epoch", "loss",
+"val_accuracy", "terms"}`` where ``loss`` is the epoch mean of the total and ``terms`` the epoch
+mean of each of its terms (e.g. ``{"ce": .., "kl": .., "entropy": ..}``), which add up to
+``loss`` up to rounding.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .distributed import World
 from .errors import NeuroKDError, TrainingError
+from .evaluation import evaluate
 from .fileio import write_atomic
 from .progress import Reporter
-from .training import evaluate
 
 STATE_FORMAT = "neurokd.train-state"
 
@@ -107,6 +112,9 @@ class _Run:
         self.best_state = copy.deepcopy(model.state_dict())
         self.result = FitResult(0, -1.0)
         self.epoch, self.step, self.loss_sum = 1, 0, 0.0  # position: next epoch, steps done
+        # Per-term sums of this epoch; None when resumed from a last.pt that did not keep them
+        # mid-epoch (its means would cover only the resumed steps, so none are recorded).
+        self.term_sums: dict[str, float] | None = {}
         self.epoch_generator = self._generator_state()
 
     def _generator_state(self) -> torch.Tensor | None:
@@ -116,6 +124,7 @@ class _Run:
     def state(self) -> dict[str, Any]:
         return {"format": STATE_FORMAT, "version": 1, "label": self.settings.label,
                 "epoch": self.epoch, "step": self.step, "loss_sum": self.loss_sum,
+                "term_sums": self.term_sums,
                 "model": self.model.state_dict(), "extra": self.extra.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
@@ -136,6 +145,7 @@ class _Run:
         self.result = FitResult(state["best_epoch"], state["best_val_accuracy"],
                                 list(state["history"]))
         self.epoch, self.step, self.loss_sum = state["epoch"], state["step"], state["loss_sum"]
+        self.term_sums = state.get("term_sums", {} if self.step == 0 else None)
         self.epoch_generator = state["epoch_generator"]
         torch.set_rng_state(state["torch_rng"])
 
@@ -205,17 +215,22 @@ def _train_epoch(run: _Run, batch_loss: Callable, reporter: Reporter, stop: Stop
     for batch in run.batches():
         with torch.autocast("cuda", dtype=torch.float16, enabled=settings.amp):
             loss = batch_loss(batch)
-        value = float(loss.detach())
+        # One device-to-host copy for the total and every term.
+        value, *terms = torch.stack([loss.total.detach().float(),
+                                     *(t.detach().float() for t in loss.terms.values())]).tolist()
         if not math.isfinite(value):
             raise TrainingError(
                 f"{settings.label}: loss became {value} at epoch {run.epoch}, step "
                 f"{run.step + 1}; the last good state stays in {settings.state_path} "
                 "(lower --lr, check the inputs, or use --detect-anomaly)")
         run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()  # a pass-through when amp is off
+        run.scaler.scale(loss.total).backward()  # a pass-through when amp is off
         run.scaler.step(run.optimizer)
         run.scaler.update()
         run.step, run.loss_sum = run.step + 1, run.loss_sum + value
+        if run.term_sums is not None:
+            for name, term in zip(loss.terms, terms, strict=True):
+                run.term_sums[name] = run.term_sums.get(name, 0.0) + term
         reporter.advance(task)
         if stop.signum is not None:
             run.save()
@@ -231,13 +246,15 @@ def _end_epoch(run: _Run, task: Any, val_loader: DataLoader, device: torch.devic
     run.scheduler.step()
     run.world.sync_buffers(run.model)
     val_accuracy, _ = evaluate(run.model, val_loader, device, run.world)
-    record = {"epoch": run.epoch, "loss": run.loss_sum / max(run.step, 1),
-              "val_accuracy": val_accuracy}
+    steps = max(run.step, 1)
+    record = {"epoch": run.epoch, "loss": run.loss_sum / steps, "val_accuracy": val_accuracy}
+    if run.term_sums is not None:
+        record["terms"] = {name: total / steps for name, total in run.term_sums.items()}
     run.result.history.append(record)
     if val_accuracy > run.result.best_val_accuracy:
         run.result.best_epoch, run.result.best_val_accuracy = run.epoch, val_accuracy
         run.best_state = copy.deepcopy(run.model.state_dict())
     reporter.finish(task, f"loss {record['loss']:.4f}, val {100 * val_accuracy:.2f}%")
-    run.epoch, run.step, run.loss_sum = run.epoch + 1, 0, 0.0
+    run.epoch, run.step, run.loss_sum, run.term_sums = run.epoch + 1, 0, 0.0, {}
     run.epoch_generator = run._generator_state()
     run.save()

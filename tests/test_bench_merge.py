@@ -107,3 +107,38 @@ def test_methods_option_plans_only_the_named_rows():
     assert list(compare_methods.plan_rows(_args(), BASE)) == list(compare_methods.GROUPS)
     with pytest.raises(SystemExit, match="unknown method"):
         compare_methods.plan_rows(_args(methods="kd,nope"), BASE)
+
+
+def test_groups_and_run_keys_from_the_registry_match_the_recorded_runs():
+    """The rows and run folders recorded in benchmarks/results/mnist1d.json (trained before the
+    groups came from the registry) are still what the benchmark plans, so nothing retrains."""
+    rows = {group: compare_methods.rows_of(group, BASE) for group in compare_methods.GROUPS}
+    assert list(rows["methods"]) == ["ce", "kd", "tser"]
+    assert list(rows["features"]) == ["fitnet", "bkd", "kd+fitnet", "tser+fitnet", "kd+bkd",
+                                      "tser+bkd"]
+    assert rows["ablation"] == {"ts-ce": ("ts-ce", {}), "ts-kl": ("ts-kl", {}),
+                                "ts-both": ("ts-both", {}), "ts-both+er": ("tser", {})}
+    assert list(rows["lam"]) == ["lam=0", "lam=0.01", "lam=0.05", "lam=0.1", "lam=0.2"]
+    assert list(rows["tau"])[:5] == ["kd tau=1", "kd tau=2", "kd tau=4", "kd tau=6", "tser tau=1"]
+    assert rows["timesteps"]["tser T=8"] == ("tser", {"timesteps": 8})
+    recorded = {("ce", None): "ce_T4_s0", ("kd", None): "kd_T4_a0.5_tau1_s0",
+                ("tser", None): "tser_T4_a0.5_tau1_lam0.05_s0",
+                ("fitnet", None): "fitnet_T4_fw1_s0", ("bkd", None): "bkd_T4_fw1_s0",
+                ("tser+bkd", None): "tser-bkd_T4_a0.5_tau1_lam0.05_fw1_s0",
+                ("ts-kl", None): "ts-kl_T4_a0.5_tau1_s0",
+                ("kd", ("timesteps", 2)): "kd_T2_a0.5_tau1_s0",
+                ("tser", ("lam", 0.0)): "tser_T4_a0.5_tau1_lam0_s0"}
+    for (method, override), key in recorded.items():
+        settings = {**BASE, **dict([override] if override else [])}
+        assert compare_methods.run_key(method, settings, 0) == key
+    # A hyper-parameter added later shows in the key only off its default.
+    assert compare_methods.run_key("tser", {**BASE, "ce_tau": 2.0}, 1) == \
+        "tser_T4_a0.5_tau1_ce_tau2_lam0.05_s1"
+
+
+def test_a_group_outside_the_known_order_is_kept_and_reported(tmp_path):
+    previous = bench_merge.load_previous(_first(tmp_path), BASE, SEEDS)
+    merged = bench_merge.merge(previous, {"newgroup": {"x": _row([0.9, 0.9, 0.95])}},
+                               _invocation("third", ["newgroup/x"]), BASE, SEEDS, 0.97)
+    assert merged["settings"]["groups"] == ["methods", "newgroup"]
+    assert "newgroup" in merged and "## newgroup" in markdown(merged)

@@ -8,7 +8,8 @@ from spikingjelly.activation_based import functional, neuron
 from torch import nn
 
 from neurokd.config import RunConfig
-from neurokd.features import FeatureTap, Method, default_taps, split_method
+from neurokd.features import FeatureTap, default_taps
+from neurokd.losses import Method, MethodParts, parse_method
 from neurokd.models import build_student, build_teacher
 
 
@@ -49,9 +50,9 @@ def test_unknown_tap_and_method_are_refused():
         FeatureTap(build_student(_config()), "features.99")
     for bad in ("fitnet+fitnet", "kd+tser", "kd+nope", ""):
         with pytest.raises(ConfigError):
-            split_method(bad)
-    assert split_method("tser+fitnet") == ("tser", ["fitnet"])
-    assert split_method("bkd") == ("ce", ["bkd"])
+            parse_method(bad)
+    assert parse_method("tser+fitnet") == MethodParts("tser", ("fitnet",))
+    assert parse_method("bkd") == MethodParts("ce", ("bkd",))
 
 
 @pytest.mark.parametrize("method", ["fitnet", "bkd", "kd+fitnet", "tser+fitnet", "tser+bkd"])
@@ -67,8 +68,7 @@ def test_each_method_loss_decreases_and_heads_get_gradients(method):
     teacher_features = t_tap.value[0].clone()
     functional.reset_net(student)
     student(x)
-    loss_fn = Method(method, {"alpha": 0.5, "tau": 1.0, "lam": 0.05}, 1.0,
-                     s_tap.value.mean(0).shape, teacher_features.shape)
+    loss_fn = Method(method, config, s_tap.value.mean(0).shape, teacher_features.shape)
     assert len(list(loss_fn.parameters())) > 0
     optimizer = torch.optim.Adam(list(student.parameters()) + list(loss_fn.parameters()), 1e-2)
     losses = []
@@ -76,7 +76,7 @@ def test_each_method_loss_decreases_and_heads_get_gradients(method):
         torch.manual_seed(step % 2)  # the same two blur masks alternate (bkd)
         functional.reset_net(student)
         logits = student(x)
-        loss = loss_fn(logits, teacher_logits, y, s_tap.value.mean(0), teacher_features)
+        loss = loss_fn(logits, teacher_logits, y, s_tap.value.mean(0), teacher_features).total
         optimizer.zero_grad()
         loss.backward()
         if step == 0:
@@ -89,12 +89,17 @@ def test_each_method_loss_decreases_and_heads_get_gradients(method):
 
 def test_feature_run_saves_only_student_and_teacher(tmp_path):
     import importlib
+    import json
 
     import neurokd
 
-    distill = importlib.import_module("neurokd.distill")
+    distill = importlib.import_module("neurokd.distillation")
     result = distill.distill(RunConfig(out=str(tmp_path), name="fit", method="tser+fitnet",
                                        epochs=1, teacher_epochs=1, width=8))
+    [epoch] = json.loads((tmp_path / "fit" / "metrics.json").read_text())["history"]
+    assert list(epoch["terms"]) == ["ce", "kl", "entropy", "fitnet"]  # the feature term last
+    assert epoch["terms"]["fitnet"] > 0
+    assert sum(epoch["terms"].values()) == pytest.approx(epoch["loss"], rel=1e-6)
     stored = torch.load(tmp_path / "fit" / "student.pt", weights_only=True)
     expected = set(build_student(stored["config"]).state_dict())
     assert set(stored["student"]) == expected  # no projection head among the student's weights

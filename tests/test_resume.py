@@ -16,7 +16,7 @@ from neurokd.config import RunConfig
 from neurokd.errors import TrainingError
 from neurokd.fitting import Interrupted
 
-distill_module = importlib.import_module("neurokd.distill")
+distill_module = importlib.import_module("neurokd.distillation")
 
 
 def _config(tmp_path: Path, name: str, **kw) -> RunConfig:
@@ -79,18 +79,22 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_state(tmp_path, monkeypatch):
+    import dataclasses
+
     from neurokd import losses
 
     steps_per_epoch = -(-1293 // 128)
     calls = {"n": 0}
-    real = losses.LOSSES["tser"]
+    real = losses.LOSS_SPECS["tser"]
 
     def poisoned(student_logits, teacher_logits, targets, **kw):
         calls["n"] += 1
-        loss = real(student_logits, teacher_logits, targets, **kw)
-        return loss * float("nan") if calls["n"] == steps_per_epoch + 3 else loss
+        value = real.fn(student_logits, teacher_logits, targets, **kw)
+        if calls["n"] == steps_per_epoch + 3:
+            return losses.LossValue(value.total * float("nan"), value.terms)
+        return value
 
-    monkeypatch.setitem(losses.LOSSES, "tser", poisoned)
+    monkeypatch.setitem(losses.LOSS_SPECS, "tser", dataclasses.replace(real, fn=poisoned))
     with pytest.raises(TrainingError, match="epoch 2, step 3"):
         distill_module.distill(_config(tmp_path, "nan"))
     state = torch.load(tmp_path / "nan" / "last.pt", weights_only=True)
@@ -99,6 +103,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_state(tmp_path, monkeyp
     assert not (tmp_path / "nan" / "student.pt").exists()
 
 
+@pytest.mark.slow
 def test_sigint_through_the_cli_then_resume(tmp_path):
     run_dir = tmp_path / "cli"
     args = [sys.executable, "-m", "neurokd", "distill", "--out", str(tmp_path), "--name", "cli",
