@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from neurokd.exporters import export_loihi
-from neurokd.exporters.simulate import simulate
+from neurokd.exporters.simulation import simulate
 from neurokd.fileio import write_json, write_text
 from neurokd.progress import PlainReporter
 

@@ -1,17 +1,20 @@
-"""Exporters of spiking students: ONNX, NIR, Loihi (lava-dl netx HDF5).
+"""Exporters of spiking students: ONNX, NIR, Loihi (lava-dl netx HDF5), and their simulation.
 
-ONNX and NIR take a ``neurokd.sources.StudentSource``, a checkpoint path, or a multi-step
-spiking module plus its input shape and T, and write nothing unless the export reproduces the
-PyTorch model (ONNX Runtime; ``nir.read`` + re-simulation). ``graph`` turns a student into
-layer records that every exporter shares.
+``EXPORTERS`` (``registry.py``) maps a target name to an :class:`Exporter`:
+``export(source, path, **options) -> ExportResult`` writes nothing unless the file reproduces
+the PyTorch model it came from. ``graph`` turns a student into the layer records every
+exporter shares; ``simulation`` runs written files (``BACKENDS``).
 """
 
+from .base import Exporter, ExportResult
 from .graph import LayerRecord, NeuronParams, StudentGraph, fold_batchnorm, trace_student
 from .loihi import LoihiExportResult, export_loihi
 from .nir import NirExportResult, export_nir, import_nir, to_nir_graph
 from .onnx import OnnxExportResult, export_onnx
+from .registry import EXPORTERS, exporter
 from .verify import Agreement
 
-__all__ = ["export_loihi", "LoihiExportResult", "export_onnx", "OnnxExportResult", "export_nir", "NirExportResult", "import_nir",
-           "to_nir_graph", "Agreement", "trace_student", "StudentGraph", "LayerRecord",
-           "NeuronParams", "fold_batchnorm"]
+__all__ = ["EXPORTERS", "Exporter", "ExportResult", "exporter", "export_loihi",
+           "LoihiExportResult", "export_onnx", "OnnxExportResult", "export_nir",
+           "NirExportResult", "import_nir", "to_nir_graph", "Agreement", "trace_student",
+           "StudentGraph", "LayerRecord", "NeuronParams", "fold_batchnorm"]

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neurokd.geometry import HasGeometry, LayerGeometry
+
 DECAY_UNITY = 4096            # 12-bit decays: 4096 means "forget everything each step"
 STATE_SHIFT = 6               # activation, bias and threshold are MSB-aligned by 6 bits
 STATE_LIMIT = 1 << 23         # u and v are 24-bit signed registers
@@ -53,39 +55,17 @@ class CubaNeuron:
 
 
 @dataclass
-class QuantizedLayer:
+class QuantizedLayer(HasGeometry):
     """One synaptic layer with its neurons; shapes are per sample in C,H,W (or (N,)) order."""
 
     name: str                      # the student's module path (e.g. "features.0")
-    kind: str                      # "conv" | "dense"
+    geometry: LayerGeometry        # kind, shapes, stride / padding / dilation / groups
     weight: np.ndarray             # int64, as written (conv: out,in/groups,kH,kW; dense: out,in)
     bias: np.ndarray               # int64 bias mantissa per output channel / feature
     neuron: CubaNeuron
     spiking: bool                  # False: the readout, whose v is the logit
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
     scale: float = 1.0             # integer activation units per unit of the float membrane
-    report: dict = field(default_factory=dict)   # float range, clipped fraction, binding limit
-
-    def geometry(self):
-        """This layer as a ``neurokd.energy.LayerGeometry`` (what the result file records)."""
-        from neurokd.energy.count import LayerGeometry  # lazy: the Loihi export needs no energy
-
-        def pair(values) -> tuple[int, int]:
-            return tuple(int(v) for v in values)
-
-        shape = tuple(int(d) for d in self.input_shape)
-        if self.kind == "dense":
-            out_features, in_features = self.weight.shape
-            return LayerGeometry("dense", shape, int(out_features), int(in_features))
-        out_ch, in_per_group, kh, kw = self.weight.shape
-        return LayerGeometry("conv", shape, int(out_ch), int(in_per_group), pair((kh, kw)),
-                             pair(self.stride), pair(self.padding), pair(self.dilation),
-                             int(self.groups))
+    quantization: dict = field(default_factory=dict)  # float range, clipping, binding limit
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A spiking student as a flat list of layer records, shared by the exporters.
 
 ``trace_student`` walks a multi-step spikingjelly model (a neurokd student, a user's model
-wrapped by ``neurokd.sources.DirectEncoding``, or any module taking ``[T, B, ...]``) with
+wrapped by ``neurokd.encoding.DirectEncoding``, or any module taking ``[T, B, ...]``) with
 ``torch.fx`` and returns a :class:`StudentGraph`: one :class:`LayerRecord` per layer in
 execution order, each naming its inputs, so chains and residual additions are both plain data.
 Every record carries its per-sample shapes (no T or B axis) and, for neurons, the LIF/IF
@@ -26,6 +26,7 @@ import torch.fx as fx
 from spikingjelly.activation_based import base, layer, neuron
 from torch import nn
 
+from neurokd.encoding import time_major, unwrap_encoding
 from neurokd.errors import NeuroKDError
 
 # Record kinds. "input"/"output" bracket the list; "add" sums its inputs (residual shortcuts).
@@ -122,9 +123,14 @@ class StudentGraph:
         return [f"{r.name} ({r.reason or r.kind})" for r in self.records if r.kind not in allowed]
 
     def require(self, kinds: set[str] | tuple[str, ...], target: str) -> None:
-        bad = self.offending(kinds)
-        if bad:
-            raise NeuroKDError(f"cannot export to {target}: unsupported layers: {'; '.join(bad)}")
+        self.refuse(self.offending(kinds), target)
+
+    @staticmethod
+    def refuse(problems: list[str], target: str) -> None:
+        """One error naming every layer a target cannot take (nothing when there are none)."""
+        if problems:
+            raise NeuroKDError(f"cannot export to {target}: unsupported layers: "
+                               f"{'; '.join(problems)}")
 
 
 def multistep_body(model: nn.Module) -> tuple[nn.Module, str]:
@@ -134,10 +140,9 @@ def multistep_body(model: nn.Module) -> tuple[nn.Module, str]:
     cannot trace) and put the multi-step network in ``body``; ``DirectEncoding`` wraps a
     user's multi-step model as ``.model``. Anything else is taken as multi-step already.
     """
-    from neurokd.sources import DirectEncoding
-
-    if isinstance(model, DirectEncoding):
-        return model.model, "model"
+    inner = unwrap_encoding(model)
+    if inner is not model:
+        return inner, "model"
     if callable(getattr(model, "body", None)):
         return _BodyCall(model), "body"
     return model, ""
@@ -304,8 +309,7 @@ class GraphExecutor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         steps = self.graph.timesteps
-        if x.dim() == len(self.graph.input_shape) + 1:  # static input: direct encoding
-            x = x.unsqueeze(0).expand(steps, *x.shape)
+        x = time_major(x, self.graph.input_shape, steps)
         values = {"input": x.reshape(-1, *x.shape[2:])}
         spikes: list[torch.Tensor] = []
         out = values["input"]

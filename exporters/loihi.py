@@ -39,9 +39,12 @@ from torch import nn
 
 from neurokd.errors import NeuroKDError
 from neurokd.fileio import atomic_path
+from neurokd.geometry import LayerGeometry
+from neurokd.inputs import source_inputs
 from neurokd.progress import Reporter
-from neurokd.sources import StudentSource
+from neurokd.sources import StudentSource, as_source
 
+from .base import Exporter, ExportResult
 from .fixed_point import (
     DECAY_UNITY,
     MAX_ACTIVATION,
@@ -56,28 +59,25 @@ from .fixed_point import (
     run_fixed_point,
 )
 from .graph import LayerRecord, StudentGraph, fold_batchnorm, trace_student
-from .netx_file import FloatLayer, conv_geometry, read_netx, run_float, write_netx
+from .lava_host import lava_python, run_lava
+from .netx_file import FloatLayer, read_netx, run_float, write_netx
 from .pool_fold import fold_average_pools
-from .verify import as_source, eager_run, labelled_inputs, private_copy, verification_inputs
+from .verify import Agreement, eager_run, private_copy
 
 LOIHI_KINDS = ("conv", "linear", "flatten", "neuron")
-INPUT_MESSAGE_BITS = 8
 
 
 @dataclass
-class LoihiExportResult:
-    path: Path
-    layers: list[QuantizedLayer]    # scale, integer ranges and clipping in ``layer.report``
+class LoihiExportResult(ExportResult):
+    """``agreement``: the integer (Loihi fixed-point) network against the float student."""
+
+    layers: list[QuantizedLayer]    # scale, integer ranges and clipping in ``.quantization``
     timesteps: int
     input_shape: tuple[int, ...]
     input_scale: float
-    verified_on: str
-    samples: int
-    argmax_agreement: float         # quantized (Loihi fixed point) vs float
     spike_agreement: dict[str, float]   # per neuron layer: share of identical spikes
     float_accuracy: float | None    # on the check inputs, when they carry labels
     quantized_accuracy: float | None
-    file_bytes: int
     encoding: str = "graded 8-bit input spikes into the first layer"
     folded_pools: list[str] = field(default_factory=list)   # merged into the next layer
     calibrated_on: str = ""         # the inputs that set the input quantization range
@@ -85,12 +85,76 @@ class LoihiExportResult:
     lava_skipped: str | None = None  # why Lava did not check the file (no .venv-lava)
     saturated: int = 0              # membrane values clipped at 24 bits on the check inputs
 
+    def summary_lines(self) -> list[str]:
+        """What was written, the per-layer quantization, and how the integer network agrees."""
+        shape = ",".join(str(d) for d in self.input_shape)
+        lines = [f"wrote {self.path} ({self.file_bytes / 1024:.0f} kB): lava-dl netx HDF5, "
+                 f"T={self.timesteps}, input [{shape}] as {self.encoding} "
+                 f"(x * {self.input_scale:.4g}, rounded)"]
+        lines += _quantization_table(self.layers)
+        if self.folded_pools:
+            lines.append("  average pools folded into the next layer: "
+                         + ", ".join(self.folded_pools))
+        rates = ", ".join(f"{name} {100 * share:.2f}%" for name, share in
+                          self.spike_agreement.items())
+        lines.append(f"  Loihi fixed-point model vs float on {self.verified_on}: argmax "
+                     f"{100 * self.agreement.argmax_agreement:.2f}%; identical spikes: {rates}")
+        if self.float_accuracy is not None:
+            drop = 100 * (self.float_accuracy - self.quantized_accuracy)
+            lines.append(f"  accuracy: float {_pct(self.float_accuracy)}, 8-bit fixed point "
+                         f"{_pct(self.quantized_accuracy)} (drop {drop:.2f} pt)")
+        lines.append(f"  input range calibrated on the {self.calibrated_on}")
+        clipped_bias = [f"{lay.name} {_pct(lay.quantization['bias_clipped'])}"
+                        for lay in self.layers if lay.quantization.get("bias_clipped")]
+        if clipped_bias:
+            lines.append("  warning: biases clipped to 13 bits in " + ", ".join(clipped_bias))
+        if self.saturated:
+            lines.append(f"  warning: {self.saturated:,} membrane values hit Loihi's 24-bit "
+                         "limit on the check inputs and were clipped (the float student has "
+                         "none)")
+        if self.lava_skipped:
+            lines.append(f"  not run in Lava: {self.lava_skipped}")
+        else:
+            lines.append(f"  Lava (lava-dl netx, fixed_pt) on {self.lava_samples} samples: "
+                         "spikes and readout identical to the integer model")
+        return lines
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def _quantization_table(layers: list[QuantizedLayer]) -> list[str]:
+    """The per-layer quantization as text lines (a rich table, never narrower than 120)."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="quantization (8-bit weights, one scale per layer)", title_justify="left")
+    for column in ("layer", "type", "scale", "float weights", "int weights", "clipped",
+                   "vThMant", "vDecay", "scale set by"):
+        table.add_column(column, justify="left" if column in ("layer", "type", "scale set by")
+                         else "right")
+    for layer in layers:
+        q = layer.quantization
+        table.add_row(layer.name, layer.kind + ("" if layer.spiking else " (readout)"),
+                      f"{layer.scale:.4g}",
+                      f"[{q['weight_range'][0]:.3g}, {q['weight_range'][1]:.3g}]",
+                      f"[{q['int_range'][0]}, {q['int_range'][1]}]", _pct(q["clipped"]),
+                      "—" if q["threshold_mant"] is None else str(q["threshold_mant"]),
+                      str(layer.neuron.v_decay), q["limit"])
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, markup=False, highlight=False, color_system=None).print(table)
+    return buffer.getvalue().rstrip("\n").splitlines()
+
 
 def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Path,
-                 max_samples: int = 512, min_agreement: float = 0.5,
-                 input_shape: tuple[int, ...] | None = None,
-                 timesteps: int | None = None, lava_samples: int = 32,
-                 reporter: Reporter | None = None) -> LoihiExportResult:
+                 max_samples: int = 512, dataset: str | None = None,
+                 data_dir: str | None = None, random_inputs: bool = False,
+                 lava_samples: int = 32, reporter: Reporter | None = None,
+                 min_agreement: float = 0.5, input_shape: tuple[int, ...] | None = None,
+                 timesteps: int | None = None) -> LoihiExportResult:
     """Quantize, write ``path`` atomically, read it back and check it before renaming.
 
     Two checks on what the file holds. In Loihi fixed point here, against the float student:
@@ -100,14 +164,16 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     weights while its accuracy stays put). And, when ``.venv-lava`` exists, in Lava itself
     (lava-dl netx, ``Loihi2SimCfg(select_tag="fixed_pt")``) on the first ``lava_samples``
     check inputs: every spike and readout value must equal the integer model's, else nothing
-    is written. ``lava_samples=0`` skips the Lava check.
+    is written. ``lava_samples=0`` skips the Lava check. The check inputs are the test split
+    and the input range is calibrated on the training split (``neurokd.inputs``).
     """
     source = as_source(source, input_shape, timesteps)
     model = private_copy(source.model)
     graph = trace_student(model, source.input_shape, source.timesteps)
     chain, folded_pools = loihi_chain(graph)
-    inputs, labels, described = labelled_inputs(source, max_samples)
-    calibration, calibrated_on = verification_inputs(source, max_samples, split="train")
+    choice = {"dataset": dataset, "data_dir": data_dir, "random": random_inputs}
+    inputs, labels, described = source_inputs(source, "test", max_samples, **choice)
+    calibration, _, calibrated_on = source_inputs(source, "train", max_samples, **choice)
     float_layers = [_float_layer(syn, neu) for syn, neu in chain]
     network = quantize(chain, calibration, source.timesteps)
     reference_logits, _ = eager_run(model, [])(inputs)
@@ -120,11 +186,11 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
         write_netx(tmp, network, float_layers, meta)
         written = read_netx(tmp)  # the check runs on what the file holds, not on memory
         check = compare_fixed_point(written.network, written.float_layers, inputs, labels)
-        if check.argmax_agreement < min_agreement:
+        if check.agreement.argmax_agreement < min_agreement:
             raise NeuroKDError(
                 f"Loihi export: the 8-bit integer network predicts the float network's class "
-                f"on only {check.argmax_agreement:.1%} of {len(inputs)} samples (need "
-                f"{min_agreement:.0%}); nothing written")
+                f"on only {check.agreement.argmax_agreement:.1%} of {len(inputs)} samples "
+                f"(need {min_agreement:.0%}); nothing written")
         lava_skipped = check_in_lava(tmp, written.network, inputs[:lava_samples],
                                      check.run.first(lava_samples), reporter) \
             if lava_samples > 0 else "--lava-samples 0"
@@ -132,11 +198,10 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     float_accuracy = None  # the student itself, not its BatchNorm-folded float twin
     if labels is not None:
         float_accuracy = float((reference_logits.mean(0).argmax(-1) == labels).mean())
-    return LoihiExportResult(Path(path), network.layers, source.timesteps, source.input_shape,
-                             network.input_scale, described, len(inputs),
-                             check.argmax_agreement, check.spike_agreement, float_accuracy,
-                             check.quantized_accuracy, size, folded_pools=folded_pools,
-                             calibrated_on=calibrated_on,
+    return LoihiExportResult(Path(path), size, described, check.agreement, network.layers,
+                             source.timesteps, source.input_shape, network.input_scale,
+                             check.spike_agreement, float_accuracy, check.quantized_accuracy,
+                             folded_pools=folded_pools, calibrated_on=calibrated_on,
                              lava_samples=0 if lava_skipped else min(lava_samples, len(inputs)),
                              lava_skipped=lava_skipped, saturated=check.run.saturated)
 
@@ -146,14 +211,12 @@ def check_in_lava(path: Path, network: QuantizedNetwork, inputs: torch.Tensor,
     """Run the written file in Lava and require ``fixed`` (the integer model's run on the
     same ``inputs``) exactly, spikes and readout. Returns why it could not run (no Lava
     environment), None once checked."""
-    from .simulate import lava_python, run_lava
-
     try:
         python = lava_python()
     except NeuroKDError as exc:
         return str(exc)
     x_q = network.quantize_input(inputs)
-    lava = run_lava(python, Path(path), x_q, network, reporter or Reporter(), chunk=20)
+    lava = run_lava(python, Path(path), x_q, network.timesteps, reporter, chunk=20)
     spiking = [k for k, layer in enumerate(network.layers) if layer.spiking]
     differ = [network.layers[k].name for k, expected in zip(spiking, fixed.spikes, strict=True)
               if not np.array_equal(lava[f"spikes_{k}"], expected)]
@@ -167,14 +230,29 @@ def check_in_lava(path: Path, network: QuantizedNetwork, inputs: torch.Tensor,
     return None
 
 
-def loihi_chain(graph: StudentGraph) -> tuple[list[tuple[LayerRecord, LayerRecord | None]],
-                                               list[str]]:
+Chain = list[tuple[LayerRecord, LayerRecord | None]]
+
+
+def loihi_limits(graph: StudentGraph) -> list[str]:
+    """Layers netx cannot hold, by name (empty when the graph is a chain it can hold)."""
+    return _chain_of(graph)[2]
+
+
+def loihi_chain(graph: StudentGraph) -> tuple[Chain, list[str]]:
     """(synaptic layer, its neuron layer or None) pairs and the average pools folded into
     them; refuses what netx cannot hold."""
+    chain, pools, problems = _chain_of(graph)
+    StudentGraph.refuse(problems, "Loihi (netx)")
+    return chain, pools
+
+
+def _chain_of(graph: StudentGraph) -> tuple[Chain, list[str], list[str]]:
     folded, pools = fold_average_pools(fold_batchnorm(graph))
     folded.records = [_mark_limits(folded, r) for r in folded.records]
-    folded.require(LOIHI_KINDS, "Loihi (netx)")
-    chain: list[tuple[LayerRecord, LayerRecord | None]] = []
+    offending = folded.offending(LOIHI_KINDS)
+    if offending:
+        return [], pools, offending
+    chain: Chain = []
     problems: list[str] = []
     previous = "input"
     for record in folded.records[1:-1]:
@@ -195,10 +273,7 @@ def loihi_chain(graph: StudentGraph) -> tuple[list[tuple[LayerRecord, LayerRecor
                 chain[-1] = (chain[-1][0], record)
     if not chain:
         problems.append("the model has no conv or linear layer")
-    if problems:
-        raise NeuroKDError("cannot export to Loihi (netx): unsupported layers: "
-                           + "; ".join(problems))
-    return chain, pools
+    return chain, pools, problems
 
 
 def _mark_limits(graph: StudentGraph, record: LayerRecord) -> LayerRecord:
@@ -225,9 +300,12 @@ def _mark_limits(graph: StudentGraph, record: LayerRecord) -> LayerRecord:
 def _float_layer(synapse: LayerRecord, neuron: LayerRecord | None) -> FloatLayer:
     module = synapse.module
     bias = module.bias if module.bias is not None else torch.zeros(module.weight.shape[0])
-    extra = conv_geometry(lambda key: getattr(module, key)) if synapse.kind == "conv" else {}
-    return FloatLayer("conv" if synapse.kind == "conv" else "dense", module.weight.detach(),
-                      bias.detach(), neuron.neuron if neuron else None, **extra)
+    return FloatLayer(_geometry(synapse), module.weight.detach(), bias.detach(),
+                      neuron.neuron if neuron else None)
+
+
+def _geometry(synapse: LayerRecord) -> LayerGeometry:
+    return LayerGeometry.of_module(synapse.name, synapse.module, tuple(synapse.input_shape))
 
 
 def quantize(chain, inputs: torch.Tensor, timesteps: int) -> QuantizedNetwork:
@@ -321,22 +399,18 @@ def _quantize_layer(synapse: LayerRecord, neuron: LayerRecord | None, in_scale: 
                            "too large next to v_threshold")
     v_decay = 0 if not params or params.model == "if" else round(DECAY_UNITY / params.tau)
     cuba = CubaNeuron(DECAY_UNITY, v_decay if params else DECAY_UNITY, threshold)
-    conv = synapse.kind == "conv"
-    extra = conv_geometry(lambda key: getattr(synapse.module, key)) if conv else {}
-    report = {"weight_range": (float(weight.min()), float(weight.max())),
+    quantization = {"weight_range": (float(weight.min()), float(weight.max())),
               "int_range": (int(w_int.min()), int(w_int.max())),
               "clipped": float((np.abs(raw) > WEIGHT_MAX + 1).mean()),
               "bias_clipped": float((np.abs(scale * gain * bias) > MAX_BIAS_MANT + 0.5).mean()),
               "limit": binding, "threshold_mant": threshold if params else None}
-    return QuantizedLayer(synapse.name, "conv" if conv else "dense", w_int, b_int, cuba,
-                          params is not None, tuple(synapse.input_shape),
-                          tuple(synapse.output_shape), scale=float(scale), report=report,
-                          **extra)
+    return QuantizedLayer(synapse.name, _geometry(synapse), w_int, b_int, cuba,
+                          params is not None, scale=float(scale), quantization=quantization)
 
 
 @dataclass
 class FixedPointCheck:
-    argmax_agreement: float
+    agreement: Agreement            # integer network vs its float twin
     spike_agreement: dict[str, float]
     quantized_accuracy: float | None
     run: FixedPointRun              # the integer model's run, reused by the Lava check
@@ -347,11 +421,23 @@ def compare_fixed_point(network: QuantizedNetwork, float_layers: list[FloatLayer
     """The integer network against its float twin on the same inputs."""
     run = run_fixed_point(network, network.quantize_input(inputs))
     float_logits, float_spikes = run_float(float_layers, inputs, network.timesteps)
-    quantized = network.logits(run.readout).mean(1).argmax(-1)
+    integer_logits = network.logits(run.readout).swapaxes(0, 1)   # [T, N, K] like the float
+    quantized = integer_logits.mean(0).argmax(-1)
     floating = float_logits.mean(0).argmax(-1)
     names = [lay.name for lay in network.layers if lay.spiking]
-    spike_agreement = {name: float((got.swapaxes(0, 1) == ref).mean())
-                       for name, got, ref in zip(names, run.spikes, float_spikes, strict=True)}
+    same = [(got.swapaxes(0, 1) == ref) for got, ref in zip(run.spikes, float_spikes,
+                                                           strict=True)]
+    spike_agreement = {name: float(s.mean()) for name, s in zip(names, same, strict=True)}
+    checked = sum(s.size for s in same)
+    agreement = Agreement(
+        len(inputs), (len(inputs),), float(np.abs(integer_logits - float_logits).max()),
+        float(np.abs(float_logits).max()), int(sum(s.size - int(s.sum()) for s in same)),
+        checked, float((quantized == floating).mean()),
+        float(sum(ref.sum() for ref in float_spikes)) / max(1, checked))
     accuracy = None if labels is None else float((quantized == labels).mean())
-    return FixedPointCheck(float((quantized == floating).mean()), spike_agreement, accuracy,
-                           run)
+    return FixedPointCheck(agreement, spike_agreement, accuracy, run)
+
+
+EXPORTER = Exporter("loihi", ".net", "lava-dl netx HDF5 in Loihi's 8-bit integer arithmetic, "
+                    "checked bit for bit in Lava", export_loihi, loihi_limits,
+                    ("lava_samples", "reporter", "min_agreement"))

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neurokd.encoding import repeat_over_time
 from neurokd.errors import NeuroKDError
+from neurokd.geometry import HasGeometry, LayerGeometry
 
 from .fixed_point import CubaNeuron, QuantizedLayer, QuantizedNetwork
 from .graph import NeuronParams, neuron_steps
@@ -35,25 +37,14 @@ FILE_VERSION = 1
 CONV_GEOMETRY = ("stride", "padding", "dilation")   # pairs; plus "groups"
 
 
-def conv_geometry(read) -> dict[str, Any]:
-    """A conv's stride/padding/dilation pairs and groups as plain ints; ``read(key)`` looks
-    one up (a torch module's attribute, an HDF5 dataset)."""
-    return {key: tuple(int(v) for v in read(key)) for key in CONV_GEOMETRY} | {
-        "groups": int(read("groups"))}
-
-
 @dataclass
-class FloatLayer:
+class FloatLayer(HasGeometry):
     """A synaptic layer of the float network (BatchNorm folded in) and its neurons, if any."""
 
-    kind: str
+    geometry: LayerGeometry
     weight: torch.Tensor
     bias: torch.Tensor
     neuron: NeuronParams | None
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
 
 
 @dataclass
@@ -135,7 +126,7 @@ def _write_float(group: h5py.Group, float_layers: list[FloatLayer]) -> None:
         entry.attrs["layer"] = json.dumps({
             "kind": layer.kind, "neuron": params, "stride": list(layer.stride),
             "padding": list(layer.padding), "dilation": list(layer.dilation),
-            "groups": layer.groups})
+            "groups": layer.groups})  # the geometry is the quantized layer's; kept for readers
 
 
 def read_netx(path: str | Path) -> NetxFile:
@@ -154,8 +145,8 @@ def read_netx(path: str | Path) -> NetxFile:
                 raise NeuroKDError(f"{path}: neurokd netx version {meta.get('version')} is not "
                                    f"supported (this neurokd reads {FILE_VERSION})")
             network = _read_network(handle["layer"], meta)
-            float_layers = [_read_float(handle[f"neurokd/float/{i}"])
-                            for i in range(len(network.layers))]
+            float_layers = [_read_float(handle[f"neurokd/float/{i}"], layer.geometry)
+                            for i, layer in enumerate(network.layers)]
             _check_shapes(path, network, float_layers)
     except (OSError, KeyError, IndexError, ValueError, TypeError) as exc:
         raise NeuroKDError(f"{path}: cannot read the netx file ({type(exc).__name__}: "
@@ -178,18 +169,49 @@ def _read_network(layers: h5py.Group, meta: dict) -> QuantizedNetwork:
         if kind == "flatten":
             continue
         k = len(result)
+        geometry = _geometry(group, kind, tuple(int(d) for d in in_shapes[k]), names[k])
         neuron = group["neuron"]
         cuba = CubaNeuron(int(neuron["iDecay"][()]), int(neuron["vDecay"][()]),
                           int(neuron["vThMant"][()]))
-        extra = conv_geometry(lambda key, g=group: g[key][()]) if kind == "conv" else {}
         spiking = index < len(layers) - 1 or bool(meta["readout_has_neurons"])
         result.append(QuantizedLayer(
-            names[k], kind, group["weight"][()].astype(np.int64),
-            group["bias"][()].astype(np.int64), cuba, spiking, tuple(in_shapes[k]),
-            tuple(int(d) for d in group["shape"][()]), scale=float(scales[k]), **extra))
+            names[k], geometry, group["weight"][()].astype(np.int64),
+            group["bias"][()].astype(np.int64), cuba, spiking, scale=float(scales[k])))
     return QuantizedNetwork(result, tuple(meta["input_shape"]), int(meta["timesteps"]),
                             float(meta["input_scale"]), int(meta["input_min"]),
                             int(meta["input_max"]))
+
+
+def _geometry(group: h5py.Group, kind: str, input_shape: tuple[int, ...],
+              name: str) -> LayerGeometry:
+    """A layer's geometry from its attributes and its weight's *shape* (no data read yet),
+    checked against the shape netx records for its output."""
+    weight_shape = tuple(int(d) for d in group["weight"].shape)
+    try:
+        geometry = _geometry_of(group, kind, input_shape, weight_shape)
+    except ValueError as exc:
+        raise ValueError(f"layer {name}: {exc}") from None
+    recorded = tuple(int(d) for d in group["shape"][()])
+    if recorded != geometry.output_shape:
+        raise ValueError(f"layer {name}: shape {recorded} but its weights and input give "
+                         f"{geometry.output_shape}")
+    return geometry
+
+
+def _geometry_of(group: h5py.Group, kind: str, input_shape: tuple[int, ...],
+                 weight_shape: tuple[int, ...]) -> LayerGeometry:
+    if kind == "dense":
+        if len(weight_shape) != 2:
+            raise ValueError(f"dense weight of shape {weight_shape}")
+        return LayerGeometry("dense", input_shape, weight_shape[0], weight_shape[1])
+    if kind != "conv":
+        raise ValueError(f"type {kind!r} (neurokd writes conv and dense)")
+    if len(weight_shape) != 4:
+        raise ValueError(f"conv weight of shape {weight_shape}")
+    pairs = {key: tuple(int(v) for v in group[key][()]) for key in CONV_GEOMETRY}
+    return LayerGeometry("conv", input_shape, weight_shape[0], weight_shape[1], weight_shape[2:],
+                         pairs["stride"], pairs["padding"], pairs["dilation"],
+                         int(group["groups"][()]))
 
 
 def _check_shapes(path: Path, network: QuantizedNetwork,
@@ -199,13 +221,11 @@ def _check_shapes(path: Path, network: QuantizedNetwork,
     elements = int(np.prod(network.input_shape))
     for layer, twin in zip(network.layers, float_layers, strict=True):
         w = layer.weight
-        fan_in = w.shape[1] * (layer.groups if layer.kind == "conv" else 1)
-        expected_in = layer.input_shape[0] if layer.kind == "conv" else elements
         problem = ""
-        if w.ndim != (4 if layer.kind == "conv" else 2) or tuple(twin.weight.shape) != w.shape:
+        if tuple(twin.weight.shape) != w.shape:
             problem = f"weight shape {w.shape} (float copy {tuple(twin.weight.shape)})"
-        elif int(np.prod(layer.input_shape)) != elements or fan_in != expected_in:
-            problem = f"weight shape {w.shape} does not fit its input {layer.input_shape}"
+        elif int(np.prod(layer.input_shape)) != elements:
+            problem = f"input {layer.input_shape} does not fit the layer before ({elements})"
         elif len(layer.bias) != w.shape[0] or len(twin.bias) != w.shape[0]:
             problem = f"{len(layer.bias)} biases for {w.shape[0]} outputs"
         if problem:
@@ -214,14 +234,12 @@ def _check_shapes(path: Path, network: QuantizedNetwork,
         elements = int(np.prod(layer.output_shape))
 
 
-def _read_float(group: h5py.Group) -> FloatLayer:
+def _read_float(group: h5py.Group, geometry: LayerGeometry) -> FloatLayer:
     spec = json.loads(group.attrs["layer"])
     params = spec["neuron"]
-    return FloatLayer(spec["kind"], torch.from_numpy(group["weight"][()]),
+    return FloatLayer(geometry, torch.from_numpy(group["weight"][()]),
                       torch.from_numpy(group["bias"][()]),
-                      None if params is None else NeuronParams(**params),
-                      tuple(spec["stride"]), tuple(spec["padding"]), tuple(spec["dilation"]),
-                      int(spec["groups"]))
+                      None if params is None else NeuronParams(**params))
 
 
 def run_float(float_layers: list[FloatLayer], x: torch.Tensor, timesteps: int,
@@ -229,7 +247,7 @@ def run_float(float_layers: list[FloatLayer], x: torch.Tensor, timesteps: int,
     """Float network on analog inputs ``[N, ...]``: logits ``[T, N, K]`` and the spikes
     ``[T, N, ...]`` of every neuron layer (none without ``keep_spikes``), with
     spikingjelly's neuron arithmetic."""
-    out = x.float().unsqueeze(0).expand(timesteps, *x.shape).reshape(-1, *x.shape[1:])
+    out = repeat_over_time(x.float(), timesteps).reshape(-1, *x.shape[1:])
     spikes: list[np.ndarray] = []
     with torch.no_grad():
         for layer in float_layers:

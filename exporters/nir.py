@@ -35,11 +35,13 @@ from torch import nn
 
 from neurokd.errors import NeuroKDError
 from neurokd.fileio import atomic_path
-from neurokd.sources import StudentSource
+from neurokd.inputs import source_inputs
+from neurokd.sources import StudentSource, as_source
 
+from .base import Exporter, ExportResult
 from .graph import LayerRecord, StudentGraph, fold_batchnorm, trace_student
 from .pool_fold import adaptive_window, pair
-from .verify import Agreement, as_source, compare, eager_run, private_copy, verification_inputs
+from .verify import compare, eager_run, private_copy
 
 DT = 1e-4  # seconds per discrete timestep, as in spikingjelly's nir_exchange
 NIR_KINDS = ("conv", "linear", "flatten", "avgpool", "neuron", "add")
@@ -47,25 +49,44 @@ LOGIT_TOLERANCE = 1e-4
 
 
 @dataclass
-class NirExportResult:
-    path: Path
+class NirExportResult(ExportResult):
     nodes: dict[str, str]            # NIR node name -> NIR type
     layer_names: dict[str, str]      # NIR node name -> module path in the student
     edges: int
     dt: float
     timesteps: int
     folded_batchnorm: list[str]      # BatchNorm layers merged into the conv/linear before them
-    verified_on: str
-    agreement: Agreement
     importer: str = "neurokd.exporters.nir.import_nir (forward Euler)"
+
+    def summary_lines(self) -> list[str]:
+        kinds: dict[str, int] = {}
+        for kind in self.nodes.values():
+            kinds[kind] = kinds.get(kind, 0) + 1
+        summary = ", ".join(f"{k} x{n}" for k, n in kinds.items())
+        lines = [f"wrote {self.path}: {len(self.nodes)} nodes ({summary}), {self.edges} edges, "
+                 f"dt {self.dt:g} s, T={self.timesteps}"]
+        if self.folded_batchnorm:
+            lines.append("  BatchNorm folded: " + ", ".join(self.folded_batchnorm))
+        return lines + [self.agreement_line("nir.read + re-simulation")]
+
+
+def _nir_ready(graph: StudentGraph) -> StudentGraph:
+    """BatchNorm folded, and what NIR cannot say marked ``unsupported`` with the reason."""
+    folded = fold_batchnorm(graph)
+    _mark_nir_limits(folded)
+    return folded
+
+
+def nir_limits(graph: StudentGraph) -> list[str]:
+    """Layers NIR cannot express (soft reset, v_reset != 0, max pooling, ...), by name."""
+    return _nir_ready(graph).offending(NIR_KINDS)
 
 
 def to_nir_graph(graph: StudentGraph, dt: float = DT) -> tuple[nir.NIRGraph, dict[str, str]]:
     """The NIR graph of a traced student, and NIR node name -> record name."""
     if not dt > 0:
         raise NeuroKDError(f"dt must be > 0, not {dt}")
-    folded = fold_batchnorm(graph)
-    _mark_nir_limits(folded)
+    folded = _nir_ready(graph)
     folded.require(NIR_KINDS, "NIR")  # one error naming every layer NIR cannot take
     names = _node_names(folded)
     nodes = {names["input"]: nir.Input(input_type={"input": np.array(graph.input_shape)})}
@@ -213,8 +234,9 @@ def _np(tensor: torch.Tensor) -> np.ndarray:
 
 
 def export_nir(source: StudentSource | nn.Module | str | Path, path: str | Path,
-               dt: float = DT, batch_size_check: int = 64, max_samples: int = 512,
-               input_shape: tuple[int, ...] | None = None,
+               dt: float = DT, max_samples: int = 512, dataset: str | None = None,
+               data_dir: str | None = None, random_inputs: bool = False,
+               batch_size_check: int = 64, input_shape: tuple[int, ...] | None = None,
                timesteps: int | None = None) -> NirExportResult:
     """Write the student as a NIR graph (HDF5), after ``nir.read`` + re-simulation of the
     written bytes reproduces it (same predictions, logits within 1e-4 x max(1, |logit|))."""
@@ -222,7 +244,8 @@ def export_nir(source: StudentSource | nn.Module | str | Path, path: str | Path,
     model = private_copy(source.model)
     graph = trace_student(model, source.input_shape, source.timesteps)
     nir_graph, layer_names = to_nir_graph(graph, dt)
-    inputs, described = verification_inputs(source, max_samples)
+    inputs, _, described = source_inputs(source, "test", max_samples, dataset, data_dir,
+                                         random_inputs)
     neuron_nodes = {record: name for name, record in layer_names.items()}
     with atomic_path(path) as tmp:
         nir.write(tmp, nir_graph)
@@ -238,9 +261,9 @@ def export_nir(source: StudentSource | nn.Module | str | Path, path: str | Path,
                             [r.name for r in graph.neurons])
         agreement.check("NIR", LOGIT_TOLERANCE, spikes_exact=False)
     folded = [r.name for r in graph.records if r.kind == "batchnorm"]
-    return NirExportResult(Path(path), {n: type(v).__name__ for n, v in nir_graph.nodes.items()},
-                           layer_names, len(nir_graph.edges), dt, source.timesteps, folded,
-                           described, agreement)
+    return NirExportResult(Path(path), Path(path).stat().st_size, described, agreement,
+                           {n: type(v).__name__ for n, v in nir_graph.nodes.items()},
+                           layer_names, len(nir_graph.edges), dt, source.timesteps, folded)
 
 
 class NirSimulator(nn.Module):
@@ -341,3 +364,7 @@ def import_nir(graph: nir.NIRGraph | str | Path, dt: float = DT) -> NirSimulator
         except (OSError, KeyError, ValueError) as exc:
             raise NeuroKDError(f"cannot read NIR file {graph}: {exc}") from None
     return NirSimulator(graph, dt)
+
+
+EXPORTER = Exporter("nir", ".nir", "a NIR graph (HDF5) for other SNN simulators, read back and "
+                    "re-simulated", export_nir, nir_limits, ("dt",))

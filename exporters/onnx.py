@@ -29,18 +29,12 @@ from torch import nn
 
 from neurokd.errors import NeuroKDError
 from neurokd.fileio import atomic_path
-from neurokd.sources import StudentSource
+from neurokd.inputs import source_inputs
+from neurokd.sources import StudentSource, as_source
 
+from .base import Exporter, ExportResult
 from .graph import GraphExecutor, StudentGraph, trace_student
-from .verify import (
-    Agreement,
-    as_source,
-    chunks,
-    compare,
-    eager_run,
-    private_copy,
-    verification_inputs,
-)
+from .verify import chunks, compare, eager_run, private_copy
 
 ONNX_KINDS = ("conv", "linear", "batchnorm", "flatten", "avgpool", "maxpool", "neuron", "add")
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -48,8 +42,7 @@ LOGIT_TOLERANCE = 1e-5
 
 
 @dataclass
-class OnnxExportResult:
-    path: Path
+class OnnxExportResult(ExportResult):
     model: str                       # "student" or "teacher"
     exporter: str                    # which torch.onnx path produced the file
     opset: int
@@ -59,10 +52,22 @@ class OnnxExportResult:
     output_shape: tuple[int | str, ...]    # logits
     timesteps: int | None            # None for the teacher
     ops: dict[str, int]              # op type -> count, all in the standard domain
-    file_bytes: int
-    verified_on: str
-    agreement: Agreement
     neuron_layers: list[str] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        shape = ",".join(str(d) for d in self.input_shape)
+        out = ",".join(str(d) for d in self.output_shape)
+        steps = f", T={self.timesteps}" if self.timesteps else ""
+        return [f"wrote {self.path} ({self.file_bytes / 1024:.0f} kB): {self.model}{steps}, "
+                f"input [{shape}] -> logits [{out}]",
+                f"  {self.exporter}, opset {self.opset}, standard ops only: "
+                + " ".join(sorted(self.ops)),
+                self.agreement_line("onnxruntime")]
+
+
+def onnx_limits(graph: StudentGraph) -> list[str]:
+    """Layers ONNX export cannot take (the neuron loop is written out, so nearly anything)."""
+    return graph.offending(ONNX_KINDS)
 
 
 class _Unrolled(nn.Module):
@@ -78,15 +83,18 @@ class _Unrolled(nn.Module):
 
 
 def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path,
-                teacher: bool = False, batch_size_check: int = 64,
-                spike_outputs: bool = False, max_samples: int = 512,
+                teacher: bool = False, spike_outputs: bool = False, max_samples: int = 512,
+                dataset: str | None = None, data_dir: str | None = None,
+                random_inputs: bool = False, batch_size_check: int = 64,
                 input_shape: tuple[int, ...] | None = None, timesteps: int | None = None,
                 dynamo: bool = True) -> OnnxExportResult:
     """Export, verify with ONNX Runtime, then write ``path`` atomically.
 
     ``source``: a StudentSource, a checkpoint path, or a module (with ``input_shape`` and
-    ``timesteps``). ``batch_size_check``: chunk size of the verification run (which also
-    runs batch 1). ``spike_outputs`` keeps the per-layer spike outputs in the written file.
+    ``timesteps``). The check runs on ``max_samples`` inputs chosen by
+    ``neurokd.inputs.source_inputs`` (``dataset``, ``data_dir``, ``random_inputs``).
+    ``batch_size_check``: chunk size of the verification run (which also runs batch 1).
+    ``spike_outputs`` keeps the per-layer spike outputs in the written file.
     ``dynamo=False`` uses the (deprecated, faster) TorchScript exporter directly.
     """
     source = as_source(source, input_shape, timesteps)
@@ -98,9 +106,10 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
     else:
         model = private_copy(source.model)
         graph = trace_student(model, source.input_shape, source.timesteps)
-        graph.require(ONNX_KINDS, "ONNX")
+        graph.refuse(onnx_limits(graph), "ONNX")
         wrapper, neuron_records = _Unrolled(graph).eval(), graph.neurons
-    inputs, described = verification_inputs(source, max_samples)  # after the cheap checks
+    inputs, _, described = source_inputs(source, "test", max_samples, dataset, data_dir,
+                                         random_inputs)  # after the cheap checks
     neurons = [r.name for r in neuron_records]
     names = ["logits"] + [f"spikes.{name}" for name in neurons]
     proto, exporter = _to_onnx(wrapper, inputs[:2], names, dynamo)
@@ -118,12 +127,11 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return OnnxExportResult(
-        Path(path), "teacher" if teacher else "student", exporter,
-        max(o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS),
+        Path(path), len(data), described, agreement, "teacher" if teacher else "student",
+        exporter, max(o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS),
         "input", ("batch", *source.input_shape), names,
         _shape_of(proto.graph.output[0]), None if teacher else source.timesteps,
-        dict(sorted(Counter(n.op_type for n in proto.graph.node).items())), len(data),
-        described, agreement, neurons)
+        dict(sorted(Counter(n.op_type for n in proto.graph.node).items())), neurons)
 
 
 def _to_onnx(module: nn.Module, example: torch.Tensor, names: list[str], dynamo: bool):
@@ -222,7 +230,11 @@ def _ort_run(proto):
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
     def run(x: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]:
-        outputs = session.run(None, {"input": x.numpy()})
+        try:
+            outputs = session.run(None, {"input": x.numpy()})
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for a bad graph
+            raise NeuroKDError(f"the exported ONNX model fails in ONNX Runtime at batch "
+                               f"{len(x)} ({_first_line(exc)}); nothing written") from None
         return outputs[0], list(outputs[1:])
 
     return run
@@ -267,3 +279,7 @@ def keep_outputs(proto, names: list[str]):
 def _shape_of(value_info) -> tuple[int | str, ...]:
     dims = value_info.type.tensor_type.shape.dim
     return tuple(d.dim_param or d.dim_value for d in dims)
+
+
+EXPORTER = Exporter("onnx", ".onnx", "the student unrolled over T (or the ANN teacher), checked "
+                    "in ONNX Runtime", export_onnx, onnx_limits, ("teacher", "spike_outputs"))

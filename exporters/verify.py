@@ -1,9 +1,10 @@
-"""What every exporter needs to prove an export right: the student, test inputs, a comparison.
+"""What every exporter needs to prove an export right: a private copy, a reference run, a comparison.
 
 An export is compared with the PyTorch model it came from (eager spikingjelly, the
-independent computation) on the run's own test split when it can be loaded, else on seeded
-random inputs. ``compare`` walks the inputs in chunks, so the batch axis of the exported
-model is exercised at several sizes (1, ``batch_size`` and the remainder).
+independent computation) on inputs chosen by ``neurokd.inputs.source_inputs`` (the run's test
+split; random inputs only when asked for). ``compare`` walks the inputs in chunks, so the
+batch axis of the exported model is exercised at several sizes (1, ``batch_size`` and the
+remainder).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 from neurokd.errors import NeuroKDError
-from neurokd.sources import StudentSource, as_source  # noqa: F401 - exporters import as_source here
 
 # (logits, spikes per neuron layer) for one chunk of inputs; logits [T, B, K] (students) or
 # [B, K] (teachers), spikes [T, B, ...]. numpy, so ONNX Runtime results plug in directly.
@@ -30,52 +30,6 @@ def private_copy(model: nn.Module) -> nn.Module:
     clone = copy.deepcopy(model).cpu().eval()
     functional.reset_net(clone)
     return clone
-
-
-def split_samples(dataset: str, count: int | None, input_shape: tuple[int, ...],
-                  split: str = "test", data_dir: str | None = None, image_size: int = 32,
-                  val_fraction: float = 0.1) -> tuple[torch.Tensor, np.ndarray, str]:
-    """The first ``count`` (None: all) samples of ``dataset``'s ``split``: inputs, labels and
-    a description; a shape other than ``input_shape`` is an error naming both."""
-    from neurokd.data import load_data
-
-    samples = getattr(load_data(dataset, data_dir=data_dir, val_fraction=val_fraction,
-                                augment=False, image_size=image_size), split)
-    count = len(samples) if count is None else min(count, len(samples))
-    x = torch.stack([samples[i][0] for i in range(count)]).float()
-    if tuple(x.shape[1:]) != tuple(input_shape):
-        raise NeuroKDError(f"{dataset} samples have shape {tuple(x.shape[1:])}, the export "
-                           f"expects {tuple(input_shape)}")
-    labels = np.array([int(samples[i][1]) for i in range(count)], dtype=np.int64)
-    return x, labels, f"{dataset} {split} split ({count} samples)"
-
-
-def labelled_inputs(source: StudentSource, max_samples: int = 512, seed: int = 0,
-                    split: str = "test") -> tuple[torch.Tensor, np.ndarray | None, str]:
-    """The run's ``split`` (first ``max_samples``) with labels, else seeded N(0, 1) inputs
-    without (labels None).
-
-    Checks run on the test split; calibration (e.g. a quantization range) takes ``"train"``,
-    so nothing about the exported file is chosen on test data."""
-    config = source.config or {}
-    if config.get("dataset"):
-        try:
-            return split_samples(config["dataset"], max_samples, source.input_shape, split,
-                                 config.get("data_dir"), config.get("image_size", 32),
-                                 config.get("val_fraction", 0.1))
-        except NeuroKDError:
-            pass  # e.g. CIFAR without its folder here: random inputs still check the maths
-    count = min(max_samples, 64)
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(count, *source.input_shape, generator=generator)
-    return x, None, f"{count} random N(0,1) inputs (seed {seed})"
-
-
-def verification_inputs(source: StudentSource, max_samples: int = 512, seed: int = 0,
-                        split: str = "test") -> tuple[torch.Tensor, str]:
-    """``labelled_inputs`` without the labels."""
-    x, _, described = labelled_inputs(source, max_samples, seed, split)
-    return x, described
 
 
 def eager_run(model: nn.Module, neuron_modules: list[nn.Module]) -> RunFn:

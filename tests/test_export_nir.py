@@ -9,32 +9,15 @@ import torch
 from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 
-from neurokd.config import RunConfig
 from neurokd.data import load_data
+from neurokd.encoding import DirectEncoding
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import export_nir, export_onnx, import_nir
-from neurokd.models import build_student
-from neurokd.sources import DirectEncoding, StudentSource
+from neurokd.sources import StudentSource
+
+from helpers import make_student
 
 SHAPE = (1, 8, 8)
-
-
-def make_student(arch: str = "cnn", reset: str = "hard", width: int = 8, timesteps: int = 3,
-                 seed: int = 0) -> nn.Module:
-    """Fresh student with random BatchNorm statistics (folding must really change weights)."""
-    config = RunConfig(student=arch, reset=reset, width=width, timesteps=timesteps).to_dict()
-    config |= {"input_shape": list(SHAPE), "num_classes": 10}
-    torch.manual_seed(seed)
-    model = build_student(config)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
-            c = bn.num_features
-            bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
-            bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-            bn.weight.copy_(torch.rand(c, generator=gen) * 2 + 0.5)
-            bn.bias.copy_(torch.randn(c, generator=gen) * 0.3 + 0.6)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +41,9 @@ def eager(model: nn.Module, x: torch.Tensor):
 
 
 def test_cnn_round_trip_folds_batchnorm_and_reproduces_outputs(tmp_path, digits_x):
-    model = make_student()
+    model, _ = make_student()
     path = tmp_path / "student.nir"
-    result = export_nir(model, path, input_shape=SHAPE, timesteps=3)
+    result = export_nir(model, path, input_shape=SHAPE, timesteps=3, random_inputs=True)
     assert result.folded_batchnorm == ["features.1", "features.4", "features.7"]
     assert result.agreement.spike_mismatches == 0 and result.agreement.argmax_agreement == 1.0
 
@@ -91,9 +74,9 @@ def test_cnn_round_trip_folds_batchnorm_and_reproduces_outputs(tmp_path, digits_
 
 
 def test_residual_student_sums_edges(tmp_path, digits_x):
-    model = make_student(arch="resnet", width=4, timesteps=2, seed=2)
+    model = make_student(arch="resnet", width=4, timesteps=2, seed=2)[0]
     path = tmp_path / "resnet.nir"
-    result = export_nir(model, path, input_shape=SHAPE, timesteps=2)
+    result = export_nir(model, path, input_shape=SHAPE, timesteps=2, random_inputs=True)
     graph = nir.read(path)
     into_act2 = sorted(src for src, dst in graph.edges if dst == "layers_1_act2")
     assert into_act2 == ["layers_1_conv2", "layers_1_shortcut_0"]  # NIR sums both edges
@@ -109,7 +92,8 @@ def test_residual_student_sums_edges(tmp_path, digits_x):
 def test_soft_reset_is_refused_naming_layers(tmp_path):
     path = tmp_path / "soft.nir"
     with pytest.raises(NeuroKDError, match="soft reset") as info:
-        export_nir(make_student(reset="soft"), path, input_shape=SHAPE, timesteps=3)
+        export_nir(make_student(reset="soft")[0], path, input_shape=SHAPE, timesteps=3,
+                   random_inputs=True)
     for name in ("features.2", "features.5", "features.8"):
         assert name in str(info.value)
     assert list(tmp_path.iterdir()) == []
@@ -125,7 +109,7 @@ def test_maxpool_and_custom_layers_are_refused(tmp_path):
         layer.MaxPool2d(2, step_mode="m"), layer.Flatten(step_mode="m"),
         layer.Linear(4 * 4 * 4, 3, step_mode="m"))
     with pytest.raises(NeuroKDError, match=r"2 \(max pooling"):
-        export_nir(source, tmp_path / "m.nir")
+        export_nir(source, tmp_path / "m.nir", random_inputs=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -140,9 +124,9 @@ def test_threshold_tie_is_caught_by_the_round_trip(tmp_path):
                           neuron.LIFNode(tau=2.0, step_mode="m"), layer.Linear(4, 3, step_mode="m"))
     target = tmp_path / "tie.nir"
     with pytest.raises(NeuroKDError, match="does not reproduce"):
-        export_nir(source, target)
+        export_nir(source, target, random_inputs=True)
     assert not target.exists() and list(tmp_path.iterdir()) == []
-    onnx_result = export_onnx(source, tmp_path / "tie.onnx", dynamo=False)  # >= in ONNX too
+    onnx_result = export_onnx(source, tmp_path / "tie.onnx", dynamo=False, random_inputs=True)  # >= in ONNX too
     assert onnx_result.agreement.firing_rate > 0
 
 
@@ -150,8 +134,9 @@ def test_spikingjelly_importer_reads_the_file(tmp_path, digits_x):
     """Cross-check with spikingjelly's own NIR importer (nirtorch, in the dev extra)."""
     from spikingjelly.activation_based.nir_exchange import import_from_nir
 
-    model = make_student()
-    result = export_nir(model, tmp_path / "s.nir", input_shape=SHAPE, timesteps=3)
+    model, _ = make_student()
+    result = export_nir(model, tmp_path / "s.nir", input_shape=SHAPE, timesteps=3,
+                        random_inputs=True)
     module = import_from_nir(nir.read(result.path), dt=result.dt, step_mode="s")
     state, outputs = None, []
     for _ in range(3):

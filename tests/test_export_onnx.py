@@ -12,33 +12,16 @@ import torch
 from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 
-from neurokd.config import RunConfig
 from neurokd.data import load_data
+from neurokd.encoding import DirectEncoding
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import export_onnx
-from neurokd.models import build_student, build_teacher
-from neurokd.sources import DirectEncoding, StudentSource
+from neurokd.models import build_teacher
+from neurokd.sources import StudentSource
+
+from helpers import make_student
 
 SHAPE = (1, 8, 8)
-
-
-def make_student(arch: str = "cnn", reset: str = "hard", width: int = 8, timesteps: int = 3,
-                 seed: int = 0) -> tuple[nn.Module, dict]:
-    """A fresh student whose BatchNorms hold random statistics, so neurons fire at varied
-    rates and folding/fusing BatchNorm is really exercised."""
-    config = RunConfig(student=arch, reset=reset, width=width, timesteps=timesteps).to_dict()
-    config |= {"input_shape": list(SHAPE), "num_classes": 10}
-    torch.manual_seed(seed)
-    model = build_student(config)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
-            c = bn.num_features
-            bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
-            bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-            bn.weight.copy_(torch.rand(c, generator=gen) * 2 + 0.5)
-            bn.bias.copy_(torch.randn(c, generator=gen) * 0.3 + 0.6)
-    return model.eval(), config
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +67,7 @@ def test_student_round_trip_matches_spikingjelly(reset, digits_x, tmp_path):
     model, config = make_student(reset=reset)
     path = tmp_path / "student.onnx"
     # The default (dynamo) exporter for hard reset, the TorchScript one for soft: both covered.
-    result = export_onnx(model, path, spike_outputs=True, input_shape=SHAPE, timesteps=3,
+    result = export_onnx(model, path, spike_outputs=True, input_shape=SHAPE, timesteps=3, random_inputs=True,
                          dynamo=reset == "hard")
     model_proto = assert_standard_onnx(path)
     ops = {node.op_type for node in model_proto.graph.node}
@@ -108,7 +91,8 @@ def test_student_round_trip_matches_spikingjelly(reset, digits_x, tmp_path):
 def test_residual_student_torchscript_exporter_logits_only(digits_x, tmp_path):
     model, _ = make_student(arch="resnet", width=4, timesteps=2, seed=2)
     path = tmp_path / "resnet.onnx"
-    result = export_onnx(model, path, input_shape=SHAPE, timesteps=2, dynamo=False)
+    result = export_onnx(model, path, input_shape=SHAPE, timesteps=2, dynamo=False,
+                         random_inputs=True)
     assert result.exporter.startswith("torch.onnx TorchScript")  # the fast, deprecated path
     assert_standard_onnx(path)
     assert result.output_names == ["logits"] and len(result.neuron_layers) == 7
@@ -129,7 +113,7 @@ def test_user_model_through_direct_encoding(tmp_path, digits_x):
         layer.Linear(6 * 4 * 4, 5, step_mode="m"))
     source = StudentSource(DirectEncoding(body, SHAPE, 4).eval(), SHAPE, 4, "user")
     path = tmp_path / "user.onnx"
-    result = export_onnx(source, path)
+    result = export_onnx(source, path, random_inputs=True)
     assert result.exporter.startswith("torch.onnx dynamo")
     assert result.verified_on.endswith("random N(0,1) inputs (seed 0)")  # no data set known
     assert_standard_onnx(path)
@@ -157,7 +141,8 @@ def test_teacher_export(tmp_path, digits_x):
 def test_no_teacher_is_an_error(tmp_path):
     model, _ = make_student()
     with pytest.raises(NeuroKDError, match="no teacher"):
-        export_onnx(model, tmp_path / "t.onnx", teacher=True, input_shape=SHAPE, timesteps=3)
+        export_onnx(model, tmp_path / "t.onnx", teacher=True, input_shape=SHAPE, timesteps=3,
+                    random_inputs=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -174,7 +159,7 @@ def test_unsupported_layers_are_named_and_nothing_is_written(tmp_path):
     source = StudentSource(DirectEncoding(body, SHAPE, 2).eval(), SHAPE, 2, "user")
     target = tmp_path / "out" / "bad.onnx"
     with pytest.raises(NeuroKDError) as info:
-        export_onnx(source, target)
+        export_onnx(source, target, random_inputs=True)
     message = str(info.value)
     assert "1 (ParametricLIFNode" in message and "2 (Clamp)" in message
     assert not target.exists() and not any(tmp_path.rglob("*.tmp"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from spikingjelly.activation_based import functional, neuron
 
@@ -31,6 +32,7 @@ def _student_spikes(checkpoint, x):
     return logits.mean(0).argmax(-1).numpy(), {k: v.numpy() for k, v in sums.items()}
 
 
+@pytest.mark.slow
 def test_onnx_backend_counts_match_the_student(trained_run, tmp_path, capsys):
     onnx_path = tmp_path / "s.onnx"
     outcome = run_cli(capsys, "export", "--target", "onnx", "--spikes",
@@ -61,6 +63,7 @@ def test_onnx_backend_counts_match_the_student(trained_run, tmp_path, capsys):
         assert int(data["has_neurons_3"]) == 0
 
 
+@pytest.mark.slow
 def test_onnx_without_spike_outputs_is_one_line(trained_run, tmp_path, capsys):
     onnx_path = tmp_path / "s.onnx"
     assert run_cli(capsys, "export", "--target", "onnx", str(trained_run / "student.pt"), "-o",
@@ -71,18 +74,23 @@ def test_onnx_without_spike_outputs_is_one_line(trained_run, tmp_path, capsys):
     assert not (tmp_path / "r.npz").exists()
 
 
-def test_simulate_and_energy_report_share_their_data_options():
-    """--dataset / --data-dir / --samples mean the same in both commands (one definition)."""
-    from neurokd.cli import energy_report, simulate
+def test_commands_share_their_data_options():
+    """--dataset / --data-dir / --samples / --random-inputs mean the same in every command
+    that takes them (export, simulate, energy report)."""
+    from neurokd.cli import cli
 
-    def data_options(command):
-        return {p.name: p.to_info_dict() for p in command.params
-                if p.name in ("dataset", "data_dir", "samples")}
+    def data_options(command, names=("dataset", "data_dir", "samples", "random_inputs")):
+        return {p.name: p.to_info_dict() for p in command.params if p.name in names}
 
-    assert len(data_options(simulate)) == 3
-    assert data_options(simulate) == data_options(energy_report)
+    simulate, export = cli.commands["simulate"], cli.commands["export"]
+    report = cli.commands["energy"].commands["report"]
+    assert set(data_options(simulate)) == {"dataset", "data_dir", "samples"}
+    assert data_options(simulate) == data_options(report, ("dataset", "data_dir", "samples"))
+    assert data_options(export) == data_options(report, ("dataset", "data_dir",
+                                                         "random_inputs"))
 
 
+@pytest.mark.slow
 def test_onnx_export_records_its_data_folder_for_simulate(tmp_path):
     """An imagefolder run's ONNX export carries data_dir and image_size, so simulate finds the
     test images without --data-dir, as it does for Loihi exports."""
@@ -91,9 +99,10 @@ def test_onnx_export_records_its_data_folder_for_simulate(tmp_path):
     from spikingjelly.activation_based import layer
     from torch import nn
 
+    from neurokd.encoding import DirectEncoding
     from neurokd.exporters import export_onnx
-    from neurokd.exporters.simulate import simulate
-    from neurokd.sources import DirectEncoding, StudentSource
+    from neurokd.exporters.simulation import simulate
+    from neurokd.sources import StudentSource
 
     root = tmp_path / "images"
     rng = np.random.default_rng(0)

@@ -1,7 +1,7 @@
 """``neurokd simulate --backend onnx``: an ONNX student export on a test split, in ONNX Runtime.
 
 Gives the export's accuracy and the same per-layer event counts as the Lava backend (the
-``neurokd.lava-result`` file of ``neurokd.energy.lava``), read from the ``spikes.<layer>``
+spike-count file of ``neurokd.energy.spike_counts``), read from the ``spikes.<layer>``
 outputs that ``neurokd export --target onnx --spikes`` adds. The layers are the file's Conv /
 Gemm / MatMul nodes in order, each followed by the neuron layer whose spikes come next (a chain,
 as on Loihi, checked shape by shape before any sample runs); they are named after their weight
@@ -17,19 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
-from neurokd.energy.count import LayerGeometry
-from neurokd.energy.lava import layer_chain
+from neurokd.energy.spike_counts import layer_chain
 from neurokd.errors import NeuroKDError
+from neurokd.geometry import LayerGeometry
+from neurokd.inputs import dataset_split
 from neurokd.progress import Reporter
 
-from .simulate import SimulationResult
-from .verify import split_samples
+from .result import SimulationResult
 
 CHUNK = 64
 
 
-def simulate_onnx(export: str | Path, dataset: str | None, samples: int | None,
-                  reporter: Reporter, data_dir: str | None = None) -> SimulationResult:
+def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int | None = None,
+                  reporter: Reporter | None = None,
+                  data_dir: str | None = None) -> SimulationResult:
     import onnx
     import onnxruntime as ort
 
@@ -55,8 +56,9 @@ def simulate_onnx(export: str | Path, dataset: str | None, samples: int | None,
         raise NeuroKDError(f"{path}: {len(layers)} conv/linear layers and {len(spike_outputs)} "
                            "neuron layers do not form a chain; the result file needs one")
     _check_chain(path, layers, [_per_sample_shape(o) for o in spike_outputs], input_shape)
-    x, labels, _ = split_samples(dataset, samples, input_shape, "test",
+    x, labels, _ = dataset_split(dataset, "test", samples, input_shape,
                                  *_data_location(props, dataset, data_dir, input_shape))
+    reporter = reporter or Reporter()
     session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
     names = ["logits", *(o.name for o in spike_outputs)]
     task = reporter.start("ONNX Runtime (samples)", len(x))

@@ -1,0 +1,26 @@
+"""Every export target by name. The CLI's ``--target`` choices, output suffixes, target-only
+options and the docs table come from here: a new target is one module plus one line below."""
+
+from __future__ import annotations
+
+from neurokd.errors import ConfigError
+
+from . import loihi, nir, onnx
+from .base import Exporter
+
+EXPORTERS: dict[str, Exporter] = {e.name: e for e in (
+    onnx.EXPORTER,
+    nir.EXPORTER,
+    loihi.EXPORTER,
+)}
+
+
+def exporter(name: str) -> Exporter:
+    if name not in EXPORTERS:
+        raise ConfigError(f"unknown export target {name!r}; choose from {', '.join(EXPORTERS)}")
+    return EXPORTERS[name]
+
+
+def targets_taking(option: str) -> list[str]:
+    """The targets whose exporter accepts the keyword ``option``."""
+    return [name for name, e in EXPORTERS.items() if option in e.options]

@@ -1,0 +1,66 @@
+"""``neurokd simulate``: run an export on a test split in a simulator, one registry of backends.
+
+``BACKENDS`` maps a name to a :class:`Backend`: the file it runs, what it checks, and
+``run(export, dataset=None, samples=None, reporter=None, data_dir=None) -> SimulationResult``.
+The CLI's ``--backend`` choices, its default (picked from the file's suffix) and the docs come
+from this registry: a new simulator is one module plus one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from neurokd.errors import ConfigError
+from neurokd.progress import Reporter
+
+from .lava import simulate_lava
+from .onnx import simulate_onnx
+from .result import SimulationResult, write_result
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    suffix: str                  # the export it runs (``neurokd export`` writes it)
+    summary: str                 # one line for --help and the docs
+    run: Callable[..., SimulationResult]
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("lava", ".net", "a Loihi export in Lava's CPU simulator, bit-accurate fixed point "
+            "(.venv-lava), against the float and integer models", simulate_lava),
+    Backend("onnx", ".onnx", "an ONNX export made with --spikes, in ONNX Runtime", simulate_onnx),
+)}
+
+
+def backend_for(export: str | Path, backend: str | None = None) -> Backend:
+    """The backend named, else the one whose export has ``export``'s suffix."""
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown simulation backend {backend!r}; choose from "
+                              f"{', '.join(BACKENDS)}")
+        return BACKENDS[backend]
+    suffix = Path(export).suffix.lower()
+    for candidate in BACKENDS.values():
+        if candidate.suffix == suffix:
+            return candidate
+    known = ", ".join(f"{b.suffix} ({b.name})" for b in BACKENDS.values())
+    raise ConfigError(f"{export}: cannot tell the backend from the suffix {suffix or '(none)'!r}"
+                      f" (known: {known}); give --backend")
+
+
+def simulate(export: str | Path, backend: str | None = None, dataset: str | None = None,
+             samples: int | None = None, reporter: Reporter | None = None,
+             data_dir: str | None = None) -> SimulationResult:
+    """Run ``export`` on the first ``samples`` test samples of ``dataset`` (default: the data
+    set recorded in the export) with ``backend`` (default: by the file's suffix)."""
+    if samples is not None and samples < 1:
+        raise ConfigError(f"--samples must be >= 1, not {samples}")
+    chosen = backend_for(export, backend)
+    return chosen.run(export, dataset=dataset, samples=samples, reporter=reporter,
+                      data_dir=data_dir)
+
+
+__all__ = ["BACKENDS", "Backend", "SimulationResult", "backend_for", "simulate", "write_result"]
