@@ -1,8 +1,8 @@
 """Cost of `neurokd energy report` and the demo student's SNN/ANN energy under each profile.
 
-1. Time: the library call behind `neurokd energy report` (``neurokd.energy.report``: a private
-   copy of the student, the hooked forward pass over every batch, SOPs from the summed event
-   maps, the teacher's MACs, pricing) versus a plain evaluation pass of the same student
+1. Time: the library call behind `neurokd energy report` (``neurokd.energy.estimate``: the
+   hooked forward pass over every batch, SOPs from the summed event maps, the teacher's MACs,
+   pricing) versus a plain evaluation pass of the same student
    (``reset_net`` + forward + argmax per batch) over the same digits test-split batches, and,
    for reference, the same forward pass under spikingjelly's ``DispatchCounterMode`` with
    ``SynOpCounter`` + ``MACCounter`` (what counting per aten op costs). The three alternate
@@ -34,10 +34,10 @@ from spikingjelly.activation_based.op_counter import (
     SynOpCounter,
 )
 
-from neurokd.energy import PROFILES, report
-from neurokd.energy.inputs import student_inputs
+from neurokd.energy import PROFILES, estimate
 from neurokd.exporters.verify import private_copy
 from neurokd.fileio import write_json, write_text
+from neurokd.inputs import source_batches
 from neurokd.sources import load_source
 
 RESULTS = Path(__file__).parent / "results"
@@ -72,11 +72,11 @@ def measure_time(source, batches, repeats: int) -> dict:
     model = private_copy(source.model)
     inputs = [x for x, _ in batches]
     for _ in range(2):  # warm-up: allocator, oneDNN primitives
-        eval_pass(model, batches), report(source, inputs)
+        eval_pass(model, batches), estimate(source, inputs)
     times = {"eval": [], "energy_report": [], "op_counter": []}
     for _ in range(repeats):
         times["eval"].append(timed(lambda: eval_pass(model, batches)))
-        times["energy_report"].append(timed(lambda: report(source, inputs)))
+        times["energy_report"].append(timed(lambda: estimate(source, inputs)))
         times["op_counter"].append(timed(lambda: op_counter_pass(model, batches)))
     medians = {key: statistics.median(values) for key, values in times.items()}
     ratios = [r / e for r, e in zip(times["energy_report"], times["eval"], strict=True)]
@@ -90,11 +90,11 @@ def profile_table(source, inputs) -> list[dict]:
     rows = []
     for name in PROFILES:
         for ann in ("teacher", "twin"):
-            result = report(source, inputs, name, ann=ann)
+            result = estimate(source, inputs, name, ann=ann)
             rows.append({"profile": name, "ann": result.ann, "snn_energy_pj": result.snn_energy_pj,
                          "ann_energy_pj": result.ann_energy_pj, "ratio": result.ratio,
                          "synops": result.totals()["synops"], "macs": result.totals()["macs"],
-                         "ann_macs": sum(a.macs for a in result.ann_layers)})
+                         "ann_macs": result.ann_totals()["macs"]})
     return rows
 
 
@@ -116,7 +116,7 @@ def write_results(checkpoint, source, timing, rows, command) -> None:
         "repeat.", "",
         "| pass | median time (ms) | / eval |", "|---|---:|---:|",
         f"| plain evaluation (reset_net + forward + argmax) | {1000 * t['eval']:.1f} | 1.00x |",
-        f"| `neurokd.energy.report` (hooks, SOPs, teacher MACs, pricing) | "
+        f"| `neurokd.energy.estimate` (hooks, SOPs, teacher MACs, pricing) | "
         f"{1000 * t['energy_report']:.1f} | {timing['energy_over_eval']:.2f}x |",
         f"| spikingjelly `DispatchCounterMode` (SynOp + MAC counters) | "
         f"{1000 * t['op_counter']:.1f} | {timing['op_counter_over_eval']:.2f}x |", "",
@@ -144,7 +144,7 @@ def main() -> None:
     if checkpoint == Path("runs/demo/student.pt"):
         ensure_demo(checkpoint)
     source = load_source(checkpoint)
-    loader, _, _ = student_inputs(source, batch_size=args.batch_size)
+    loader, _, _ = source_batches(source, batch_size=args.batch_size)
     batches = [(x.float(), y) for x, y in loader]
     timing = measure_time(source, batches, args.repeats)
     rows = profile_table(source, [x for x, _ in batches])

@@ -1,5 +1,8 @@
 """The ANN reference: the teacher, or the student's architecture with ReLU, counted in MACs.
 
+``--ann`` chooses it (:data:`ANN_CHOICES`, :func:`check_ann`, :func:`ann_reference`);
+:func:`ann_layer_counts` is its counter, in the quantities of ``quantities.py``.
+
 An ANN multiplies every weight with every input whatever its value, so its MACs per inference
 are fan-in x outputs of each conv/linear layer, a function of shapes alone: one sample of the
 same inputs gives the exact count for all of them. BatchNorm is not counted (it folds into the
@@ -15,11 +18,49 @@ import torch
 from spikingjelly.activation_based import functional, neuron
 from torch import nn
 
-from neurokd.errors import NeuroKDError
+from neurokd.encoding import DirectEncoding, unwrap_encoding
+from neurokd.errors import ConfigError, NeuroKDError
+from neurokd.sources import StudentSource
 
-from .count import eval_mode, model_root
+from .count import eval_mode
 
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
+ANN_CHOICES = ("teacher", "twin", "none")
+
+
+def check_ann(source: StudentSource, ann) -> None:
+    """Refuse an impossible ANN choice before any counting starts."""
+    if isinstance(ann, nn.Module) or ann is None:
+        return
+    if ann not in ANN_CHOICES:
+        raise ConfigError(f"--ann must be one of {', '.join(ANN_CHOICES)}, not {ann!r}")
+    if ann == "teacher" and source.teacher is None:
+        raise ConfigError(f"--ann teacher: {source.label} has no teacher (a --model source or a "
+                          "checkpoint saved without one); use --ann twin")
+
+
+def ann_reference(source: StudentSource, ann,
+                  input_shape: tuple[int, ...]) -> tuple[nn.Module | None, str | None, str]:
+    """``(ANN module or None, what it is, a note for the report)`` for an ``--ann`` choice."""
+    if isinstance(ann, nn.Module):
+        return ann, type(ann).__name__, ""
+    if ann == "none" or (ann is None and source.teacher is None):
+        return None, None, ("no ANN reference: this source has no teacher; --ann twin counts "
+                            "the same architecture with ReLU")
+    if ann in (None, "teacher"):
+        arch = (source.config or {}).get("teacher_arch", "")
+        return source.teacher, f"teacher{f' ({arch})' if arch else ''}", ""
+    if source.config:
+        from neurokd.models import build_student
+
+        return build_student(source.config, spiking=False), "ReLU twin of the student", ""
+    return relu_twin(source.model, input_shape), "ReLU twin of the student", ""
+
+
+def ann_layer_counts(ann: nn.Module, sample: torch.Tensor) -> list[tuple[str, dict[str, float]]]:
+    """``(layer name, {quantity: units per inference})`` of the ANN reference on one sample:
+    an ANN multiplies every input, so MACs are all it counts under the compute model."""
+    return [(name, {"macs": float(macs)}) for name, macs in ann_macs(ann, sample)]
 
 
 def ann_macs(ann: nn.Module, sample: torch.Tensor) -> list[tuple[str, int]]:
@@ -33,7 +74,7 @@ def ann_macs(ann: nn.Module, sample: torch.Tensor) -> list[tuple[str, int]]:
             counted[name] = counted.get(name, 0) + fan_in * out.numel()
         return hook
 
-    root = model_root(ann)
+    root = unwrap_encoding(ann)
     handles = [m.register_forward_hook(hook_for(name or type(m).__name__))
                for name, m in root.named_modules() if isinstance(m, _COUNTED)]
     try:
@@ -58,9 +99,7 @@ def relu_twin(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
 
     (A neurokd checkpoint's twin is ``build_student(config, spiking=False)`` instead.)
     """
-    from neurokd.sources import DirectEncoding
-
-    twin = copy.deepcopy(model_root(model)).cpu().eval()
+    twin = copy.deepcopy(unwrap_encoding(model)).cpu().eval()
     replaced = 0
     for name, module in list(twin.named_modules()):
         if isinstance(module, neuron.BaseNode) and name:

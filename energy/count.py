@@ -11,16 +11,17 @@ How the counting works, and what spikingjelly's ``op_counter`` is used for:
   position, the events inside its receptive field; summed and times ``out_channels / groups``
   that is exactly "input spikes x fan-out", borders, strides, dilation and groups included
   (zero padding holds no events). For a dense layer it is ``events x out_features``. The same
-  function prices the spike counts a Lava run recorded (``energy.lava``).
+  function prices the spike counts a deployed run recorded (``energy.spike_counts``).
 * ``op_counter.SynOpCounter`` computes the same quantity per aten op (a ones-kernel
   convolution of every binary input tensor, ``nnz x out`` for matmuls) and its numbers are
   right: the tests hold our counts equal to it. It is not used per batch because
   ``DispatchCounterMode`` intercepts every aten op (the neurons' elementwise ops too) and checks
   each operand for being binary, which costs more than the forward pass itself on small
-  students (see benchmarks/results/energy.md), and because a Lava result has no tensors to
-  dispatch. ``op_counter.MACCounter`` is not used for the ANN reference: it counts 0 MACs for
-  any operand that happens to hold only 0/1 values (a binarised image, a ReLU layer that output
-  all zeros), while an ANN multiplies regardless; ANN MACs here are fan-in x outputs.
+  students (see benchmarks/results/energy.md), and because a deployed run's spike-count file
+  has no tensors to dispatch. ``op_counter.MACCounter`` is not used for the ANN reference: it
+  counts 0 MACs for any operand that happens to hold only 0/1 values (a binarised image, a ReLU
+  layer that output all zeros), while an ANN multiplies regardless; ANN MACs here are fan-in x
+  outputs.
 * A layer whose input held only 0/1 values over the whole run is a synaptic (spiking) layer;
   any other input (the encoding layer's analog frames, average-pooled spikes) is priced as
   dense MACs, fan-in x outputs per timestep, because that is what the hardware multiplies.
@@ -29,12 +30,14 @@ How the counting works, and what spikingjelly's ``op_counter`` is used for:
 * Each neuron layer belongs to the synaptic layer that ran last before it (the conv before its
   BatchNorm, the last conv before a residual addition). Neuron updates = neurons x timesteps;
   an update is *active* when the neuron spiked in that timestep (Loihi prices those higher).
+
+This module records events (:class:`LayerEvents`); ``quantities.py`` turns them into the counted
+quantities and ``pricing.py`` prices those. docs/energy.md tells the whole story.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -44,107 +47,13 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import functional, neuron
 from torch import nn
 
+from neurokd.encoding import unwrap_encoding
 from neurokd.errors import NeuroKDError
+from neurokd.geometry import LayerGeometry
 
 _SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _UNCOUNTABLE = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                 nn.Bilinear)
-
-
-@dataclass(frozen=True)
-class LayerGeometry:
-    """A synaptic layer's shape; conv1d is stored as a conv2d of height 1 (as in the npz)."""
-
-    kind: str                       # "conv" | "dense"
-    input_shape: tuple[int, ...]    # per sample and timestep: (C, H, W) or (N,)
-    out_channels: int               # out_features for dense
-    in_per_group: int = 0           # in_features for dense
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("conv", "dense"):
-            raise ValueError(f"layer kind must be conv or dense, not {self.kind!r}")
-        if self.kind == "dense" and self.input_shape != (self.in_per_group,):
-            raise ValueError(f"dense input shape {self.input_shape} != ({self.in_per_group},)")
-        if self.kind == "conv" and (len(self.input_shape) != 3
-                                    or self.input_shape[0] != self.in_per_group * self.groups):
-            raise ValueError(f"conv input shape {self.input_shape} does not fit "
-                             f"{self.in_per_group} channels x {self.groups} groups")
-        # A geometry read from a file must not price negative or zero-sized outputs (negative
-        # MACs) nor divide by a zero stride: every size is checked, not only the shapes.
-        if min(self.input_shape, default=0) < 1 or self.out_channels < 1:
-            raise ValueError(f"sizes must be >= 1: input {self.input_shape}, "
-                             f"{self.out_channels} outputs")
-        if min(*self.kernel, *self.stride, *self.dilation, self.groups) < 1 \
-                or min(self.padding) < 0:
-            raise ValueError(f"kernel {self.kernel}, stride {self.stride}, dilation "
-                             f"{self.dilation} and groups {self.groups} must be >= 1, padding "
-                             f"{self.padding} >= 0")
-        if min(self.output_shape) < 1:
-            raise ValueError(f"a {self.kernel} kernel (dilation {self.dilation}, padding "
-                             f"{self.padding}) does not fit the input {self.input_shape}: "
-                             f"output {self.output_shape}")
-
-    @property
-    def output_shape(self) -> tuple[int, ...]:
-        if self.kind == "dense":
-            return (self.out_channels,)
-        sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in zip(
-            self.input_shape[1:], self.kernel, self.stride, self.padding, self.dilation,
-            strict=True)]
-        return (self.out_channels, *sizes)
-
-    @property
-    def fan_in(self) -> int:
-        return self.in_per_group * self.kernel[0] * self.kernel[1]
-
-    @property
-    def macs_per_frame(self) -> int:
-        """Dense multiply-accumulates of one timestep of one sample: fan-in x outputs."""
-        return self.fan_in * math.prod(self.output_shape)
-
-    def to_array(self) -> np.ndarray:
-        """The npz contract's ``geometry_{i}``."""
-        if self.kind == "dense":
-            return np.array([self.out_channels, self.in_per_group], dtype=np.int64)
-        return np.array([self.out_channels, self.in_per_group, *self.kernel, *self.stride,
-                         *self.padding, *self.dilation, self.groups], dtype=np.int64)
-
-    @classmethod
-    def from_array(cls, kind: str, values: np.ndarray, input_shape: tuple[int, ...]):
-        v = [int(x) for x in values]
-        if kind == "dense":
-            return cls("dense", tuple(input_shape), v[0], v[1])
-        return cls("conv", tuple(input_shape), v[0], v[1], (v[2], v[3]), (v[4], v[5]),
-                   (v[6], v[7]), (v[8], v[9]), v[10])
-
-    @classmethod
-    def of_module(cls, name: str, module: nn.Module, input_shape: tuple[int, ...]):
-        if isinstance(module, nn.Linear):
-            return cls("dense", tuple(input_shape), module.out_features, module.in_features)
-        if module.padding_mode != "zeros":  # padded border copies real inputs: not zero events
-            raise NeuroKDError(f"cannot count {name}: padding_mode {module.padding_mode!r} "
-                               "(only zero padding)")
-        pad = module.padding
-        if isinstance(pad, str):  # "valid" / "same": torch stores the numbers it pads with
-            both = module._reversed_padding_repeated_twice
-            if any(both[i] != both[i + 1] for i in range(0, len(both), 2)):
-                raise NeuroKDError(f"cannot count {name}: asymmetric 'same' padding")
-            pad = tuple(both[::2][::-1])
-        two_d = isinstance(module, nn.Conv2d)
-
-        def as_2d(value, fill: int) -> tuple[int, int]:
-            value = tuple(value) if isinstance(value, tuple | list) else (value,)
-            return tuple(int(v) for v in value) if two_d else (fill, int(value[0]))
-
-        shape = tuple(input_shape) if two_d else (input_shape[0], 1, input_shape[1])
-        return cls("conv", shape, module.out_channels, module.in_channels // module.groups,
-                   as_2d(module.kernel_size, 1), as_2d(module.stride, 1), as_2d(pad, 0),
-                   as_2d(module.dilation, 1), module.groups)
 
 
 def synops(events: np.ndarray | torch.Tensor, geometry: LayerGeometry) -> float:
@@ -173,7 +82,9 @@ class LayerEvents:
     output_spikes: np.ndarray | None = None  # spikes per neuron position
 
     @property
-    def firing_rate(self) -> float | None:
+    def input_event_rate(self) -> float | None:
+        """Share of input positions x frames holding an event (a spike, or a non-zero analog
+        value): how busy the layer's input is, not how often its own neurons fire."""
         if self.input_events is None or not self.frames:
             return None
         return float(self.input_events.sum()) / (self.frames * self.input_events.size)
@@ -181,6 +92,11 @@ class LayerEvents:
     @property
     def active_neuron_updates(self) -> int:
         return 0 if self.output_spikes is None else int(round(float(self.output_spikes.sum())))
+
+    @property
+    def output_firing_rate(self) -> float | None:
+        """Spikes per neuron update of the neurons the layer feeds."""
+        return self.active_neuron_updates / self.neuron_updates if self.neuron_updates else None
 
 
 @dataclass
@@ -316,13 +232,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
-def model_root(model: nn.Module) -> nn.Module:
-    """The module whose paths name layers (a user's model inside ``DirectEncoding``)."""
-    from neurokd.sources import DirectEncoding
-
-    return model.model if isinstance(model, DirectEncoding) else model
-
-
 def iter_batches(inputs, batch_size: int = 128) -> Iterator[torch.Tensor]:
     """Tensors from a tensor (split into batches) or an iterable of tensors / (x, y, ...)."""
     if isinstance(inputs, torch.Tensor):
@@ -345,7 +254,7 @@ def count_events(model: nn.Module, inputs, input_shape: tuple[int, ...] | None =
     ``progress(n)`` is called with each batch's sample count. Inputs of one more axis than
     ``input_shape`` are static ``[B, ...]``; two more, ``[T, B, ...]`` event data.
     """
-    recorder = EventRecorder(model_root(model))
+    recorder = EventRecorder(unwrap_encoding(model))
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     samples = 0
     try:

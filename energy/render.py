@@ -1,4 +1,6 @@
-"""An :class:`EnergyReport` as a rich table, a JSON file and a PNG plot."""
+"""An :class:`EnergyReport` as a rich table, a JSON file and a PNG plot; the profiles as a table.
+
+The count columns and the profile columns come from the registry (``quantities.py``)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from rich.table import Table
 
 from neurokd.fileio import atomic_path, write_json
 
-from .profiles import BUILTIN, EnergyProfile
-from .report import EnergyReport
+from .pricing import EnergyReport
+from .profiles import BUILTIN, EnergyProfile, profile_keys
+from .quantities import COSTS
 
 
 def energy_text(pj: float | None) -> str:
@@ -33,25 +36,27 @@ def _rate(value: float | None) -> str:
 def _table(result: EnergyReport) -> Table:
     title = (f"neurokd energy · {result.source} · {result.profile.name} · counted on "
              f"{result.counted_on}, {result.inputs}, T={result.timesteps} · per inference")
+    columns = [q for q in result.quantities if q.header is not None]
     table = Table(title=title)
-    for header in ("layer", "kind", "input rate", "SOPs", "MACs", "neuron updates",
-                   "output rate", "energy"):
+    for header in ("layer", "kind", "input rate", *(q.header for q in columns), "output rate",
+                   "energy"):
         table.add_column(header, justify="left" if header in ("layer", "kind") else "right",
                          no_wrap=header == "layer")
     for layer in result.layers:
-        table.add_row(layer.name, layer.kind, _rate(layer.firing_rate), _count(layer.synops),
-                      _count(layer.macs), _count(layer.neuron_updates),
+        table.add_row(layer.name, layer.kind, _rate(layer.input_event_rate),
+                      *(_count(layer.counts[q.name]) for q in columns),
                       _rate(layer.output_firing_rate), energy_text(layer.energy_pj))
     totals = result.totals()
     table.add_section()
-    table.add_row("SNN total", "", "", _count(totals["synops"]), _count(totals["macs"]),
-                  _count(totals["neuron_updates"]), "", energy_text(result.snn_energy_pj))
+    table.add_row("SNN total", "", "", *(_count(totals[q.name]) for q in columns), "",
+                  energy_text(result.snn_energy_pj))
     if result.ann:
-        ann_macs = sum(layer.macs for layer in result.ann_layers)
-        table.add_row(f"ANN: {result.ann}", "MACs", "", "", _count(ann_macs), "", "",
+        ann = result.ann_totals()  # only the quantities the ANN counts; the others stay blank
+        table.add_row(f"ANN: {result.ann}", "MACs", "",
+                      *(_count(ann[q.name]) if q.name in ann else "" for q in columns), "",
                       energy_text(result.ann_energy_pj))
         ratio = "—" if result.ratio is None else f"{result.ratio:.3f}"  # None: ANN costs 0 pJ
-        table.add_row("SNN / ANN energy", "", "", "", "", "", "", ratio)
+        table.add_row("SNN / ANN energy", "", "", *([""] * len(columns)), "", ratio)
     return table
 
 
@@ -82,22 +87,24 @@ def print_report(result: EnergyReport, console: Console | None = None) -> None:
         console.print(line, markup=False, highlight=False)
 
 
+def _cost_text(profile: EnergyProfile, key: str) -> str:
+    return f"{profile.costs[key]:g}" if key in profile.costs else "—"  # not priced there
+
+
 def print_profiles(profiles: dict[str, EnergyProfile] | None = None) -> None:
     table = Table(title="neurokd energy profiles (pJ per operation)")
-    for header in ("name", "MAC", "synaptic op", "neuron update", "active update"):
-        table.add_column(header, justify="right" if header != "name" else "left")
+    table.add_column("name", justify="left")
+    for cost in COSTS:
+        table.add_column(cost.header, justify="right")
     chosen = profiles or BUILTIN
     for profile in chosen.values():
-        table.add_row(profile.name, f"{profile.mac_pj:g}", f"{profile.synop_pj:g}",
-                      f"{profile.neuron_update_pj:g}", f"{profile.active_neuron_update_pj:g}")
+        table.add_row(profile.name, *(_cost_text(profile, cost.key) for cost in COSTS))
     console = _console()
     console.print(table)
     for profile in chosen.values():
         console.print(f"{profile.name}: {profile.source}", markup=False, highlight=False)
-    console.print(
-        "any TOML file with keys name, mac_pj, synop_pj, neuron_update_pj, "
-        "active_neuron_update_pj, source is a profile too: --profile my-chip.toml",
-        markup=False, highlight=False)
+    console.print(f"any TOML file with keys {', '.join(profile_keys())} is a profile too: "
+                  "--profile my-chip.toml", markup=False, highlight=False)
 
 
 def write_report_json(result: EnergyReport, path: str | Path) -> Path:
@@ -128,7 +135,7 @@ def write_plot(result: EnergyReport, path: str | Path) -> Path:
     left.set_ylabel("energy per inference (nJ)")
     left.set_title(f"energy · {result.profile.name}")
     left.legend()
-    rates = [layer.firing_rate or 0.0 for layer in result.layers]
+    rates = [layer.input_event_rate or 0.0 for layer in result.layers]
     out_rates = [layer.output_firing_rate or 0.0 for layer in result.layers]
     xr = np.arange(len(result.layers))
     right.bar(xr - 0.2, rates, 0.4, label="input events / position / step")

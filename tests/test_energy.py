@@ -1,4 +1,5 @@
-"""Energy counts against numbers worked out by hand, by explicit loops and by op_counter."""
+"""Energy counts against numbers worked out by hand, by explicit loops and by op_counter; the
+quantity registry, the profiles and the docs generated from them."""
 
 from __future__ import annotations
 
@@ -11,16 +12,16 @@ from spikingjelly.activation_based import functional, layer, neuron
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 from torch import nn
 
-from neurokd.energy import EnergyProfile, count_events, load_profile, price, report, synops
-from neurokd.energy.count import LayerGeometry
+from neurokd.encoding import DirectEncoding
+from neurokd.energy import EnergyProfile, count_events, estimate, load_profile, price, synops
 from neurokd.errors import ConfigError
-from neurokd.sources import DirectEncoding
+from neurokd.geometry import LayerGeometry
 
 from helpers import covering_outputs
 
 # Costs chosen so every term shows up distinctly in a sum.
-PRICES = EnergyProfile("test", mac_pj=2.0, synop_pj=3.0, neuron_update_pj=5.0,
-                       active_neuron_update_pj=7.0, source="test numbers")
+PRICES = EnergyProfile("test", {"mac_pj": 2.0, "synop_pj": 3.0, "neuron_update_pj": 5.0,
+                                "active_neuron_update_pj": 7.0}, "test numbers")
 
 
 class TwoLayerNet(nn.Module):
@@ -58,16 +59,19 @@ def test_hand_built_net_spikes_in():
     # alike), times 2 output channels.
     reach = [1, 2, 1, 1]
     fan_out = {(r, c): reach[r] * reach[c] * 2 for r in range(4) for c in range(4)}
-    assert conv.synops == fan_out[0, 0] + fan_out[1, 1] + fan_out[3, 3] == 12
-    assert conv.macs == 0
-    assert conv.firing_rate == pytest.approx(3 / (2 * 16))
+    assert conv.counts["synops"] == fan_out[0, 0] + fan_out[1, 1] + fan_out[3, 3] == 12
+    assert conv.counts["macs"] == 0
+    assert conv.input_event_rate == pytest.approx(3 / (2 * 16))
     # t=0: only output (0,0) sees a spike -> 2 spikes; t=1: (1,1) lies in all four windows.
-    assert conv.active_neuron_updates == 2 + 8
-    assert conv.neuron_updates == 8 * 2
-    assert fc.firing_rate == pytest.approx(10 / 16)
-    assert fc.synops == 10 * 3
-    assert fc.neuron_updates == 3 * 2 and fc.active_neuron_updates == 0
-    # Energy = counts x profile.
+    assert conv.counts["active_neuron_updates"] == 2 + 8
+    assert conv.counts["neuron_updates"] == 8 * 2
+    assert conv.output_firing_rate == pytest.approx(10 / 16)
+    assert fc.input_event_rate == pytest.approx(10 / 16)
+    assert fc.counts["synops"] == 10 * 3
+    assert fc.counts["neuron_updates"] == 3 * 2 and fc.counts["active_neuron_updates"] == 0
+    # Energy = counts x profile: the 10 active updates at 7 pJ, the other 6 at 5 pJ.
+    assert conv.group_energy_pj == pytest.approx({"synop": 12 * 3, "mac": 0,
+                                                  "neuron": (16 - 10) * 5 + 10 * 7})
     assert conv.energy_pj == pytest.approx(12 * 3 + (16 - 10) * 5 + 10 * 7)
     assert fc.energy_pj == pytest.approx(30 * 3 + 6 * 5)
 
@@ -76,18 +80,20 @@ def test_hand_built_net_analog_in_counts_macs_and_the_twin():
     model = DirectEncoding(TwoLayerNet(), (1, 4, 4), 2)
     x = torch.full((3, 1, 4, 4), 0.25)  # analog, below threshold alone
     model.train()
-    result = report(model, x, PRICES, ann="twin")
+    result = estimate(model, x, PRICES, ann="twin")
     assert all(m.training for m in model.modules())  # counted in eval mode, mode given back
     conv, fc = result.layers
     # Analog input: fan-in (1*3*3) x outputs (2*2*2) per timestep, two timesteps.
-    assert conv.macs == 9 * 8 * 2 and conv.synops == 0
-    assert conv.firing_rate == 1.0
+    assert conv.counts["macs"] == 9 * 8 * 2 and conv.counts["synops"] == 0
+    assert conv.input_event_rate == 1.0
     # The ReLU twin: the same fan-in x outputs, once, plus the linear's 8 x 3.
-    assert [(a.name, a.macs) for a in result.ann_layers] == [("conv", 72), ("fc", 24)]
+    assert [(a.name, a.counts) for a in result.ann_layers] == [("conv", {"macs": 72}),
+                                                                ("fc", {"macs": 24})]
     assert result.ann_energy_pj == pytest.approx((72 + 24) * 2.0)
     assert result.ratio == pytest.approx(result.snn_energy_pj / result.ann_energy_pj)
-    assert conv.active_neuron_updates > 0
-    assert fc.synops == conv.active_neuron_updates * 3  # every conv spike x 3 fan-out
+    assert conv.counts["active_neuron_updates"] > 0
+    # every conv spike x 3 fan-out
+    assert fc.counts["synops"] == conv.counts["active_neuron_updates"] * 3
 
 
 @pytest.mark.parametrize("kernel,stride,pad,dilation,groups", [
@@ -117,7 +123,7 @@ def test_student_counts_equal_op_counter_and_teacher_macs_by_formula(trained_run
 
     run = neurokd.load(trained_run / "student.pt")
     x = load_data("digits").test.tensors[0][:100]
-    result = report(trained_run / "student.pt", x, "45nm-fp32")
+    result = estimate(trained_run / "student.pt", x, "45nm-fp32")
     counter = SynOpCounter()
     with DispatchCounterMode([counter]), torch.no_grad():
         functional.reset_net(run.student)
@@ -125,27 +131,31 @@ def test_student_counts_equal_op_counter_and_teacher_macs_by_formula(trained_run
     expected = {name.split(".", 1)[1]: sum(ops.values()) / 100
                 for name, ops in counter.get_counts().items() if name.count(".") == 2}
     for row in result.layers:
-        assert row.synops == pytest.approx(expected[row.name], abs=1e-9), row.name
-    assert result.layers[0].macs == 9 * 16 * 64 * 4  # 1->16 3x3 conv on 8x8, T=4, analog
+        assert row.counts["synops"] == pytest.approx(expected[row.name], abs=1e-9), row.name
+    assert result.layers[0].counts["macs"] == 9 * 16 * 64 * 4  # 1->16 3x3 conv on 8x8, T=4
     # Teacher cnn (width 32) on 1x8x8: fan-in x outputs per conv/linear.
     teacher = [9 * 32 * 8 * 8, 32 * 9 * 64 * 4 * 4, 64 * 9 * 64 * 2 * 2, 64 * 2 * 2 * 10]
-    assert [a.macs for a in result.ann_layers] == teacher
+    assert [a.counts["macs"] for a in result.ann_layers] == teacher
     assert result.ann_energy_pj == pytest.approx(sum(teacher) * 4.6)
     assert result.profile.source.startswith("Horowitz")
 
 
 def test_profiles_and_their_validation(tmp_path):
-    assert load_profile("45nm-fp32").mac_pj == 4.6 and load_profile("45nm-int8").mac_pj == 0.23
-    loihi = load_profile("loihi")
-    assert (loihi.synop_pj, loihi.neuron_update_pj, loihi.active_neuron_update_pj) == (23.6, 52, 81)
+    assert load_profile("45nm-fp32").costs["mac_pj"] == 4.6
+    assert load_profile("45nm-int8").costs["mac_pj"] == 0.23
+    loihi = load_profile("loihi").costs
+    assert (loihi["synop_pj"], loihi["neuron_update_pj"], loihi["active_neuron_update_pj"]) \
+        == (23.6, 52, 81)
     good = tmp_path / "chip.toml"
     good.write_text('name = "chip"\nmac_pj = 1\nsynop_pj = 0.5\nneuron_update_pj = 0\n'
                     'active_neuron_update_pj = 0.1\nsource = "datasheet"\n')
-    assert load_profile(good).synop_pj == 0.5
+    chip = load_profile(good)
+    assert chip.costs["synop_pj"] == 0.5 and chip.to_dict()["name"] == "chip"
     cases = [("45nm-fp23", "did you mean '45nm-fp32'"),
              ("mac_pjj = 1", "did you mean 'mac_pj'"),
-             ('name = "x"\nmac_pj = 1\n', "lacks synop_pj"),
+             ('name = "x"\nmac_pj = 1\n', "lacks source"),
              (good.read_text().replace("mac_pj = 1", "mac_pj = -1"), "mac_pj must be"),
+             (good.read_text().replace("mac_pj = 1", 'mac_pj = "1"'), "mac_pj must be"),
              ("mac_pj = [1,\n", "malformed TOML")]
     for text, message in cases:
         spec = text
@@ -154,14 +164,34 @@ def test_profiles_and_their_validation(tmp_path):
             spec.write_text(text)
         with pytest.raises(ConfigError, match=message):
             load_profile(spec)
+    with pytest.raises(ConfigError, match="unknown cost key 'synop'"):
+        EnergyProfile("x", {"synop": 1.0}, "typo")
+
+
+def test_a_profile_lacking_a_cost_loads_and_is_refused_only_where_it_is_needed(tmp_path):
+    """A missing key means "not priced here": the compute model refuses the profile naming
+    the keys; a missing active-update cost falls back to the plain update cost."""
+    partial = tmp_path / "partial.toml"
+    partial.write_text('name = "partial"\nmac_pj = 2\nsource = "a test"\n')
+    profile = load_profile(partial)
+    assert dict(profile.costs) == {"mac_pj": 2.0}
+    counts = count_events(TwoLayerNet(), [_spike_input()], input_shape=(1, 4, 4))
+    with pytest.raises(ConfigError, match="partial.toml: energy profile 'partial' lacks "
+                       "synop_pj, neuron_update_pj: the compute energy model"):
+        price(counts, profile)
+    no_active = {k: v for k, v in PRICES.costs.items() if k != "active_neuron_update_pj"}
+    conv, fc = price(counts, EnergyProfile("plain", no_active, "a test"))
+    assert conv.group_energy_pj["neuron"] == pytest.approx(16 * 5)  # all 16 updates at 5 pJ
+    assert conv.energy_pj == pytest.approx(12 * 3 + 16 * 5)
 
 
 def test_neuron_counts_per_timestep_for_a_two_sample_batch():
     # Two samples, the second silent: per inference halves every count of the first.
     x = torch.cat([_spike_input(), torch.zeros_like(_spike_input())], dim=1)
     conv, fc = price(count_events(TwoLayerNet(), [x], input_shape=(1, 4, 4)), PRICES)
-    assert conv.synops == 6 and conv.active_neuron_updates == 5 and conv.neuron_updates == 16
-    assert np.isclose(conv.firing_rate, 3 / (2 * 2 * 16))
+    assert conv.counts == {"synops": 6, "macs": 0, "neuron_updates": 16,
+                           "active_neuron_updates": 5}
+    assert np.isclose(conv.input_event_rate, 3 / (2 * 2 * 16))
 
 
 def test_conv1d_synops_equal_op_counter():
@@ -193,3 +223,51 @@ def test_ann_macs_do_not_depend_on_values_unlike_op_counter():
     first_conv = {k: v for k, v in counter.get_counts().items() if k.endswith(".0")}
     assert sum(first_conv["Sequential.0"].values()) == 0  # op_counter: "spikes", no MACs
     assert ann_macs(ann, binary_image.float()) == [("0", 9 * 4 * 36), ("3", 144 * 2)]
+
+
+def test_registry_is_consistent():
+    from neurokd.energy import COSTS, ENERGY_MODELS, PROFILES, QUANTITIES
+
+    cost_keys = [cost.key for cost in COSTS]
+    names = [q.name for q in QUANTITIES]
+    assert len(set(names)) == len(names) and len(set(cost_keys)) == len(cost_keys)
+    for quantity in QUANTITIES:
+        assert quantity.cost in cost_keys and quantity.model in ENERGY_MODELS
+        assert quantity.subset_of in (None, *names)
+    assert all(cost.fallback in (None, *cost_keys) for cost in COSTS)
+    for profile in PROFILES.values():  # every built-in profile prices every model
+        for model in ENERGY_MODELS.values():
+            assert set(model.unit_costs(profile)) == {q.name for q in model.quantities}
+
+
+def test_a_new_quantity_reaches_table_json_and_totals(monkeypatch, capsys):
+    """What "adding a quantity touches the counter and the registry line only" means: a made-up
+    quantity (output spikes, priced per synaptic op) shows up as a table column, a JSON key,
+    a total and an energy group without any other change."""
+    from neurokd.energy import quantities
+    from neurokd.energy.pricing import EnergyReport
+    from neurokd.energy.render import print_report
+
+    spikes = quantities.Quantity("output_spikes", "spikes out", "synop_pj", "spike",
+                                 lambda layer: layer.active_neuron_updates, "test")
+    monkeypatch.setattr(quantities, "QUANTITIES", (*quantities.QUANTITIES, spikes))
+    counts = count_events(TwoLayerNet(), [_spike_input()], input_shape=(1, 4, 4))
+    conv, fc = price(counts, PRICES)
+    row = conv.to_dict()
+    assert row["output_spikes"] == 10 and row["spike_energy_pj"] == 10 * 3
+    assert row["energy_pj"] == pytest.approx(12 * 3 + 6 * 5 + 10 * 7 + 10 * 3)
+    result = EnergyReport(PRICES, "net", "1 sample", 1, 2, [conv, fc])
+    assert result.totals()["output_spikes"] == 10
+    assert result.totals()["spike_energy_pj"] == 30
+    print_report(result)
+    assert "spikes out" in capsys.readouterr().out
+
+
+def test_energy_package_names_do_not_hide_its_submodules():
+    import pkgutil
+
+    import neurokd.energy as energy
+
+    submodules = {info.name for info in pkgutil.iter_modules(energy.__path__)}
+    assert submodules >= {"count", "quantities", "profiles", "pricing", "estimation"}
+    assert not submodules & set(energy.__all__)

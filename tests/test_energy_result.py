@@ -1,9 +1,8 @@
-"""The simulate result file (``neurokd.energy.lava``): sizes checked on read, one writer for
+"""The simulate result file (``neurokd.energy.spike_counts``): sizes checked on read, one writer for
 every backend, a chain of layers or a refusal by name, and the energy report around it."""
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
@@ -12,9 +11,9 @@ import torch
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
-from neurokd.energy import LayerGeometry, count_events, read_lava_result, write_lava_result
+from neurokd.encoding import DirectEncoding
+from neurokd.energy import LayerGeometry, count_events, read_spike_counts, write_spike_counts
 from neurokd.errors import NeuroKDError
-from neurokd.sources import DirectEncoding
 
 from helpers import assert_one_line_error, requires_lava, run_cli
 
@@ -42,7 +41,7 @@ def good_result(tmp_path_factory):
     folder = tmp_path_factory.mktemp("result")
     x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     counts = count_events(_chain_net(), x, (1, 8, 8))
-    return write_lava_result(folder / "good.npz", counts, backend="lava"), counts
+    return write_spike_counts(folder / "good.npz", counts, backend="lava"), counts
 
 
 def _damaged(good, folder, name: str, **changes) -> str:
@@ -102,8 +101,16 @@ def test_output_spikes_and_has_neurons_are_checked(good_result, tmp_path, capsys
     for path, contains in cases:
         outcome = run_cli(capsys, "energy", "report", "--from-lava", path, "-q")
         assert_one_line_error(outcome, 2, contains)
-    read, backend = read_lava_result(good)  # the untouched file still reads, counts intact
+    read, backend = read_spike_counts(good)  # the untouched file still reads, counts intact
     assert backend == "lava" and read.layers[0].neuron_updates == 6 * 64 * 6 * 3
+
+
+def test_a_file_under_the_formats_first_name_reads_the_same(good_result, tmp_path):
+    good, _ = good_result
+    legacy = _damaged(good, tmp_path, "old.npz", format=np.array("neurokd.lava-result"))
+    (old, old_backend), (new, new_backend) = read_spike_counts(legacy), read_spike_counts(good)
+    assert old_backend == new_backend == "lava"
+    _same_counts(old, new)
 
 
 def test_writer_refuses_what_the_reader_would(tmp_path):
@@ -111,7 +118,7 @@ def test_writer_refuses_what_the_reader_would(tmp_path):
     counts = count_events(_chain_net(), x, (1, 8, 8))
     counts.layers[0].output_spikes = counts.layers[0].output_spikes[:3]
     with pytest.raises(NeuroKDError, match="do not fit its output"):
-        write_lava_result(tmp_path / "r.npz", counts)
+        write_spike_counts(tmp_path / "r.npz", counts)
     assert not list(tmp_path.iterdir())
 
 
@@ -130,18 +137,13 @@ def test_zero_cost_mac_profile_prints_a_dash(trained_run, tmp_path, capsys):
     assert data["ann_energy_pj"] == 0 and data["ratio"] is None
 
 
-def test_as_source_is_shared():
-    import neurokd.exporters.verify as verify
-    from neurokd.energy import report
+def test_what_cannot_be_counted_or_exported_is_one_error():
+    from neurokd.energy import estimate
     from neurokd.exporters import export_onnx
     from neurokd.sources import as_source
 
-    # (neurokd.energy.report is also the name of a function: import the module by path)
-    energy_report = importlib.import_module("neurokd.energy.report")
-    assert verify.as_source is as_source and energy_report.as_source is as_source
-    assert not hasattr(energy_report, "_as_source")
     with pytest.raises(NeuroKDError, match="cannot count a int"):
-        report(3, torch.zeros(1, 1, 8, 8))
+        estimate(3, torch.zeros(1, 1, 8, 8))
     with pytest.raises(NeuroKDError, match="cannot export a int"):
         export_onnx(3, "never.onnx")
     # counting takes the shape from the inputs; exporting a bare module needs it given
@@ -151,40 +153,25 @@ def test_as_source_is_shared():
         as_source(bare)
 
 
-def test_energy_run_reads_and_checks_once(trained_run, tmp_path, monkeypatch):
-    """--from-lava with a checkpoint: the file is read, the profile loaded and the ANN choice
-    checked once, however many reports use them."""
+def test_estimate_from_options_prices_a_spike_count_file_beside_the_float_run(trained_run,
+                                                                              tmp_path):
+    """The library call behind `energy report CHECKPOINT --from-sim FILE`: the float estimate
+    runs on as many test samples as the file counted, and both reuse one ANN reference."""
     import neurokd
     from neurokd.data import load_data
+    from neurokd.energy import estimate_from_options, price_spike_counts
     from neurokd.sources import load_source
 
-    report_module = importlib.import_module("neurokd.energy.report")
-    run_module = importlib.import_module("neurokd.energy.run")
     source = load_source(checkpoint=trained_run / "student.pt")
     run = neurokd.load(trained_run / "student.pt")
     counts = count_events(run.student, load_data("digits").test.tensors[0][:12], (1, 8, 8))
-    result_file = write_lava_result(tmp_path / "r.npz", counts)
-    calls = {"np.load": 0, "check_ann": 0, "load_profile": 0}
-    real_load, real_check, real_profile = np.load, report_module.check_ann, \
-        report_module.load_profile
-
-    def counted(key, function, only=None):
-        def wrapper(*args, **kwargs):
-            if only is None or str(args[0]) == str(only):
-                calls[key] += 1
-            return function(*args, **kwargs)
-        return wrapper
-
-    monkeypatch.setattr(np, "load", counted("np.load", real_load, result_file))
-    for module in (run_module, report_module):
-        monkeypatch.setattr(module, "check_ann", counted("check_ann", real_check))
-        monkeypatch.setattr(module, "load_profile", counted("load_profile", real_profile))
-    result = run_module.energy_report(source, "loihi", "twin", lava_result=result_file)
-    assert calls == {"np.load": 1, "check_ann": 1, "load_profile": 1}
+    result_file = write_spike_counts(tmp_path / "r.npz", counts)
+    result = estimate_from_options(source, "loihi", "twin", spike_counts=result_file)
     assert result.samples == result.deployed.samples == 12
     assert result.deployed.snn_energy_pj == pytest.approx(result.snn_energy_pj)
-
-
+    assert result.deployed.ann_layers == result.ann_layers
+    alone = price_spike_counts(result_file, "loihi", reference=result)
+    assert alone.to_dict() == result.deployed.to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -193,12 +180,14 @@ def onnx_exports(tmp_path_factory):
     from neurokd.exporters import export_onnx
 
     folder = tmp_path_factory.mktemp("onnx")
-    export_onnx(_chain_net(), folder / "chain.onnx", spike_outputs=True, max_samples=16)
+    export_onnx(_chain_net(), folder / "chain.onnx", spike_outputs=True, max_samples=16,
+                random_inputs=True)
     export_onnx(_chain_net(pool=True), folder / "pooled.onnx", spike_outputs=True,
-                max_samples=16)
+                max_samples=16, random_inputs=True)
     return folder
 
 
+@pytest.mark.slow
 def test_onnx_pool_between_layers_is_refused_before_running(onnx_exports, tmp_path, capsys):
     outcome = run_cli(capsys, "simulate", "--backend", "onnx", str(onnx_exports / "pooled.onnx"),
                       "--dataset", "digits", "-q", "--save", str(tmp_path / "r.npz"))
@@ -207,6 +196,7 @@ def test_onnx_pool_between_layers_is_refused_before_running(onnx_exports, tmp_pa
     assert "(6, 8, 8)" in outcome.err and not (tmp_path / "r.npz").exists()
 
 
+@pytest.mark.slow
 def test_onnx_metadata_missing_or_broken_is_one_line(onnx_exports, tmp_path, capsys):
     import onnx
 
@@ -237,17 +227,18 @@ def _same_counts(a, b) -> None:
             assert np.array_equal(x.output_spikes, y.output_spikes)
 
 
+@pytest.mark.slow
 def test_onnx_run_is_written_by_the_one_writer(onnx_exports, tmp_path):
     from neurokd.data import load_data
-    from neurokd.exporters.simulate import simulate, write_result
+    from neurokd.exporters.simulation import simulate, write_result
 
     result = simulate(onnx_exports / "chain.onnx", "onnx", "digits", samples=10)
     written = write_result(tmp_path / "r.npz", result)
-    direct = write_lava_result(tmp_path / "direct.npz", result.counts, "onnx")
+    direct = write_spike_counts(tmp_path / "direct.npz", result.counts, "onnx")
     with np.load(written) as a, np.load(direct) as b:
         assert sorted(a.files) == sorted(b.files)
         assert all(np.array_equal(a[key], b[key]) for key in a.files)
-    counts, backend = read_lava_result(written)
+    counts, backend = read_spike_counts(written)
     assert backend == "onnx"
     _same_counts(counts, result.counts)
     # an independent count: the same student and samples in spikingjelly
@@ -264,29 +255,32 @@ def test_quantized_layer_geometry_is_the_energy_geometry(tmp_path):
     from neurokd.exporters import export_loihi
     from neurokd.exporters.netx_file import read_netx
 
-    export_loihi(_chain_net(pool=True), tmp_path / "p.net", max_samples=32, lava_samples=0)
-    layers = read_netx(tmp_path / "p.net").network.layers
-    geometries = [lay.geometry() for lay in layers]
+    export_loihi(_chain_net(pool=True), tmp_path / "p.net", max_samples=32, lava_samples=0,
+                 random_inputs=True)
+    geometries = [lay.geometry for lay in read_netx(tmp_path / "p.net").network.layers]
     assert all(isinstance(g, LayerGeometry) for g in geometries)
-    assert [g.output_shape for g in geometries] == [lay.output_shape for lay in layers]
-    assert [g.input_shape for g in geometries] == [lay.input_shape for lay in layers]
-    # the 2x2 average pool folded into the 3x3 conv: a 6x6 kernel of stride 2
+    # by hand: conv 3x3 pad 1 on 1x8x8; the 2x2 average pool folded into the next 3x3 conv
+    # (a 6x6 kernel of stride 2, padding 2: (8 + 4 - 6) / 2 + 1 = 4); the second pool folded
+    # into the linear, which reads the unpooled 8x4x4 map
+    assert [g.input_shape for g in geometries] == [(1, 8, 8), (6, 8, 8), (8 * 4 * 4,)]
+    assert [g.output_shape for g in geometries] == [(6, 8, 8), (8, 4, 4), (10,)]
     assert geometries[1].to_array().tolist() == [8, 6, 6, 6, 2, 2, 2, 2, 1, 1, 1]
 
 
 @requires_lava
 def test_lava_run_of_a_folded_pool_network(tmp_path, capsys):
     from neurokd.exporters import export_loihi
-    from neurokd.exporters.simulate import simulate, write_result
+    from neurokd.exporters.simulation import simulate, write_result
 
-    export_loihi(_chain_net(pool=True), tmp_path / "p.net", max_samples=32, lava_samples=0)
+    export_loihi(_chain_net(pool=True), tmp_path / "p.net", max_samples=32, lava_samples=0,
+                 random_inputs=True)
     result = simulate(tmp_path / "p.net", dataset="digits", samples=8)
     assert result.agreement == 1.0 and set(result.identical_spikes.values()) == {1.0}
-    counts, backend = read_lava_result(write_result(tmp_path / "r.npz", result))
+    counts, backend = read_spike_counts(write_result(tmp_path / "r.npz", result))
     assert backend == "lava"
     _same_counts(counts, result.counts)
     spiking = [lay for lay in counts.layers if lay.output_spikes is not None]
     assert [int(lay.output_spikes.sum()) for lay in spiking] == \
         list(result.spike_counts.values())
-    outcome = run_cli(capsys, "energy", "report", "--from-lava", str(tmp_path / "r.npz"), "-q")
+    outcome = run_cli(capsys, "energy", "report", "--from-sim", str(tmp_path / "r.npz"), "-q")
     assert outcome.code == 0, outcome.err

@@ -1,11 +1,11 @@
-"""The per-layer spike counts of a deployed run (``neurokd simulate``), as an ``.npz`` file.
+"""The per-layer spike counts of a deployed run (``neurokd simulate --save``), as an ``.npz`` file.
 
 This module owns the format: its constants, :func:`layer_chain` (the counts of a chain of
 layers, checked), the writer and the reader. ``neurokd simulate`` (Lava and ONNX backends)
-and :func:`write_lava_result` of a float count all write through :func:`_arrays`, and the
+and :func:`write_spike_counts` of a float count all write through :func:`_arrays`, and the
 reader refuses anything the writer would not write. Contract (``RESULT_KEYS``)::
 
-    format="neurokd.lava-result", version=1, backend="lava"|"onnx", samples=N, timesteps=T,
+    format="neurokd.spike-counts", version=1, backend="lava"|"onnx", samples=N, timesteps=T,
     layer_names=str [L], layer_types=str [L] ("conv" | "dense"),
     geometry_{i}=int64: conv [out_ch, in_ch_per_group, kH, kW, sH, sW, pH, pW, dH, dW, groups];
                         dense [out_features, in_features]
@@ -16,6 +16,8 @@ reader refuses anything the writer would not write. Contract (``RESULT_KEYS``)::
         has_neurons_{i}=1; simulate writes them in the layer's output shape)
 
 Layer 0 sees graded input: it is priced as dense MACs, like the float estimate's encoding layer.
+Files written before the format had a backend-neutral name say ``format="neurokd.lava-result"``
+(same content, Lava and ONNX runs alike); they are read the same way.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from neurokd.fileio import write_atomic
 
 from .count import EventCounts, LayerEvents, LayerGeometry
 
-RESULT_FORMAT = "neurokd.lava-result"
+RESULT_FORMAT = "neurokd.spike-counts"
+LEGACY_FORMATS = ("neurokd.lava-result",)   # the same contract under its first name
 RESULT_VERSION = 1
 # {i} is the synaptic layer's index; output_spikes_{i} only when has_neurons_{i} is 1.
 RESULT_KEYS = {
@@ -75,7 +78,7 @@ def layer_chain(layers: list[tuple[str, LayerGeometry, np.ndarray | None]],
     return EventCounts(rows, samples, timesteps)
 
 
-def write_lava_result(path: str | Path, counts: EventCounts, backend: str = "lava") -> Path:
+def write_spike_counts(path: str | Path, counts: EventCounts, backend: str = "lava") -> Path:
     """``counts`` (every layer with a geometry) in the contract above, written atomically.
 
     Refused (nothing written): counts the reader would refuse, e.g. neurons whose spikes do
@@ -113,7 +116,7 @@ def _arrays(counts: EventCounts, backend: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_lava_result(path: str | Path) -> tuple[EventCounts, str]:
+def read_spike_counts(path: str | Path) -> tuple[EventCounts, str]:
     """The counts in a result file and its backend; anything off the contract is refused."""
     path = Path(path)
     if not path.is_file():
@@ -125,12 +128,12 @@ def read_lava_result(path: str | Path) -> tuple[EventCounts, str]:
         raise NeuroKDError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0]})") \
             from None
     missing = [key for key in RESULT_KEYS["header"] if key not in arrays]
-    if missing or str(arrays.get("format")) != RESULT_FORMAT:
-        raise NeuroKDError(f"{path}: not a neurokd lava result (expected format "
+    if missing or str(arrays.get("format")) not in (RESULT_FORMAT, *LEGACY_FORMATS):
+        raise NeuroKDError(f"{path}: not a neurokd spike-count file (expected format "
                            f"{RESULT_FORMAT!r}" + (f"; lacks {', '.join(missing)}" if missing
                                                    else "") + ")")
     if _int(arrays, "version", path) != RESULT_VERSION:
-        raise NeuroKDError(f"{path}: lava result version {arrays['version']} is not supported "
+        raise NeuroKDError(f"{path}: spike-count file version {arrays['version']} is not supported "
                            f"(this neurokd reads version {RESULT_VERSION})")
     samples, timesteps = _int(arrays, "samples", path), _int(arrays, "timesteps", path)
     if samples < 1 or timesteps < 1:
@@ -184,8 +187,8 @@ def _layer(arrays: dict, i: int, name: str, kind: str, frames: int, path: Path) 
         if spikes.size != math.prod(geometry.output_shape):  # neuron updates count its size
             raise NeuroKDError(f"{path}: {spikes_key} has shape {spikes.shape}, layer {i} "
                                f"({name}) outputs {tuple(geometry.output_shape)}")
-    if not np.isfinite(events).all() or events.min(initial=0) < 0 \
-            or (spikes is not None and (not np.isfinite(spikes).all() or spikes.min(initial=0) < 0)):
+    if any(not np.isfinite(a).all() or a.min(initial=0) < 0
+           for a in (events, spikes) if a is not None):
         raise NeuroKDError(f"{path}: layer {i} ({name}) holds negative or non-finite counts")
     updates = 0 if spikes is None else spikes.size * frames
     return LayerEvents(name, geometry, events, frames, i > 0, updates, spikes)
