@@ -1,0 +1,80 @@
+"""``neurokd export``: write the student in a target's format, checked against PyTorch first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import data_options, load_source, output_option, quiet_option, source_options
+
+# Target-only keyword options of the exporters and the flags that set them; which target
+# takes which comes from the registry (Exporter.options).
+FLAGS = {"teacher": "--teacher", "spike_outputs": "--spikes", "lava_samples": "--lava-samples"}
+
+
+def _targets() -> dict:
+    from ..exporters.registry import EXPORTERS
+
+    return EXPORTERS
+
+
+def _only(option: str) -> str:
+    """``(onnx)``: the targets whose exporter takes ``option``, for its help text."""
+    return "(" + " / ".join(n for n, e in _targets().items() if option in e.options) + ")"
+
+
+class _Targets(click.Choice):
+    """``--target`` choices from the exporter registry, read when the command is built."""
+
+    def __init__(self) -> None:
+        super().__init__(list(_targets()))
+
+
+@click.command()
+@source_options
+@click.option("--target", required=True, type=_Targets(), help="; ".join(
+    f"{e.name}: {e.summary} ({e.suffix})" for e in _targets().values()))
+@output_option("-o", "--output", "output file (default: beside the checkpoint, named after the "
+               "target)")
+@click.option("--teacher", "export_teacher", is_flag=True,
+              help=f"export the ANN teacher instead of the student {_only('teacher')}")
+@click.option("--spikes", is_flag=True,
+              help=f"also output every neuron layer's spikes {_only('spike_outputs')}")
+@click.option("--check-samples", type=click.IntRange(min=1), default=512, show_default=True,
+              help="test samples the written file is checked on")
+@click.option("--lava-samples", type=click.IntRange(min=0), default=None,
+              help="of those, run this many in Lava (.venv-lava) and require its spikes to "
+              f"equal the integer model's; 0 skips [default: 32] {_only('lava_samples')}")
+@data_options
+@quiet_option
+def export(checkpoint, model_spec, weights, input_shape, timesteps, target, output,
+           export_teacher, spikes, check_samples, lava_samples, dataset, data_dir,
+           random_inputs, quiet) -> None:
+    """Write the student in a target's file format, checked against PyTorch first."""
+    from ..console import print_lines
+    from ..fileio import check_writable
+    from ..progress import make_reporter
+
+    chosen = _targets()[target]
+    given = {"teacher": export_teacher or None, "spike_outputs": spikes or None,
+             "lava_samples": lava_samples}
+    for key, value in given.items():
+        if value is not None and key not in chosen.options:
+            takers = [name for name, e in _targets().items() if key in e.options]
+            raise click.UsageError(f"{FLAGS[key]} works with --target {' / '.join(takers)} only")
+    source = load_source(checkpoint, model_spec, weights, input_shape, timesteps)
+    path = check_writable(output or _default_output(checkpoint, source, chosen,
+                                                     export_teacher))
+    options = {k: v for k, v in given.items() if v is not None}
+    with make_reporter(quiet) as reporter:
+        if "reporter" in chosen.options:
+            options["reporter"] = reporter
+        result = chosen.export(source, path, max_samples=check_samples, dataset=dataset,
+                               data_dir=data_dir, random_inputs=random_inputs, **options)
+    print_lines(result.summary_lines())
+
+
+def _default_output(checkpoint, source, chosen, teacher: bool) -> str:
+    folder = Path(checkpoint).parent if checkpoint else Path(".")
+    return str(chosen.default_path(folder, "teacher" if teacher else source.label))

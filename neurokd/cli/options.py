@@ -1,0 +1,91 @@
+"""Option groups shared by several commands: one definition, one meaning."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import fields
+
+import click
+
+from ..config import RunConfig
+
+
+def config_options(command):
+    """One option per RunConfig field, so the command line and TOML keys never drift apart."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in reversed(fields(RunConfig)):
+        if f.metadata.get("internal"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        help_text = f.metadata["help"] + ("" if f.default is None else f" [default: {f.default}]")
+        if kind is bool:
+            command = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None,
+                                   help=help_text)(command)
+        elif f.metadata.get("choices"):
+            choices = f.metadata["choices"]
+            # a long list (24 method names) is spelled out by the help text's rule instead
+            metavar = f.name.upper() if len(choices) > 8 else None
+            command = click.option(flag, f.name, type=click.Choice(choices), metavar=metavar,
+                                   default=None, help=help_text)(command)
+        else:
+            command = click.option(flag, f.name, type=kind, default=None, help=help_text)(command)
+    return command
+
+
+def _apply(command, options):
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def source_options(command):
+    """Where the student comes from: a checkpoint, or a user's model (export and energy)."""
+    return _apply(command, [
+        click.argument("checkpoint", required=False, type=click.Path(dir_okay=False)),
+        click.option("--model", "model_spec", metavar="PKG.MODULE:FN",
+                     help="a function (or module attribute) returning your spikingjelly model"),
+        click.option("--weights", type=click.Path(dir_okay=False),
+                     help="state_dict for --model (loaded with weights_only=True)"),
+        click.option("--input-shape", help="input shape of --model, e.g. 1,8,8"),
+        click.option("--timesteps", type=int, help="timesteps T of --model"),
+    ])
+
+
+def data_options(command, random: bool = True):
+    """Which samples to run on (export checks, simulate, energy report)."""
+    options = [
+        click.option("--dataset", help="use this data set (default: the one the run or export "
+                     "was made from)"),
+        click.option("--data-dir", type=click.Path(file_okay=False),
+                     help="folder of --dataset (CIFAR, imagefolder; default: the run's)"),
+    ]
+    if random:
+        options.append(click.option(
+            "--random-inputs", is_flag=True,
+            help="run on seeded N(0,1) inputs instead of a data set (e.g. --model without one)"))
+    return _apply(command, options)
+
+
+def samples_option(command):
+    return click.option("--samples", type=click.IntRange(min=1),
+                        help="the first N test samples (default: all; 256 random inputs with "
+                        "--random-inputs)")(command)
+
+
+def output_option(flag: str, dest: str, what: str):
+    """An output file option; the file's folder must exist (checked before any work)."""
+    return click.option(flag, dest, type=click.Path(dir_okay=False), help=what)
+
+
+def quiet_option(command):
+    return click.option("--quiet", "-q", is_flag=True, help="no progress output")(command)
+
+
+def load_source(checkpoint, model_spec, weights, input_shape, timesteps):
+    from ..sources import load_source as load
+
+    return load(checkpoint, model_spec, weights, input_shape, timesteps)

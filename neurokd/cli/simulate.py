@@ -1,0 +1,59 @@
+"""``neurokd simulate``: run an export on a test split in a simulator backend."""
+
+from __future__ import annotations
+
+import click
+
+from .options import data_options, output_option, quiet_option, samples_option
+
+
+class _Backends(click.Choice):
+    """``--backend`` choices from the backend registry."""
+
+    def __init__(self) -> None:
+        from ..exporters.simulation import BACKENDS
+
+        super().__init__(list(BACKENDS))
+
+
+def _backend_help() -> str:
+    from ..exporters.simulation import BACKENDS
+
+    return "; ".join(f"{b.name}: {b.summary} ({b.suffix})" for b in BACKENDS.values()) + \
+        " [default: from the file's suffix]"
+
+
+def _without_random(command):
+    return data_options(command, random=False)
+
+
+@click.command()
+@click.argument("export_path", metavar="EXPORT", type=click.Path(dir_okay=False))
+@click.option("--backend", type=_Backends(), default=None, help=_backend_help())
+@_without_random
+@samples_option
+@output_option("--json", "json_path",
+               "write the accuracies, agreement and spike counts to this JSON file")
+@output_option("--save", "save_path",
+               "write per-layer event counts to RESULT.npz (for energy report --from-sim)")
+@quiet_option
+def simulate(export_path, backend, dataset, data_dir, samples, json_path, save_path,
+             quiet) -> None:
+    """Run an export on a test split: Lava (vs the float and integer models) or ONNX Runtime."""
+    from ..console import print_simulation
+    from ..exporters.simulation import simulate as run_simulation
+    from ..exporters.simulation import write_result
+    from ..fileio import check_writable, write_json
+    from ..progress import make_reporter
+
+    for output in (json_path, save_path):  # refused before the run, not after it
+        if output:
+            check_writable(output)
+    with make_reporter(quiet) as reporter:
+        result = run_simulation(export_path, backend, dataset, samples, reporter,
+                                data_dir=data_dir)
+    print_simulation(result)
+    if json_path:
+        write_json(json_path, result.to_json())
+    if save_path:
+        write_result(save_path, result)
