@@ -46,7 +46,7 @@ def assert_one_line_error(outcome: Outcome, code: int = 2, contains: str = "") -
 
 def lava_present() -> bool:
     from neurokd.errors import NeuroKDError
-    from neurokd.exporters.simulate import lava_python
+    from neurokd.exporters.lava_host import lava_python
 
     try:
         lava_python()
@@ -55,9 +55,12 @@ def lava_present() -> bool:
         return False
 
 
-# In CI the Lava checks always run (make test builds .venv-lava); locally they need it.
-requires_lava = pytest.mark.skipif(not os.environ.get("CI") and not lava_present(),
-                                   reason=".venv-lava missing: run `make lava`")
+def requires_lava(test):
+    """Runs Lava (slow). In CI it always runs (make test builds .venv-lava); locally it needs
+    `make lava`, else it is skipped saying so."""
+    missing = pytest.mark.skipif(not os.environ.get("CI") and not lava_present(),
+                                 reason=".venv-lava missing: run `make lava`")
+    return pytest.mark.slow(missing(test))
 
 
 def covering_outputs(size: int, kernel: int, stride: int, pad: int, dilation: int) -> list[int]:
@@ -71,3 +74,31 @@ def covering_outputs(size: int, kernel: int, stride: int, pad: int, dilation: in
             if 0 <= i < size:
                 reach[i] += 1
     return reach
+
+
+SHAPE = (1, 8, 8)
+
+
+def make_student(arch: str = "cnn", reset: str = "hard", width: int = 8, timesteps: int = 3,
+                 seed: int = 0) -> tuple:
+    """A fresh student whose BatchNorms hold random statistics, so neurons fire at varied
+    rates and folding/fusing BatchNorm is really exercised."""
+    import torch
+    from torch import nn
+
+    from neurokd.config import RunConfig
+    from neurokd.models import build_student
+
+    config = RunConfig(student=arch, reset=reset, width=width, timesteps=timesteps).to_dict()
+    config |= {"input_shape": list(SHAPE), "num_classes": 10}
+    torch.manual_seed(seed)
+    model = build_student(config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+            c = bn.num_features
+            bn.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+            bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+            bn.weight.copy_(torch.rand(c, generator=gen) * 2 + 0.5)
+            bn.bias.copy_(torch.randn(c, generator=gen) * 0.3 + 0.6)
+    return model.eval(), config

@@ -1,5 +1,5 @@
-"""Bad input across all commands: exit 2 (input) or 1 (runtime), one stderr line, no traceback,
-nothing half-written."""
+"""Bad input across all commands, in one table: exit 2 (input) or 1 (runtime), one stderr line,
+no traceback, nothing written."""
 
 from __future__ import annotations
 
@@ -51,6 +51,17 @@ def files(tmp_path: Path, trained_run: Path) -> dict[str, Path]:
     (tmp_path / "no_images" / "cat").mkdir()
     (tmp_path / "no_images" / "cat" / "notes.txt").write_text("no pictures here")
     (tmp_path / "no_config_run").mkdir()
+    torch.save({"format": "something.else", "version": 1}, tmp_path / "other.pt")
+    (tmp_path / "typo_profile.toml").write_text('name = "x"\nsynop = 1\n')
+    (tmp_path / "partial.toml").write_text('name = "x"\nmac_pj = 1\nsource = "a test"\n')
+    (tmp_path / "not.npz").write_text("not a zip")
+    np.savez(tmp_path / "wrong.npz", format=np.array("other"), version=np.array(1))
+    header = dict(backend="lava", samples=1, timesteps=1, layer_names=["a"],
+                  layer_types=["dense"])
+    np.savez(tmp_path / "v2.npz", **{k: np.array(v) for k, v in dict(
+        format="neurokd.spike-counts", version=2, **header).items()})
+    np.savez(tmp_path / "nolayer.npz", **{k: np.array(v) for k, v in dict(
+        format="neurokd.lava-result", version=1, **header).items()})
     (tmp_path / "usermodels.py").write_text(
         "from spikingjelly.activation_based import layer, neuron\n"
         "from torch import nn\n"
@@ -58,105 +69,6 @@ def files(tmp_path: Path, trained_run: Path) -> dict[str, Path]:
         "    return nn.Sequential(layer.Conv2d(1, 4, 3, padding=1), neuron.LIFNode(),\n"
         "                         layer.MaxPool2d(2), layer.Flatten(), layer.Linear(64, 10))\n")
     return {"good": good, "teacher": trained_run / "teacher.pt", "dir": tmp_path}
-
-
-DISTILL_CASES = [
-    (["--method", "bogus"], "method"),
-    (["--dataset", "mnist"], "dataset"),
-    (["--epochs", "-1"], "epochs"),
-    (["--epochs", "0"], "epochs"),
-    (["--timesteps", "0"], "timesteps"),
-    (["--alpha", "1.5"], "alpha"),
-    (["--alpha", "-0.1"], "alpha"),
-    (["--tau", "0"], "tau"),
-    (["--tau", "-2"], "tau"),
-    (["--lam", "-0.1"], "lam"),
-    (["--batch-size", "0"], "batch_size"),
-    (["--lr", "0"], "lr"),
-    (["--neuron-tau", "1.0"], "neuron_tau"),
-    (["--epochs", "ten"], "epochs"),
-    (["--dataset", "cifar10"], "data-dir"),
-    (["--dataset", "cifar10", "--data-dir", "{dir}/nowhere"], "nowhere"),
-    (["--dataset", "cifar10", "--data-dir", "{dir}/cifar"], "not a CIFAR python batch"),
-    (["--dataset", "imagefolder", "--data-dir", "{dir}/no_images"], "no images"),
-    (["--config", "{dir}/bad.toml"], "malformed TOML"),
-    (["--config", "{dir}/typo.toml"], "unknown key 'lerning_rate'"),
-    (["--config", "{dir}/near.toml"], "did you mean 'timesteps'"),
-    (["--config", "{dir}/type.toml"], "epochs"),
-    (["--config", "{dir}/none.toml"], "not found"),
-    (["--teacher", "{dir}/missing.pt"], "no such checkpoint"),
-    (["--teacher", "{dir}/empty.pt"], "empty"),
-    (["--teacher", "{dir}/truncated.pt"], "not a readable PyTorch file"),
-    (["--teacher", "{dir}/text.pt"], "not a readable PyTorch file"),
-    (["--teacher", "{dir}/plain_state.pt"], "not a neurokd checkpoint"),
-    (["--teacher", "{dir}/v99.pt"], "version 99"),
-    (["--teacher", "{dir}/evil.pt"], "refused"),
-    (["--teacher", "{dir}/evil.pkl"], "refused"),
-    (["--dataset", "mnist1d", "--teacher", "{teacher}"], "teacher was trained on input"),
-    (["--resume", "{dir}/no_config_run"], "nothing to resume"),
-    (["--resume", "{dir}/no_config_run", "--epochs", "3"], "drop --epochs"),
-    (["--preset", "cifar10-resnet91"], "did you mean 'cifar10-resnet19'"),
-    (["--name", "a/b"], "name"),
-]
-
-
-@pytest.mark.parametrize("args, contains", DISTILL_CASES)
-def test_distill_bad_input(args, contains, files, capsys, monkeypatch):
-    folder = files["dir"]
-    monkeypatch.chdir(folder)
-    args = [a.format(dir=folder, teacher=files["teacher"]) for a in args]
-    named = "--name" in args or "--resume" in args
-    outcome = run_cli(capsys, "distill", *args) if named else \
-        run_cli(capsys, "distill", "--name", "bad", *args)
-    assert_one_line_error(outcome, 2, contains)
-    assert not (folder / "runs" / "bad").exists()
-    assert not (folder / "PWNED").exists()  # the crafted pickles ran no code
-
-
-def test_cuda_request_without_cuda_is_an_input_error(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert_one_line_error(run_cli(capsys, "distill", "--device", "cuda"), 2, "no CUDA device")
-
-
-EXPORT_CASES = [
-    (["--target", "onnx", "{dir}/missing.pt"], 2, "no such checkpoint"),
-    (["--target", "onnx", "{dir}/empty.pt"], 2, "empty"),
-    (["--target", "nir", "{dir}/truncated.pt"], 2, "not a readable PyTorch file"),
-    (["--target", "onnx", "{dir}/plain_state.pt"], 2, "not a neurokd checkpoint"),
-    (["--target", "onnx", "{teacher}"], 2, "not a neurokd checkpoint"),
-    (["--target", "onnx", "{dir}/evil.pt"], 2, "refused"),
-    (["--target", "tflite", "{good}"], 2, "target"),
-    (["--target", "onnx", "{good}", "-o", "{dir}/a_file/sub/x.onnx"], 1, "cannot write"),
-    (["--target", "onnx", "{good}", "--check-samples", "0"], 2, "check-samples"),
-    (["--target", "onnx", "--model", "torch.nn:MaxPool2d", "--input-shape", "1,8,8",
-      "--timesteps", "2"], 2, "MaxPool2d() failed"),
-    (["--target", "nir", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
-      "--timesteps", "2"], 2, "pool"),
-    (["--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
-      "--timesteps", "2", "--weights", "{dir}/plain_state.pt"], 2, "do not fit"),
-    (["--target", "loihi", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
-      "--timesteps", "2"], 2, "2 (MaxPool2d: netx has no pooling layer"),
-    (["--target", "loihi", "{good}", "-o", "{dir}/a_file/sub/x.net"], 1, "cannot write"),
-    (["--target", "onnx", "{good}", "--lava-samples", "4"], 2,
-     "--lava-samples works with --target loihi only"),
-    (["--target", "nir", "{good}", "--lava-samples", "0"], 2,
-     "--lava-samples works with --target loihi only"),
-]
-
-
-@pytest.mark.parametrize("args, code, contains", EXPORT_CASES)
-def test_export_bad_input(args, code, contains, files, capsys, monkeypatch):
-    folder = files["dir"]
-    monkeypatch.chdir(folder)
-    args = [a.format(dir=folder, good=files["good"], teacher=files["teacher"]) for a in args]
-    if "-o" not in args:
-        args += ["-o", str(folder / "out.onnx")]
-    outcome = run_cli(capsys, "export", *args)
-    assert_one_line_error(outcome, code, contains)
-    assert not (folder / "out.onnx").exists()
-    assert not (folder / "PWNED").exists()
-    _no_temp_files(folder)
 
 
 @pytest.fixture(scope="module")
@@ -195,76 +107,242 @@ def exports(trained_run, tmp_path_factory) -> Path:
     (folder / "garbage.onnx").write_bytes(b"\x08\x07garbage that is not protobuf")
     export_onnx(trained_run / "student.pt", folder / "teacher.onnx", teacher=True,
                 max_samples=16)
+    export_onnx(trained_run / "student.pt", folder / "nospikes.onnx", max_samples=16,
+                dynamo=False)
     return folder
 
 
-SIMULATE_CASES = [
-    (["{dir}/missing.net"], 2, "no such export file"),
-    (["{dir}/text.pt"], 2, "cannot read the netx file"),
-    (["{good}"], 2, "cannot read the netx file"),
-    (["{dir}/missing.net", "--samples", "0"], 2, "samples"),
-    (["{dir}/missing.net", "--backend", "tflite"], 2, "backend"),
-    (["{exports}/reshaped.net"], 2, "layer features.3: weight shape (32, 8, 3, 3)"),
-    (["{exports}/v99.net"], 2, "version 99 is not supported"),
-    (["{exports}/foreign.net"], 2, "no neurokd metadata"),
-    (["{exports}/short_names.net"], 2, "4 layers but 1 layer names"),
-    (["{exports}/t0.net"], 2, "timesteps must be >= 1"),
-    (["{exports}/no_range.net"], 2, "input range 300.."),
-    (["{exports}/no_type.net"], 2, "cannot read the netx file (IndexError"),
-    (["{exports}/good.net", "--dataset", "mnist1d"], 2, "the export expects (1, 8, 8)"),
-    (["{exports}/garbage.onnx", "--backend", "onnx"], 2, "not a readable ONNX file"),
-    (["{exports}/teacher.onnx", "--backend", "onnx"], 2, "not a student"),
+def case(command: str, *args: str, code: int = 2, contains: str, id: str):
+    """One row: ``neurokd COMMAND ARGS`` must fail with ``code`` and one line containing
+    ``contains``. ``{dir}`` is the folder of broken files, ``{good}`` a trained checkpoint,
+    ``{teacher}`` its teacher.pt, ``{exports}`` a folder of good and damaged exports."""
+    return pytest.param(command.split(), list(args), code, contains, id=f"{command}:{id}")
+
+
+CASES = [
+    # distill: options, TOML files, data folders, teacher files
+    case("distill", "--method", "bogus", contains="method", id="method"),
+    case("distill", "--dataset", "mnist", contains="dataset", id="dataset"),
+    case("distill", "--epochs", "-1", contains="epochs", id="epochs-negative"),
+    case("distill", "--epochs", "0", contains="epochs", id="epochs-zero"),
+    case("distill", "--epochs", "ten", contains="epochs", id="epochs-text"),
+    case("distill", "--timesteps", "0", contains="timesteps", id="timesteps"),
+    case("distill", "--alpha", "1.5", contains="alpha", id="alpha-high"),
+    case("distill", "--alpha", "-0.1", contains="alpha", id="alpha-negative"),
+    case("distill", "--tau", "0", contains="tau", id="tau-zero"),
+    case("distill", "--tau", "-2", contains="tau", id="tau-negative"),
+    case("distill", "--lam", "-0.1", contains="lam", id="lam"),
+    case("distill", "--batch-size", "0", contains="batch_size", id="batch-size"),
+    case("distill", "--lr", "0", contains="lr", id="lr"),
+    case("distill", "--neuron-tau", "1.0", contains="neuron_tau", id="neuron-tau"),
+    case("distill", "--name", "a/b", contains="name", id="name"),
+    case("distill", "--dataset", "cifar10", contains="data-dir", id="cifar-no-dir"),
+    case("distill", "--dataset", "cifar10", "--data-dir", "{dir}/nowhere", contains="nowhere",
+         id="cifar-missing-dir"),
+    case("distill", "--dataset", "cifar10", "--data-dir", "{dir}/cifar",
+         contains="not a CIFAR python batch", id="cifar-garbage"),
+    case("distill", "--dataset", "imagefolder", "--data-dir", "{dir}/no_images",
+         contains="no images", id="imagefolder-empty"),
+    case("distill", "--dataset", "imagefolder", "--data-dir", "{dir}/nowhere",
+         contains="class sub-folders", id="imagefolder-missing"),
+    case("distill", "--config", "{dir}/bad.toml", contains="malformed TOML", id="toml-syntax"),
+    case("distill", "--config", "{dir}/typo.toml", contains="unknown key 'lerning_rate'",
+         id="toml-unknown-key"),
+    case("distill", "--config", "{dir}/near.toml", contains="did you mean 'timesteps'",
+         id="toml-near-miss"),
+    case("distill", "--config", "{dir}/type.toml", contains="epochs", id="toml-type"),
+    case("distill", "--config", "{dir}/none.toml", contains="not found", id="toml-missing"),
+    case("distill", "--teacher", "{dir}/missing.pt", contains="no such checkpoint",
+         id="teacher-missing"),
+    case("distill", "--teacher", "{dir}/empty.pt", contains="empty", id="teacher-empty"),
+    case("distill", "--teacher", "{dir}/truncated.pt", contains="not a readable PyTorch file",
+         id="teacher-truncated"),
+    case("distill", "--teacher", "{dir}/text.pt", contains="not a readable PyTorch file",
+         id="teacher-text"),
+    case("distill", "--teacher", "{dir}/plain_state.pt", contains="not a neurokd checkpoint",
+         id="teacher-state-dict"),
+    case("distill", "--teacher", "{dir}/v99.pt", contains="version 99", id="teacher-v99"),
+    case("distill", "--teacher", "{dir}/evil.pt", contains="refused", id="teacher-evil-pt"),
+    case("distill", "--teacher", "{dir}/evil.pkl", contains="refused", id="teacher-evil-pkl"),
+    case("distill", "--dataset", "mnist1d", "--teacher", "{teacher}",
+         contains="teacher was trained on input", id="teacher-other-data"),
+    case("distill", "--resume", "{dir}/no_config_run", contains="nothing to resume",
+         id="resume-nothing"),
+    case("distill", "--resume", "{dir}/no_config_run", "--epochs", "3", contains="drop --epochs",
+         id="resume-changed"),
+    case("distill", "--preset", "cifar10-resnet91", contains="did you mean 'cifar10-resnet19'",
+         id="preset"),
+    # export: checkpoints, targets, options, user models, unwritable outputs
+    case("export", "--target", "onnx", "{dir}/missing.pt", contains="no such checkpoint",
+         id="missing"),
+    case("export", "--target", "onnx", "{dir}/empty.pt", contains="empty", id="empty"),
+    case("export", "--target", "nir", "{dir}/truncated.pt", contains="not a readable PyTorch",
+         id="truncated"),
+    case("export", "--target", "onnx", "{dir}/plain_state.pt",
+         contains="not a neurokd checkpoint", id="state-dict"),
+    case("export", "--target", "onnx", "{teacher}", contains="not a neurokd checkpoint",
+         id="teacher-file"),
+    case("export", "--target", "onnx", "{dir}/evil.pt", contains="refused", id="evil"),
+    case("export", "--target", "tflite", "{good}", contains="target", id="target"),
+    case("export", "--target", "onnx", contains="checkpoint", id="no-source"),
+    case("export", "--target", "onnx", "{good}", "-o", "{dir}/a_file/sub/x.onnx", code=1,
+         contains="cannot write", id="unwritable-onnx"),
+    case("export", "--target", "loihi", "{good}", "-o", "{dir}/a_file/sub/x.net", code=1,
+         contains="cannot write", id="unwritable-netx"),
+    case("export", "--target", "onnx", "{good}", "-o", "{dir}/no/such/folder/x.onnx",
+         contains="there is no folder", id="missing-output-folder"),
+    case("export", "--target", "onnx", "{good}", "-o", "{dir}", contains="is a directory",
+         id="output-is-folder"),
+    case("export", "--target", "onnx", "{good}", "--check-samples", "0",
+         contains="check-samples", id="check-samples"),
+    case("export", "--target", "nir", "--teacher", "{good}", contains="--teacher",
+         id="teacher-flag-nir"),
+    case("export", "--target", "onnx", "{good}", "--lava-samples", "4",
+         contains="--lava-samples works with --target loihi only", id="lava-samples-onnx"),
+    case("export", "--target", "nir", "{good}", "--lava-samples", "0",
+         contains="--lava-samples works with --target loihi only", id="lava-samples-nir"),
+    case("export", "--target", "onnx", "--model", "nomodule_xyz:build", "--input-shape",
+         "1,8,8", "--timesteps", "4", contains="nomodule_xyz", id="model-import"),
+    case("export", "--target", "onnx", "--model", "torch.nn:Identity",
+         contains="--input-shape", id="model-no-shape"),
+    case("export", "--target", "onnx", "--model", "torch.nn:MaxPool2d", "--input-shape",
+         "1,8,8", "--timesteps", "2", contains="MaxPool2d() failed", id="model-fails"),
+    case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
+         "--timesteps", "2", contains="--random-inputs", id="model-no-data"),
+    case("export", "--target", "nir", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
+         "--timesteps", "2", "--random-inputs", contains="pool", id="nir-maxpool"),
+    case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
+         "--timesteps", "2", "--weights", "{dir}/plain_state.pt", contains="do not fit",
+         id="model-weights"),
+    case("export", "--target", "loihi", "--model", "usermodels:pooled", "--input-shape",
+         "1,8,8", "--timesteps", "2", "--random-inputs",
+         contains="2 (MaxPool2d: netx has no pooling layer", id="loihi-maxpool"),
+    # simulate: missing, foreign and damaged exports
+    case("simulate", "{dir}/missing.net", contains="no such export file", id="missing"),
+    case("simulate", "{dir}/text.pt", "--backend", "lava", contains="cannot read the netx file",
+         id="not-hdf5"),
+    case("simulate", "{dir}/text.pt", contains="cannot tell the backend", id="unknown-suffix"),
+    case("simulate", "{good}", "--backend", "lava", contains="cannot read the netx file",
+         id="checkpoint"),
+    case("simulate", "{dir}/missing.net", "--samples", "0", contains="samples", id="samples"),
+    case("simulate", "{dir}/missing.net", "--backend", "tflite", contains="backend",
+         id="backend"),
+    case("simulate", "{exports}/reshaped.net",
+         contains="layer features.3: conv input shape (16, 8, 8) does not fit 8 channels",
+         id="reshaped"),
+    case("simulate", "{exports}/v99.net", contains="version 99 is not supported", id="v99"),
+    case("simulate", "{exports}/foreign.net", contains="no neurokd metadata", id="foreign"),
+    case("simulate", "{exports}/short_names.net", contains="4 layers but 1 layer names",
+         id="short-names"),
+    case("simulate", "{exports}/t0.net", contains="timesteps must be >= 1", id="t0"),
+    case("simulate", "{exports}/no_range.net", contains="input range 300..", id="no-range"),
+    case("simulate", "{exports}/no_type.net", contains="cannot read the netx file (IndexError",
+         id="no-type"),
+    case("simulate", "{exports}/good.net", "--dataset", "mnist1d",
+         contains="the model takes (1, 8, 8)", id="other-data"),
+    case("simulate", "{exports}/garbage.onnx", contains="not a readable ONNX file",
+         id="garbage-onnx"),
+    case("simulate", "{exports}/teacher.onnx", contains="not a student", id="teacher-onnx"),
+    case("simulate", "{exports}/nospikes.onnx", contains="--spikes", id="onnx-no-spikes"),
+    # energy report
+    case("energy report", "{dir}/empty.pt", contains="empty", id="empty"),
+    case("energy report", "{dir}/truncated.pt", contains="not a readable PyTorch file",
+         id="truncated"),
+    case("energy report", "{dir}/evil.pt", contains="refused", id="evil"),
+    case("energy report", "{teacher}", contains="not a neurokd checkpoint", id="teacher-file"),
+    case("energy report", "{good}", "--profile", "loihi2", contains="unknown energy profile",
+         id="profile-name"),
+    case("energy report", "{good}", "--profile", "{dir}/bad.toml", contains="malformed TOML",
+         id="profile-syntax"),
+    case("energy report", "{good}", "--profile", "{dir}/near.toml",
+         contains="unknown profile key 'timestep'", id="profile-key"),
+    case("energy report", "{good}", "--from-sim", "{dir}/text.pt",
+         contains="not a readable .npz", id="counts-not-npz"),
+    case("energy report", "{good}", "--samples", "0", contains="samples", id="samples"),
+    case("energy report", "{good}", "--profile", "45nm-fp23", contains="did you mean '45nm-fp32'",
+         id="profile-near-miss"),
+    case("energy report", "{good}", "--profile", "{dir}/typo_profile.toml",
+         contains="unknown profile key 'synop'", id="profile-unknown-key"),
+    case("energy report", "{good}", "--profile", "{dir}/missing.toml", contains="not found",
+         id="profile-missing"),
+    case("energy report", "{good}", "--profile", "{dir}/partial.toml", contains="lacks synop_pj",
+         id="profile-partial"),
+    case("energy report", "--from-sim", "{dir}/v2.npz", "--profile", "{dir}/partial.toml",
+         contains="lacks synop_pj", id="profile-partial-before-file"),
+    case("energy report", "{dir}/other.pt", contains="not a neurokd checkpoint",
+         id="other-format"),
+    case("energy report", "{dir}/missing.pt", contains="missing.pt", id="missing"),
+    case("energy report", "{good}", "--from-lava", "{dir}/not.npz",
+         contains="not a readable .npz", id="counts-not-zip"),
+    case("energy report", "--from-sim", "{dir}/wrong.npz",
+         contains="not a neurokd spike-count file", id="counts-other-format"),
+    case("energy report", "--from-lava", "{dir}/v2.npz", contains="version 2",
+         id="counts-version"),
+    case("energy report", "--from-lava", "{dir}/nolayer.npz", contains="lacks geometry_0",
+         id="counts-no-layer"),
+    case("energy report", "--from-lava", "{dir}/none.npz", contains="no such result file",
+         id="counts-missing"),
+    case("energy report", "{good}", "--ann", "resnet", contains="--ann", id="ann"),
+    case("energy report", "{good}", "--dataset", "mnist2", contains="unknown data set",
+         id="dataset"),
+    case("energy report", "{good}", "--dataset", "mnist1d", contains="shape",
+         id="dataset-shape"),
+    case("energy report", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
+         "--timesteps", "2", "--ann", "teacher", "--random-inputs", contains="no teacher",
+         id="model-no-teacher"),
+    case("energy report", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
+         "--timesteps", "2", contains="--random-inputs", id="model-no-data"),
+    case("energy report", contains="give either a checkpoint", id="no-source"),
+    case("energy report", "{good}", "--json", "{dir}/a_file/sub/x.json", code=1,
+         contains="cannot write", id="unwritable-json"),
+    case("energy report", "{good}", "--plot", "{dir}/nowhere/e.png",
+         contains="there is no folder", id="plot-missing-folder"),
+    case("simulate", "{exports}/good.net", "--json", "{dir}/nowhere/s.json",
+         contains="there is no folder", id="json-missing-folder"),
 ]
 
 
-@pytest.mark.parametrize("args, code, contains", SIMULATE_CASES)
-def test_simulate_bad_input(args, code, contains, files, exports, capsys, monkeypatch):
+@pytest.mark.parametrize("command, args, code, contains", CASES)
+def test_bad_input(command, args, code, contains, files, capsys, monkeypatch, request):
+    """Exit ``code``, one stderr line, no traceback, and nothing written anywhere: the folder
+    holds exactly the files it held before, and the crafted pickles ran no code."""
     folder = files["dir"]
     monkeypatch.chdir(folder)
-    args = [a.format(dir=folder, good=files["good"], exports=exports) for a in args]
-    outcome = run_cli(capsys, "simulate", "--quiet", *args, "--save", str(folder / "r.npz"))
+    places = {"dir": folder, "good": files["good"], "teacher": files["teacher"]}
+    if any("{exports}" in a for a in args):
+        places["exports"] = request.getfixturevalue("exports")
+    args = [a.format(**places) for a in args]
+    if command == ["distill"] and "--name" not in args and "--resume" not in args:
+        args = ["--name", "bad", *args]
+    if command == ["export"] and "-o" not in args:  # never beside the trained checkpoint
+        args += ["-o", str(folder / "out.onnx")]
+    if command == ["energy", "report"]:
+        args = ["--samples", "8", *args]
+    before = sorted(folder.rglob("*"))
+    outcome = run_cli(capsys, *command, "--quiet", *args)
     assert_one_line_error(outcome, code, contains)
-    assert not (folder / "r.npz").exists()
-    _no_temp_files(folder)
-
-
-ENERGY_CASES = [
-    (["{dir}/empty.pt"], 2, "empty"),
-    (["{dir}/truncated.pt"], 2, "not a readable PyTorch file"),
-    (["{dir}/evil.pt"], 2, "refused"),
-    (["{teacher}"], 2, "not a neurokd checkpoint"),
-    (["{good}", "--profile", "loihi2"], 2, "unknown energy profile"),
-    (["{good}", "--profile", "{dir}/bad.toml"], 2, "malformed TOML"),
-    (["{good}", "--profile", "{dir}/near.toml"], 2, "unknown profile key 'timestep'"),
-    (["{good}", "--from-lava", "{dir}/text.pt"], 2, "not a readable .npz"),
-    (["{good}", "--samples", "0"], 2, "samples"),
-    (["{good}", "--json", "{dir}/a_file/sub/x.json"], 1, "cannot write"),
-]
-
-
-@pytest.mark.parametrize("args, code, contains", ENERGY_CASES)
-def test_energy_bad_input(args, code, contains, files, capsys, monkeypatch):
-    folder = files["dir"]
-    monkeypatch.chdir(folder)
-    args = [a.format(dir=folder, good=files["good"], teacher=files["teacher"]) for a in args]
-    outcome = run_cli(capsys, "energy", "report", "--quiet", "--samples", "8", *args)
-    assert_one_line_error(outcome, code, contains)
+    assert sorted(folder.rglob("*")) == before
     assert not (folder / "PWNED").exists()
-    _no_temp_files(folder)
+
+
+def test_cuda_request_without_cuda_is_an_input_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert_one_line_error(run_cli(capsys, "distill", "--device", "cuda"), 2, "no CUDA device")
 
 
 def test_disk_full_keeps_the_previous_file_and_leaves_no_temp(files, capsys, monkeypatch):
     import os
 
     folder = files["dir"]
-    target = folder / "student.onnx"
+    target = folder / "student.nir"
     target.write_bytes(b"previous export")
 
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", full)
-    outcome = run_cli(capsys, "export", "--target", "onnx", str(files["good"]), "-o",
+    outcome = run_cli(capsys, "export", "--target", "nir", str(files["good"]), "-o",
                       str(target), "--check-samples", "16")
     assert_one_line_error(outcome, 1, "No space left on device")
     assert target.read_bytes() == b"previous export"

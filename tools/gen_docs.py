@@ -1,0 +1,113 @@
+"""Tables in docs/*.md that are generated from the registries, never written by hand.
+
+Each generated block sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers.
+``python tools/gen_docs.py`` rewrites every block from the code; ``python tools/gen_docs.py
+--check`` (run by tests/test_docs.py) fails when a committed block differs from what the code
+generates, so a new target, backend, method, profile or option cannot be missing from the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def targets_table() -> str:
+    from neurokd.cli.export import FLAGS
+    from neurokd.exporters.registry import EXPORTERS
+
+    rows = ["| target | writes | what | target-only options |", "|---|---|---|---|"]
+    for e in EXPORTERS.values():
+        options = ", ".join(f"`{FLAGS[o]}`" for o in e.options if o in FLAGS) or "—"
+        rows.append(f"| `{e.name}` | `*{e.suffix}` | {e.summary} | {options} |")
+    return "\n".join(rows)
+
+
+def backends_table() -> str:
+    from neurokd.exporters.simulation import BACKENDS
+
+    rows = ["| backend | runs | what |", "|---|---|---|"]
+    rows += [f"| `{b.name}` | `*{b.suffix}` | {b.summary} |" for b in BACKENDS.values()]
+    return "\n".join(rows)
+
+
+def cli_reference() -> str:
+    """Every command's ``--help``, as the CLI prints it (80 columns)."""
+    import click
+
+    from neurokd.cli import cli
+
+    parts = []
+
+    def walk(command: click.Command, path: list[str], parent: click.Context | None) -> None:
+        # a child context inherits the group's settings (-h as well as --help), as in a run
+        context = click.Context(command, info_name=path[-1], parent=parent, terminal_width=80,
+                                max_content_width=80, **command.context_settings)
+        parts.append(f"### `{' '.join(path)}`\n\n```text\n{command.get_help(context)}\n```")
+        if isinstance(command, click.Group):
+            for name in command.list_commands(context):
+                walk(command.get_command(context, name), [*path, name], context)
+
+    walk(cli, ["neurokd"], None)
+    return "\n\n".join(parts)
+
+
+# block name -> (file, generator). Other modules register theirs in GENERATORS below.
+GENERATORS: dict[str, tuple[str, Callable[[], str]]] = {
+    "targets-table": ("cli.md", targets_table),
+    "backends-table": ("cli.md", backends_table),
+    "cli-reference": ("cli.md", cli_reference),
+}
+
+
+def _registry_generators() -> None:
+    """Tables owned by the loss and energy registries (their renderers live beside them)."""
+    from neurokd.energy.doc_tables import TABLES
+    from neurokd.losses.docs import methods_table
+
+    GENERATORS["methods-table"] = ("losses.md", methods_table)
+    GENERATORS.update({name: ("energy.md", render) for name, render in TABLES.items()})
+
+
+def _block(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- {name}:start -->\n)(.*?)(<!-- {name}:end -->)", re.S)
+
+
+def regenerate(check: bool) -> list[str]:
+    """Rewrite (or, with ``check``, compare) every block; the names of stale blocks."""
+    _registry_generators()
+    stale = []
+    for name, (file, generate) in GENERATORS.items():
+        path = DOCS / file
+        text = path.read_text(encoding="utf-8")
+        pattern = _block(name)
+        if not pattern.search(text):
+            stale.append(f"{file}: no <!-- {name}:start --> block")
+            continue
+        body = generate().strip() + "\n"
+        new = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(3), text)
+        if new != text:
+            stale.append(f"{file}: {name}")
+            if not check:
+                path.write_text(new, encoding="utf-8")
+    return stale
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail on stale blocks, write none")
+    args = parser.parse_args()
+    stale = regenerate(args.check)
+    for entry in stale:
+        print(("stale: " if args.check else "updated: ") + entry, file=sys.stderr)
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
