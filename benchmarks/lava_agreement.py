@@ -24,7 +24,7 @@ from pathlib import Path
 
 from neurokd.exporters import export_loihi
 from neurokd.exporters.simulation import simulate
-from neurokd.fileio import write_json, write_text
+from neurokd.fileio import make_folder, write_json, write_text
 from neurokd.progress import PlainReporter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     checkpoint = Path(args.checkpoint).resolve()
     ensure_checkpoint(checkpoint)
-    export = ROOT / "benchmarks" / "runs" / "lava" / "student.net"
+    export = make_folder(ROOT / "benchmarks" / "runs" / "lava") / "student.net"
     started = time.perf_counter()
     exported = export_loihi(checkpoint, export, max_samples=10_000)
     export_seconds = time.perf_counter() - started

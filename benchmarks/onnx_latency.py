@@ -25,8 +25,8 @@ import torch
 from spikingjelly.activation_based import functional
 
 from neurokd.exporters import export_onnx
-from neurokd.exporters.verify import verification_inputs
 from neurokd.fileio import write_text
+from neurokd.inputs import source_inputs
 from neurokd.sources import load_source
 
 RESULTS = Path(__file__).parent / "results"
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     source = load_source(checkpoint=args.checkpoint)
-    inputs, _ = verification_inputs(source, max_samples=max(BATCHES))
+    inputs, _, _ = source_inputs(source, "test", max(BATCHES))
     with tempfile.TemporaryDirectory() as folder:
         result = export_onnx(source, Path(folder) / "student.onnx")
         options = ort.SessionOptions()

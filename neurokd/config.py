@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .data import DATASETS
 from .errors import ConfigError
 from .losses import method_names, method_rule, param_readers, parse_method
 
-DATASETS = ("digits", "mnist1d", "cifar10", "cifar100", "imagefolder")
 STUDENTS = ("cnn", "resnet", "resnet18", "resnet19")
 TEACHERS = ("cnn", "twin", "resnet18", "resnet34")
 DEVICES = ("auto", "cpu", "cuda")
@@ -40,7 +40,7 @@ class RunConfig:
 
     name: str | None = _opt("run name: files go to OUT/NAME (default: DATASET-METHOD-tT-sSEED)")
     out: str = _opt("parent folder of run folders", "runs")
-    dataset: str = _opt("data set", "digits", choices=DATASETS)
+    dataset: str = _opt("data set (docs/data.md)", "digits", choices=tuple(DATASETS))
     data_dir: str | None = _opt("folder with CIFAR python batches or ImageFolder class folders")
     image_size: int = _opt("side length images are resized to (imagefolder)", 32)
     val_fraction: float = _opt("share of the training split held out for validation", 0.1)
@@ -119,7 +119,7 @@ class RunConfig:
             raise ConfigError(f"weight_decay must be a number >= 0, not {self.weight_decay!r}")
         if not _is_number(self.neuron_tau) or self.neuron_tau <= 1:
             raise ConfigError(f"neuron_tau must be a number > 1, not {self.neuron_tau!r}")
-        if self.dataset in ("cifar10", "cifar100", "imagefolder") and not self.data_dir:
+        if DATASETS[self.dataset].needs_data_dir and not self.data_dir:
             raise ConfigError(f"dataset {self.dataset} needs --data-dir (nothing is downloaded)")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise ConfigError(f"name must be a plain folder name, not {self.name!r}")

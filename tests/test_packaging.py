@@ -38,7 +38,7 @@ def test_no_package_hides_a_submodule_behind_another_object():
     import pkgutil
     import types
 
-    for package_name in ("neurokd", "neurokd.cli", "neurokd.losses", "neurokd.models",
+    for package_name in ("neurokd", "neurokd.cli", "neurokd.data", "neurokd.losses", "neurokd.models",
                          "neurokd.exporters", "neurokd.exporters.simulation", "neurokd.energy"):
         package = importlib.import_module(package_name)
         for info in pkgutil.iter_modules(package.__path__):

@@ -37,6 +37,15 @@ def backends_table() -> str:
     return "\n".join(rows)
 
 
+def datasets_table() -> str:
+    from neurokd.data import DATASETS
+
+    rows = ["| `--dataset` | needs `--data-dir` | what |", "|---|---|---|"]
+    rows += [f"| `{d.name}` | {'yes' if d.needs_data_dir else 'no'} | {d.summary} |"
+             for d in DATASETS.values()]
+    return "\n".join(rows)
+
+
 def cli_reference() -> str:
     """Every command's ``--help``, as the CLI prints it (80 columns)."""
     import click
@@ -63,6 +72,7 @@ GENERATORS: dict[str, tuple[str, Callable[[], str]]] = {
     "targets-table": ("cli.md", targets_table),
     "backends-table": ("cli.md", backends_table),
     "cli-reference": ("cli.md", cli_reference),
+    "datasets-table": ("data.md", datasets_table),
 }
 
 
