@@ -1,30 +1,30 @@
 """The ANN reference: the teacher, or the student's architecture with ReLU, counted in MACs.
 
 ``--ann`` chooses it (:data:`ANN_CHOICES`, :func:`check_ann`, :func:`ann_reference`);
-:func:`ann_layer_counts` is its counter, in the quantities of ``quantities.py``.
+:func:`ann_layer_events` records it for the counters of ``quantities.py``.
 
 An ANN multiplies every weight with every input whatever its value, so its MACs per inference
 are fan-in x outputs of each conv/linear layer, a function of shapes alone: one sample of the
-same inputs gives the exact count for all of them. BatchNorm is not counted (it folds into the
-conv before it at inference), nor are ReLUs (a compare, like the SNN's threshold is part of
-its neuron update).
+same inputs gives the exact count for all of them. BatchNorm is not counted as an operation (it
+folds into the conv before it at inference: a bias, which the memory model prices), nor are
+ReLUs (a compare, like the SNN's threshold is part of its neuron update).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
-from spikingjelly.activation_based import functional, neuron
+from spikingjelly.activation_based import neuron
 from torch import nn
 
 from neurokd.encoding import DirectEncoding, unwrap_encoding
 from neurokd.errors import ConfigError, NeuroKDError
 from neurokd.sources import StudentSource
 
-from .count import eval_mode
+from .count import LayerEvents, count_events, eval_mode
 
-_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Linear)
 ANN_CHOICES = ("teacher", "twin", "none")
 
 
@@ -57,41 +57,26 @@ def ann_reference(source: StudentSource, ann,
     return relu_twin(source.model, input_shape), "ReLU twin of the student", ""
 
 
-def ann_layer_counts(ann: nn.Module, sample: torch.Tensor) -> list[tuple[str, dict[str, float]]]:
-    """``(layer name, {quantity: units per inference})`` of the ANN reference on one sample:
-    an ANN multiplies every input, so MACs are all it counts under the compute model."""
-    return [(name, {"macs": float(macs)}) for name, macs in ann_macs(ann, sample)]
+def ann_layer_events(ann: nn.Module, sample: torch.Tensor) -> list[LayerEvents]:
+    """The ANN reference's conv/linear layers on one input ``[1, ...]``, in run order, as the
+    counters see them: analog input whatever its values (an ANN multiplies every input),
+    outputs written to memory (no neuron holds them)."""
+    try:
+        with eval_mode(ann):
+            counts = count_events(ann, [sample.float()])
+    except RuntimeError as exc:
+        raise NeuroKDError(f"the ANN reference does not run on the inputs "
+                           f"{tuple(sample.shape[1:])}: {str(exc).splitlines()[0]}") from None
+    except NeuroKDError as exc:
+        raise NeuroKDError(f"the ANN reference: {exc}") from None
+    return [replace(layer, spiking_input=False, writes_outputs=True)
+            for layer in counts.layers if layer.geometry is not None]
 
 
 def ann_macs(ann: nn.Module, sample: torch.Tensor) -> list[tuple[str, int]]:
     """``(layer name, MACs)`` per conv/linear of ``ann`` on one input ``[1, ...]``, in run order."""
-    counted: dict[str, int] = {}
-
-    def hook_for(name: str):
-        def hook(module, _args, out):
-            fan_in = module.in_features if isinstance(module, nn.Linear) \
-                else module.weight[0].numel()
-            counted[name] = counted.get(name, 0) + fan_in * out.numel()
-        return hook
-
-    root = unwrap_encoding(ann)
-    handles = [m.register_forward_hook(hook_for(name or type(m).__name__))
-               for name, m in root.named_modules() if isinstance(m, _COUNTED)]
-    try:
-        with torch.no_grad():
-            functional.reset_net(ann)
-            device = next((p.device for p in ann.parameters()), torch.device("cpu"))
-            with eval_mode(ann):
-                ann(sample.float().to(device))
-    except RuntimeError as exc:
-        raise NeuroKDError(f"the ANN reference does not run on the inputs "
-                           f"{tuple(sample.shape[1:])}: {str(exc).splitlines()[0]}") from None
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not counted:
-        raise NeuroKDError("the ANN reference has no conv or linear layer to count")
-    return [(name, int(macs)) for name, macs in counted.items()]
+    return [(layer.name, layer.frames * layer.geometry.macs_per_frame)
+            for layer in ann_layer_events(ann, sample)]
 
 
 def relu_twin(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:

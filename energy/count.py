@@ -27,6 +27,9 @@ How the counting works, and what spikingjelly's ``op_counter`` is used for:
   dense MACs, fan-in x outputs per timestep, because that is what the hardware multiplies.
   (The test is on values, as op_counter's is: an input that stayed all zero, e.g. average-pooled
   spikes of a silent network, counts as spiking with 0 SOPs rather than as dense MACs.)
+  Inputs with a time axis (``[T, B, ...]``: event frames, rate-coded spikes) are events in
+  every layer: a frame holding k events at a pixel (``--event-frames counts``) is k events
+  there, k x fan-out SOPs, not an analog value.
 * Each neuron layer belongs to the synaptic layer that ran last before it (the conv before its
   BatchNorm, the last conv before a residual addition). Neuron updates = neurons x timesteps;
   an update is *active* when the neuron spiked in that timestep (Loihi prices those higher).
@@ -52,6 +55,7 @@ from neurokd.errors import NeuroKDError
 from neurokd.geometry import LayerGeometry
 
 _SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Linear)
+_BATCH_NORM = nn.modules.batchnorm._BatchNorm
 _UNCOUNTABLE = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                 nn.Bilinear)
 
@@ -77,9 +81,12 @@ class LayerEvents:
     geometry: LayerGeometry | None      # None: a neuron layer with no synaptic layer before it
     input_events: np.ndarray | None     # non-zero inputs per position
     frames: int                         # sample-timesteps the layer ran on
-    spiking_input: bool                 # every input value was 0 or 1
+    spiking_input: bool                 # every input value was 0 or 1 (or, for inputs with
+                                        # a time axis, a whole number >= 0: event counts)
     neuron_updates: int = 0             # of the neuron layer(s) it feeds: neurons x frames
     output_spikes: np.ndarray | None = None  # spikes per neuron position
+    has_bias: bool = False              # a bias, or a BatchNorm after it (a bias once folded)
+    writes_outputs: bool = False        # outputs go to memory (an ANN: no neurons hold them)
 
     @property
     def input_event_rate(self) -> float | None:
@@ -114,6 +121,7 @@ class _Accumulator:
     frames: int = 0
     spiking: bool = True
     neuron_updates: int = 0
+    has_bias: bool = False
     neuron_names: list[str] = field(default_factory=list)
     spikes: list[torch.Tensor] = field(default_factory=list)
 
@@ -124,7 +132,8 @@ class _Accumulator:
             spikes = (self.spikes[0] if len(self.spikes) == 1
                       else torch.cat([s.flatten() for s in self.spikes])).cpu().numpy()
         return LayerEvents(self.name, self.geometry, events, self.frames,
-                           self.spiking and self.events is not None, self.neuron_updates, spikes)
+                           self.spiking and self.events is not None, self.neuron_updates, spikes,
+                           self.has_bias)
 
 
 class EventRecorder:
@@ -135,6 +144,8 @@ class EventRecorder:
         self._neuron_owner: dict[str, str] = {}
         self._last_synaptic: str | None = None
         self._handles = []
+        # Inputs with a time axis are events: a count k at a position is k events.
+        self.event_counts = False
         bad = [f"{n} ({type(m).__name__})" for n, m in root.named_modules()
                if isinstance(m, _UNCOUNTABLE)]
         if bad:
@@ -145,6 +156,8 @@ class EventRecorder:
                 hook = self._synaptic_hook(name or type(module).__name__)
             elif isinstance(module, neuron.BaseNode):
                 hook = self._neuron_hook(name or type(module).__name__)
+            elif isinstance(module, _BATCH_NORM):
+                hook = self._batch_norm_hook
             else:
                 continue
             self._handles.append(module.register_forward_hook(hook))
@@ -168,16 +181,24 @@ class EventRecorder:
             acc = self._accumulator(name)
             if acc.geometry is None:
                 acc.geometry = LayerGeometry.of_module(name, module, per_sample)
+                acc.has_bias = acc.has_bias or module.bias is not None
                 acc.events = torch.zeros(acc.geometry.input_shape, dtype=torch.float64,
                                          device=x.device)
             if acc.spiking:
                 acc.spiking, counts = _binary_counts(flat)
+                if not acc.spiking and self.event_counts:
+                    acc.spiking, counts = _event_counts(flat)
             if not acc.spiking:  # analog input: count its non-zero values (a slower pass)
                 counts = torch.count_nonzero(flat, dim=0)
             acc.events += counts.reshape(acc.events.shape)
             acc.frames += flat.shape[0]
             self._last_synaptic = name
         return hook
+
+    def _batch_norm_hook(self, _module, _args, _out) -> None:
+        # Folded into the synaptic layer before it at inference: that layer gets a bias.
+        if self._last_synaptic is not None:
+            self._accumulator(self._last_synaptic).has_bias = True
 
     def _neuron_hook(self, name: str):
         def hook(module, _args, out):
@@ -194,6 +215,14 @@ class EventRecorder:
             acc.spikes[acc.neuron_names.index(name)] += spikes
             acc.neuron_updates += flat.numel()
         return hook
+
+
+def _event_counts(flat: torch.Tensor) -> tuple[bool, torch.Tensor | None]:
+    """``(True, events per position)`` when ``flat`` holds whole numbers >= 0 (event frames
+    holding counts: k events at a pixel are k events), else ``(False, None)``."""
+    if bool(flat.min() < 0) or not bool(torch.equal(flat, flat.round())):
+        return False, None
+    return True, flat.sum(0, dtype=torch.float64)
 
 
 def _binary_counts(flat: torch.Tensor) -> tuple[bool, torch.Tensor | None]:
@@ -262,6 +291,7 @@ def count_events(model: nn.Module, inputs, input_shape: tuple[int, ...] | None =
             for x in iter_batches(inputs):
                 x = x.float().to(device)
                 static = input_shape is None or x.dim() == len(input_shape) + 1
+                recorder.event_counts = not static
                 functional.reset_net(model)
                 model(x)
                 batch = x.shape[0] if static else x.shape[1]

@@ -13,7 +13,13 @@ profile keys and the tables of docs/energy.md are all generated from it.
   of its own for it.
 * :data:`ENERGY_MODELS` says which quantities an estimate prices. A model needs the costs of
   all its quantities (fallbacks allowed) and refuses, naming the keys, a profile without them.
-  A model that ``extends`` another prices the other's quantities too.
+  A model that ``extends`` another prices the other's quantities too, except those it
+  ``replaces`` with its own count of the same thing.
+* A quantity with an :class:`Access` is a memory access: it counts words of one kind, priced
+  per byte (the layout's bytes per word, ``memory.LAYOUTS``) at the SRAM cost of the buffer it
+  goes to, which depends on that buffer's size (``memory.BUFFERS``, ``memory.SRAM_POINTS``).
+* Each quantity's energy adds to its ``group`` and its group to a ``part``: compute,
+  addressing or memory (:data:`PARTS`), the split the report prints per layer.
 
 Adding a quantity: its counter and a :class:`Quantity` line here (a :class:`Cost` line as well
 when no existing cost prices it), and the cost in the profiles of ``profiles.BUILTIN``.
@@ -27,7 +33,9 @@ from typing import TYPE_CHECKING
 
 from neurokd.errors import ConfigError
 
+from . import memory
 from .count import LayerEvents, synops
+from .memory import SRAM_POINTS
 
 if TYPE_CHECKING:  # profiles.py imports this module for its keys
     from .profiles import EnergyProfile
@@ -44,17 +52,28 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Access:
+    """What one unit of a memory quantity is: a word of ``word`` (a ``memory.WORDS`` kind) read
+    or written in the buffer ``buffer`` (a ``memory.BUFFERS`` name)."""
+
+    word: str
+    buffer: str
+
+
+@dataclass(frozen=True)
 class Quantity:
     """One counted quantity of a synaptic layer (with the neurons it feeds)."""
 
     name: str                   # key in a layer's counts, in its JSON row and in the totals
     header: str | None          # column of the report table; None: no column of its own
-    cost: str                   # the Cost.key that prices one unit
+    cost: str                   # the Cost.key that prices one unit ("sram": the SRAM curve)
     group: str                  # energy group: its energy adds to the row's "<group>_energy_pj"
     count: Callable[[LayerEvents], float]  # the layer's total over the run
     meaning: str                # for the docs
     subset_of: str | None = None  # these units are counted in that quantity too
     model: str = "compute"      # the energy model that introduces it
+    part: str = "compute"       # compute | addressing | memory (PARTS)
+    access: Access | None = None  # a memory access (cost "sram"), priced per byte
 
     @property
     def energy_key(self) -> str:
@@ -89,12 +108,26 @@ def _active_neuron_updates(layer: LayerEvents) -> float:
     return layer.active_neuron_updates
 
 
+def _size(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+
+
+SRAM = "sram"  # the cost of memory quantities: the curve through the SRAM_POINTS keys
+PARTS = ("compute", "addressing", "memory")
+
 COSTS: tuple[Cost, ...] = (
     Cost("mac_pj", "MAC", "one multiply-accumulate (analog inputs, the ANN reference)"),
     Cost("synop_pj", "synaptic op", "one synaptic operation: a spike times one fan-out weight"),
     Cost("neuron_update_pj", "neuron update", "one neuron, one timestep, without a spike"),
     Cost("active_neuron_update_pj", "active update", "one neuron, one timestep, in which it "
          "spiked", fallback="neuron_update_pj"),
+    Cost("bias_add_pj", "bias add", "one bias added to one output in one timestep",
+         fallback="synop_pj"),
+    Cost("address_add_pj", "address add", "one integer add computing a memory address"),
+    Cost("address_mac_pj", "address MAC", "one integer multiply-add computing a memory address"),
+    *(Cost(key, f"SRAM {_size(size)}", f"one byte read or written in an SRAM of "
+           f"{_size(size)} (the cost of a buffer of another size is interpolated linearly, "
+           "0 at 0 bytes, flat above 1 MiB)") for size, key in SRAM_POINTS),
 )
 
 QUANTITIES: tuple[Quantity, ...] = (
@@ -108,6 +141,55 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("active_neuron_updates", None, "active_neuron_update_pj", "neuron",
              _active_neuron_updates, "the neuron updates in which the neuron spiked",
              subset_of="neuron_updates"),
+    # --- memory: Lemaire et al. 2022 (see memory.py for the conventions) ---
+    Quantity("fanout_synops", "fan-out SOPs", "synop_pj", "synop", memory.fanout_synops,
+             "input spikes x C_out/groups x prod(ceil(k/s)) (dense: out_features): Lemaire's "
+             "fan-out, borders included (replaces the border-exact `synops`)", model="memory"),
+    Quantity("bias_adds", None, "bias_add_pj", "bias", memory.bias_adds,
+             "outputs x timesteps of a layer with a bias (or a BatchNorm after it)",
+             model="memory"),
+    Quantity("address_adds", None, "address_add_pj", "address", memory.address_adds,
+             "address adds: one per weight a spike touches; inputs + outputs (+ the kernel's "
+             "C_out x kH x kW) per timestep for analog input", model="memory",
+             part="addressing"),
+    Quantity("address_macs", None, "address_mac_pj", "address", memory.address_macs,
+             "two per input spike of a conv (to locate its first output)", model="memory",
+             part="addressing"),
+    *(Quantity(name, None, SRAM, group, counter, meaning, model="memory", part="memory",
+               access=Access(word, buffer))
+      for name, group, counter, word, buffer, meaning in (
+          ("event_reads", "io", memory.event_reads, "event", "spike_fifo",
+           "input spikes read from the spike FIFO"),
+          ("activation_reads", "io", memory.activation_reads, "activation", "input_frame",
+           "analog inputs read: one per MAC for a conv, each input once for a dense layer"),
+          ("event_writes", "io", memory.event_writes, "event", "spike_fifo",
+           "output spikes written to the spike FIFO"),
+          ("activation_writes", "io", memory.activation_writes, "activation", "output_frame",
+           "outputs written to memory (an ANN's layers; an SNN's neurons hold theirs)"),
+          ("weight_reads", "weights", memory.weight_reads, "weight", "parameters",
+           "weights read: those each input spike touches, all of them per timestep for "
+           "analog input"),
+          ("bias_reads", "weights", memory.bias_adds, "bias", "parameters",
+           "one bias read per bias add"),
+          ("synapse_potential_accesses", "potentials", memory.synapse_potential_accesses,
+           "potential", "output_potentials",
+           "membrane potentials read and written by input spikes: 2 per weight read"),
+          ("neuron_potential_accesses", "potentials", memory.neuron_potential_accesses,
+           "potential", "neuron_potentials",
+           "membrane potentials read and written by the neuron updates: 2 per neuron and "
+           "timestep"),
+      )),
+    # --- memory-exact: the memory model with the border- and stride-exact fan-out ---
+    Quantity("exact_address_adds", None, "address_add_pj", "address",
+             memory.exact(memory.address_adds), "address adds, one per output a spike reaches",
+             model="memory-exact", part="addressing"),
+    Quantity("exact_weight_reads", None, SRAM, "weights", memory.exact(memory.weight_reads),
+             "weights read, one per output a spike reaches", model="memory-exact",
+             part="memory", access=Access("weight", "parameters")),
+    Quantity("exact_synapse_potential_accesses", None, SRAM, "potentials",
+             memory.exact(memory.synapse_potential_accesses, per_synop=2),
+             "membrane potentials read and written, 2 per output a spike reaches",
+             model="memory-exact", part="memory", access=Access("potential", "output_potentials")),
 )
 
 
@@ -118,26 +200,49 @@ class EnergyModel:
     name: str
     description: str
     extends: str | None = None
+    # (quantity of the extended model, this model's own count of it), e.g. Lemaire's fan-out
+    # for the border-exact SOPs: the replacement takes the replaced quantity's place.
+    replaces: tuple[tuple[str, str], ...] = ()
 
     def lineage(self) -> tuple[str, ...]:
         return (self.name, *(ENERGY_MODELS[self.extends].lineage() if self.extends else ()))
 
     @property
     def quantities(self) -> tuple[Quantity, ...]:
-        models = self.lineage()
-        return tuple(q for q in QUANTITIES if q.model in models)
+        """The ancestors' quantities first (a replacement in the place of what it replaces),
+        then this model's own."""
+        by_name = {q.name: q for q in QUANTITIES}
+        if self.extends is None:
+            names = [q.name for q in QUANTITIES if q.model == self.name]
+        else:
+            swaps = dict(self.replaces)
+            names = [swaps.get(q.name, q.name) for q in ENERGY_MODELS[self.extends].quantities]
+            names += [q.name for q in QUANTITIES
+                      if q.model == self.name and q.name not in names]
+        return tuple(by_name[name] for name in names)
 
     @property
     def groups(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(q.group for q in self.quantities))
 
+    @property
+    def parts(self) -> dict[str, tuple[str, ...]]:
+        """{part: its energy groups}, for the parts this model prices (in PARTS order)."""
+        parts = {part: tuple(dict.fromkeys(q.group for q in self.quantities if q.part == part))
+                 for part in PARTS}
+        return {part: groups for part, groups in parts.items() if groups}
+
     def unit_costs(self, profile: EnergyProfile) -> dict[str, float]:
-        """pJ per unit of each of this model's quantities under ``profile``.
+        """pJ per unit under ``profile`` of each of this model's quantities that has one cost
+        (memory accesses are priced per layer, at their buffer's SRAM cost).
 
         Refused (``ConfigError`` naming the keys) when the profile lacks a cost the model
         needs; a cost with a fallback is priced at the fallback's cost when it is missing."""
         priced, missing = {}, []
         for quantity in self.quantities:
+            if quantity.cost == SRAM:
+                missing += [key for _, key in SRAM_POINTS if key not in profile.costs]
+                continue
             chain = _fallback_chain(quantity.cost)
             given = next((key for key in chain if key in profile.costs), None)
             if given is None:
@@ -152,9 +257,25 @@ class EnergyModel:
                 "profiles`)")
         return priced
 
+    def needs(self, key: str) -> bool:
+        """Whether a profile must give the cost ``key`` (or a fallback of it) for this model."""
+        return any(key in (_fallback_chain(q.cost) if q.cost != SRAM
+                           else [k for _, k in SRAM_POINTS]) for q in self.quantities)
+
 
 ENERGY_MODELS: dict[str, EnergyModel] = {
     "compute": EnergyModel("compute", "operations only: synaptic ops, MACs, neuron updates"),
+    "memory": EnergyModel(
+        "memory", "Lemaire et al. 2022: operations + addressing + input/output, weight and "
+        "membrane-potential memory traffic, per-access cost by buffer size",
+        extends="compute", replaces=(("synops", "fanout_synops"),)),
+    "memory-exact": EnergyModel(
+        "memory-exact", "memory with the exact fan-out: one synaptic op, weight read, "
+        "potential read and write and address add per output a spike reaches (borders and "
+        "strides exact, as the compute model's SOPs)", extends="memory",
+        replaces=(("fanout_synops", "synops"), ("address_adds", "exact_address_adds"),
+                  ("weight_reads", "exact_weight_reads"),
+                  ("synapse_potential_accesses", "exact_synapse_potential_accesses"))),
 }
 
 COST_KEYS = tuple(cost.key for cost in COSTS)
@@ -183,12 +304,13 @@ def price_counts(counts: dict[str, float], unit_costs: dict[str, float],
 
     A quantity's units that are also counted in a subset quantity are priced at the subset's
     cost, so each unit is priced once, at the cost that fits it."""
-    energies = dict.fromkeys(model.groups, 0.0)
-    for quantity in model.quantities:
+    quantities = model.quantities
+    energies = dict.fromkeys(dict.fromkeys(q.group for q in quantities), 0.0)
+    for quantity in quantities:
         if quantity.name not in counts:
             continue
         units = counts[quantity.name] - sum(
-            counts.get(part.name, 0.0) for part in model.quantities
+            counts.get(part.name, 0.0) for part in quantities
             if part.subset_of == quantity.name)
         energies[quantity.group] += units * unit_costs[quantity.name]
     return energies

@@ -227,17 +227,37 @@ def test_ann_macs_do_not_depend_on_values_unlike_op_counter():
 
 def test_registry_is_consistent():
     from neurokd.energy import COSTS, ENERGY_MODELS, PROFILES, QUANTITIES
+    from neurokd.energy.memory import BUFFERS, SRAM_POINTS, WORDS
+    from neurokd.energy.quantities import PARTS, SRAM
 
     cost_keys = [cost.key for cost in COSTS]
     names = [q.name for q in QUANTITIES]
     assert len(set(names)) == len(names) and len(set(cost_keys)) == len(cost_keys)
+    assert {key for _, key in SRAM_POINTS} <= set(cost_keys)
     for quantity in QUANTITIES:
-        assert quantity.cost in cost_keys and quantity.model in ENERGY_MODELS
+        assert quantity.model in ENERGY_MODELS and quantity.part in PARTS
         assert quantity.subset_of in (None, *names)
+        # a memory access is priced by the SRAM curve, everything else by one cost key
+        if quantity.access is None:
+            assert quantity.cost in cost_keys
+        else:
+            assert quantity.cost == SRAM and quantity.access.word in WORDS
+            assert quantity.access.buffer in BUFFERS
+    # one group, one part: the per-layer split compute / addressing / memory adds up
+    part_of = {}
+    for quantity in QUANTITIES:
+        assert part_of.setdefault(quantity.group, quantity.part) == quantity.part
     assert all(cost.fallback in (None, *cost_keys) for cost in COSTS)
+    for model in ENERGY_MODELS.values():  # a replacement is the model's own, of another name
+        for old, new in model.replaces:
+            assert old in names and new in {q.name for q in model.quantities}
+            assert old not in {q.name for q in model.quantities}
     for profile in PROFILES.values():  # every built-in profile prices every model
+        assert set(profile.cost_sources) == set(profile.costs)  # a source for each cost
         for model in ENERGY_MODELS.values():
-            assert set(model.unit_costs(profile)) == {q.name for q in model.quantities}
+            assert set(model.unit_costs(profile)) == {q.name for q in model.quantities
+                                                      if q.access is None}
+        assert profile.ann_profile in (None, *PROFILES)
 
 
 def test_a_new_quantity_reaches_table_json_and_totals(monkeypatch, capsys):

@@ -55,3 +55,28 @@ def test_energy_of_a_real_lava_run(trained_run, tmp_path, capsys):
     # The quantized network spikes a little differently from the float one, not wildly.
     assert deployed["snn_energy_pj"] == pytest.approx(estimate["snn_energy_pj"], rel=0.1)
     assert deployed["ann_energy_pj"] == estimate["ann_energy_pj"]
+    # The memory model on the same file: Loihi's word sizes (1-byte weights, 2-byte biases),
+    # and each spike's weight reads equal to its synaptic ops under memory-exact.
+    from neurokd.energy import LayerGeometry, load_profile
+    from neurokd.energy.memory import sram_pj_per_byte
+
+    memory_json = tmp_path / "memory.json"
+    outcome = run_cli(capsys, "energy", "report", str(trained_run / "student.pt"), "--from-lava",
+                      str(result), "--energy-model", "memory-exact", "--json", str(memory_json),
+                      "-q")
+    assert outcome.code == 0, outcome.err
+    deployed = json.loads(memory_json.read_text())["deployed"]
+    assert deployed["memory_layout"]["name"] == "loihi"
+    costs = load_profile("45nm-fp32").costs
+    with np.load(result, allow_pickle=False) as data:
+        timesteps = int(data["timesteps"])
+        for i, row in enumerate(deployed["layers"][1:], start=1):
+            kind = str(data["layer_types"][i])
+            geometry = LayerGeometry.from_array(kind, data[f"geometry_{i}"],
+                                                tuple(data[f"input_shape_{i}"].tolist()))
+            synops = _synops_by_loops(data, i) / 8
+            assert row["exact_weight_reads"] == pytest.approx(synops)
+            outputs = int(np.prod(geometry.output_shape))
+            params = geometry.out_channels * geometry.fan_in * 1 + geometry.out_channels * 2
+            weights = (synops * 1 + timesteps * outputs * 2) * sram_pj_per_byte(costs, params)
+            assert row["weights_energy_pj"] == pytest.approx(weights)
