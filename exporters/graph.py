@@ -4,10 +4,17 @@
 wrapped by ``neurokd.encoding.DirectEncoding``, or any module taking ``[T, B, ...]``) with
 ``torch.fx`` and returns a :class:`StudentGraph`: one :class:`LayerRecord` per layer in
 execution order, each naming its inputs, so chains and residual additions are both plain data.
-Every record carries its per-sample shapes (no T or B axis) and, for neurons, the LIF/IF
-parameters. Layers the walker does not understand become records of kind ``"unsupported"``
-rather than errors, because what an exporter can represent differs per target:
-``StudentGraph.require(kinds, target)`` raises one :class:`NeuroKDError` naming all of them.
+Every record carries its per-sample shapes (no T or B axis) and, for neurons, their
+parameters (``neurons.py``). Layers the walker does not understand become records of kind
+``"unsupported"`` with the reason rather than errors, because what an exporter can represent
+differs per target: ``StudentGraph.require(kinds, target)`` raises one :class:`NeuroKDError`
+naming all of them.
+
+spikingjelly's model zoo needs a few more forms, all exact in eval mode: ``layer.Dropout`` /
+``nn.Dropout`` / ``nn.Identity`` are identities; ``torch.flatten(x, d)`` / ``x.flatten(d)`` in a
+``forward`` are flatten layers (their dims counted on the multi-step ``[T, B, ...]`` tensor);
+``out += identity`` is an addition; ``layer.VotingLayer`` (the mean over each group of
+``voting_size`` outputs) is a fixed linear layer.
 
 :class:`GraphExecutor` runs the records with plain PyTorch ops only (the neuron loop written
 out over T), which is what the ONNX exporter traces and what checks the records against the
@@ -29,6 +36,10 @@ from torch import nn
 from neurokd.encoding import time_major, unwrap_encoding
 from neurokd.errors import NeuroKDError
 
+from .export_memory import require_memory
+from .neurons import NeuronParams, neuron_params, neuron_steps
+from .zoo_layers import VotingLinear, functional_flatten
+
 # Record kinds. "input"/"output" bracket the list; "add" sums its inputs (residual shortcuts).
 KINDS = ("input", "conv", "linear", "batchnorm", "flatten", "avgpool", "maxpool", "neuron",
          "add", "output", "unsupported")
@@ -38,41 +49,10 @@ _MODULE_KINDS: tuple[tuple[type, str], ...] = (
     ((nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d), "avgpool"),
     ((nn.MaxPool1d, nn.MaxPool2d), "maxpool"))
 # Modules that compute nothing in eval mode: consumers are wired straight to their input.
-_PASS_THROUGH = (nn.Identity, nn.Dropout)
-# Only these neuron classes: subclasses (PLIF, adaptive, ...) have other dynamics.
-_NEURONS = {neuron.LIFNode: "lif", neuron.IFNode: "if"}
-
-
-@dataclass(frozen=True)
-class NeuronParams:
-    """Discrete-time dynamics of one spiking layer, exactly as spikingjelly 2.0 computes them.
-
-    ``lif``: ``h = v + (x - (v - v_reset)) / tau`` (``decay_input``) or
-    ``h = v - (v - v_reset) / tau + x``; ``if``: ``h = v + x``. Spike ``s = h >= v_threshold``;
-    then ``v = v_reset`` (hard reset) or ``v = h - v_threshold`` (``v_reset is None``: soft).
-    The membrane starts at ``v_reset`` (0 for soft reset). ``v_reset`` inside the charge term
-    is 0 for soft reset, as in spikingjelly.
-    """
-
-    model: str  # "lif" | "if"
-    v_threshold: float
-    v_reset: float | None
-    tau: float | None = None
-    decay_input: bool = True
-
-    def __post_init__(self) -> None:
-        if self.model not in ("lif", "if"):
-            raise ValueError(f"neuron model must be lif or if, not {self.model!r}")
-        if self.model == "lif" and (self.tau is None or self.tau <= 1.0):
-            raise ValueError(f"LIF tau must be > 1, not {self.tau!r}")
-
-    @property
-    def reset(self) -> str:
-        return "soft" if self.v_reset is None else "hard"
-
-    @property
-    def v_initial(self) -> float:
-        return 0.0 if self.v_reset is None else float(self.v_reset)
+# (spikingjelly's Dropout keeps its mask as state, but only applies it in training.)
+_PASS_THROUGH = (nn.Identity, nn.Dropout, layer.Dropout)
+_ADDS = (operator.add, operator.iadd, torch.add)
+_FLATTENS = (torch.flatten, "flatten")  # torch.flatten(x, ...) and x.flatten(...)
 
 
 @dataclass
@@ -158,7 +138,20 @@ class _BodyCall(nn.Module):
 
 
 class _Tracer(fx.Tracer):
-    """Stops at layers (anything without children, and neurons); opens SeqToANN containers."""
+    """Stops at layers (anything without children, and neurons); opens SeqToANN containers.
+
+    Nodes traced inside a SeqToANN container see ``[T*B, ...]`` tensors, the others
+    ``[T, B, ...]``: ``node.meta["time_merged"]`` says which, for functional flattens.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._merged = 0
+
+    def create_node(self, *args, **kwargs):
+        node = super().create_node(*args, **kwargs)
+        node.meta["time_merged"] = self._merged > 0
+        return node
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if isinstance(m, nn.Sequential | nn.ModuleList | nn.ModuleDict):
@@ -169,14 +162,22 @@ class _Tracer(fx.Tracer):
         if isinstance(m, layer.SeqToANNContainer) and len(args) == 1 and not kwargs:
             # Its children see [T*B, ...], which is how the records treat every layer anyway.
             out = args[0]
-            for child in m:
-                out = self.call_module(child, child.forward, (out,), {})
+            self._merged += 1
+            try:
+                for child in m:
+                    out = self.call_module(child, child.forward, (out,), {})
+            finally:
+                self._merged -= 1
             return out
         return super().call_module(m, forward, args, kwargs)
 
 
-def trace_student(model: nn.Module, input_shape: tuple[int, ...], timesteps: int) -> StudentGraph:
-    """Records of ``model`` (eval mode), with shapes from one forward pass of the records."""
+def trace_student(model: nn.Module, input_shape: tuple[int, ...], timesteps: int,
+                  batch_size: int = 64) -> StudentGraph:
+    """Records of ``model`` (eval mode), with shapes from one forward pass of the records.
+
+    Refuses up front (naming the size) when exporting it would need more memory than the
+    machine has, ``batch_size`` being the largest batch the export checks run."""
     body, prefix = multistep_body(model)
     try:
         fx_graph = _Tracer().trace(body)
@@ -187,8 +188,10 @@ def trace_student(model: nn.Module, input_shape: tuple[int, ...], timesteps: int
     strip = "m." if prefix == "body" else ""
     records = _records_from_fx(fx_graph, body, strip)
     graph = StudentGraph(records, tuple(input_shape), int(timesteps))
+    require_memory(graph, batch_size)  # the weights alone, before anything is run
     if not graph.offending(KINDS[:-1]):
         _infer_shapes(graph)
+        require_memory(graph, batch_size)  # now with the activations
     return graph
 
 
@@ -230,35 +233,52 @@ def _records_from_fx(fx_graph: fx.Graph, root: nn.Module, strip: str) -> list[La
 
 
 def _module_record(name: str, module: nn.Module, inputs: tuple[str, ...]) -> LayerRecord:
-    step_mode = getattr(module, "step_mode", "m")
-    if type(module) in _NEURONS:
-        if step_mode != "m":
-            return LayerRecord(name, "unsupported", inputs, module,
-                               reason="single-step neuron inside a multi-step model")
-        params = NeuronParams(
-            _NEURONS[type(module)], float(module.v_threshold),
-            None if module.v_reset is None else float(module.v_reset),
-            float(module.tau) if hasattr(module, "tau") else None,
-            bool(getattr(module, "decay_input", True)))
+    if isinstance(module, neuron.BaseNode):
+        params = neuron_params(module)
+        if isinstance(params, str):
+            return LayerRecord(name, "unsupported", inputs, module, reason=params)
         return LayerRecord(name, "neuron", inputs, module, params)
     if isinstance(module, base.MemoryModule):
         return LayerRecord(name, "unsupported", inputs, module,
                            reason=f"{type(module).__name__}: stateful layer without an exporter")
+    if isinstance(module, layer.VotingLayer):
+        return LayerRecord(name, "linear", inputs, VotingLinear(module.voting_size))
     for types, kind in _MODULE_KINDS:
         if not isinstance(module, types) or _torch_base(module) is None:
             continue
         if kind == "batchnorm" and module.training:  # batch statistics: nothing fixed to export
             return LayerRecord(name, "unsupported", inputs, module, reason="BatchNorm in train mode")
         return LayerRecord(name, kind, inputs, module)
-    return LayerRecord(name, "unsupported", inputs, module, reason=type(module).__name__)
+    return LayerRecord(name, "unsupported", inputs, module,
+                       reason=f"{type(module).__name__}: a layer type no exporter knows")
 
 
 def _function_record(node: fx.Node, inputs: tuple[str, ...]) -> LayerRecord:
-    is_add = node.op == "call_function" and node.target in (operator.add, torch.add)
+    is_add = node.op == "call_function" and node.target in _ADDS
     if is_add and len(inputs) == 2 and len(node.args) == 2 and not node.kwargs:
         return LayerRecord(node.name, "add", inputs)
+    if node.op in ("call_function", "call_method") and node.target in _FLATTENS \
+            and len(inputs) == 1:
+        return _flatten_record(node, inputs)
     target = getattr(node.target, "__name__", str(node.target))
-    return LayerRecord(node.name, "unsupported", inputs, reason=f"{node.op} {target}")
+    return LayerRecord(node.name, "unsupported", inputs,
+                       reason=f"{node.op} {target}: only layer calls, additions and flattens "
+                       "are exported")
+
+
+def _flatten_record(node: fx.Node, inputs: tuple[str, ...]) -> LayerRecord:
+    layer_or_reason = functional_flatten(node.args[1:], node.kwargs,
+                                         bool(node.meta.get("time_merged")))
+    if isinstance(layer_or_reason, str):
+        return LayerRecord(node.name, "unsupported", inputs, reason=layer_or_reason)
+    return LayerRecord(node.name, "flatten", inputs, layer_or_reason)
+
+
+def _apply(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One stateless layer on ``[T*B, ...]``, through the torch forward it wraps."""
+    if isinstance(module, VotingLinear) and module.in_features != x.shape[-1]:
+        module.fit(int(x.shape[-1]))
+    return _torch_base(module).forward(module, x)
 
 
 def _torch_base(module: nn.Module) -> type | None:
@@ -327,7 +347,7 @@ class GraphExecutor(nn.Module):
                 value = spike_seq.reshape(-1, *spike_seq.shape[2:])
             else:
                 module = self.layers[self._slot[record.name]]
-                value = _torch_base(module).forward(module, ins[0])
+                value = _apply(module, ins[0])
             if self.record_shapes:
                 record.input_shape = tuple(ins[0].shape[1:])
                 record.output_shape = tuple(value.shape[1:])
@@ -337,27 +357,6 @@ class GraphExecutor(nn.Module):
 
 def _computes(record: LayerRecord) -> bool:
     return record.module is not None and record.kind not in ("neuron", "unsupported")
-
-
-def neuron_steps(x_seq: torch.Tensor, params: NeuronParams) -> torch.Tensor:
-    """Spikes ``[T, ...]`` of one neuron layer, in spikingjelly's operation order (bit-exact)."""
-    v = torch.full_like(x_seq[0], params.v_initial)
-    leak_to = 0.0 if params.v_reset is None else params.v_reset
-    spikes = []
-    for x in x_seq.unbind(0):
-        if params.model == "if":
-            h = v + x
-        elif params.decay_input:
-            h = v + (x - (v - leak_to)) / params.tau
-        else:
-            h = v - (v - leak_to) / params.tau + x
-        fired = h >= params.v_threshold
-        spikes.append(fired.to(x.dtype))
-        if params.v_reset is None:
-            v = torch.where(fired, h - params.v_threshold, h)
-        else:
-            v = torch.where(fired, torch.full_like(h, params.v_reset), h)
-    return torch.stack(spikes)
 
 
 def fold_batchnorm(graph: StudentGraph) -> StudentGraph:

@@ -4,7 +4,8 @@ Contracts (DESIGN.md, "Layering"):
   1. the training core (every ``neurokd.X`` but ``cli``, ``exporters``, ``energy``) never
      imports the exporters, energy or the CLI;
   2. energy never imports the exporters;
-  3. ``exporters/lava_runner.py`` (it runs inside ``.venv-lava``) imports no other neurokd module;
+  3. ``exporters/lava_runner.py`` (it runs inside ``.venv-lava``) and
+     ``exporters/consumer_runner.py`` (a script run beside Sinabs) import no other neurokd module;
   4. no import cycles among the modules of any package (``acyclic_siblings``).
 The module lists are read from the tree each run, so a new module is covered without editing
 any list here.
@@ -30,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUTSIDE_CORE = ("cli", "exporters", "energy")
 RUNNER = "neurokd.exporters.lava_runner"
+# runs as a script in a subprocess whose path holds a NIR consumer (Sinabs): no neurokd either
+CONSUMER_RUNNER = "neurokd.exporters.consumer_runner"
 
 
 def build_tree(root: Path, tree: Path) -> Path:
@@ -64,7 +67,8 @@ def contracts(tree: Path) -> str:
     # __main__ is ``python -m neurokd``: the CLI's entry point, not the core
     core = [m for m in top if m.rsplit(".", 1)[1] not in (*OUTSIDE_CORE, "__main__")]
     everything_else = [m for m in top if m != "neurokd.exporters"] + [
-        m for m in _modules(tree / "neurokd" / "exporters", "neurokd.exporters") if m != RUNNER]
+        m for m in _modules(tree / "neurokd" / "exporters", "neurokd.exporters")
+        if m not in (RUNNER, CONSUMER_RUNNER)]
     rules = [
         ("the training core never imports exporters, energy or the CLI", "forbidden",
          {"source_modules": core,
@@ -73,6 +77,8 @@ def contracts(tree: Path) -> str:
          {"source_modules": ["neurokd.energy"], "forbidden_modules": ["neurokd.exporters"]}),
         ("lava_runner.py (it runs inside .venv-lava) imports no neurokd module", "forbidden",
          {"source_modules": [RUNNER], "forbidden_modules": everything_else}),
+        ("consumer_runner.py (a script beside other libraries) imports no neurokd module",
+         "forbidden", {"source_modules": [CONSUMER_RUNNER], "forbidden_modules": everything_else}),
         ("no import cycles inside a package", "acyclic_siblings", {"ancestors": ["neurokd"]}),
     ]
     # annotations only (TYPE_CHECKING blocks) are not imports that run
