@@ -14,10 +14,11 @@ from pathlib import Path
 
 # The order of the groups in the results file; a group not listed (a new LossSpec group)
 # follows them, in the order it first appeared.
-GROUP_ORDER = ("methods", "features", "ablation", "lam", "tau", "timesteps")
+GROUP_ORDER = ("methods", "features", "ablation", "lam", "tau", "variants", "timesteps")
 # Settings that change what a row means; a merge across different values would mix experiments.
+# (train_fraction and teacher_augment exist only in files of the settings that set them.)
 COMPARED = ("dataset", "epochs", "teacher_epochs", "student", "teacher_arch", "alpha", "tau",
-            "lam", "timesteps", "lr", "batch_size")
+            "lam", "timesteps", "lr", "batch_size", "train_fraction", "teacher_augment")
 
 
 def load_previous(path: Path, base: dict, seeds: list[int]) -> dict | None:
@@ -68,7 +69,8 @@ def merge(previous: dict | None, table: dict[str, dict], invocation: dict, base:
     result["invocations"] = result["invocations"] + [invocation]
     _derive(result)
     # Stable key order: the issue's schema first, then the other groups, then bookkeeping.
-    head = ("dataset", "seeds", "teacher_accuracy", "methods", "settings", "significance")
+    head = ("dataset", "setting", "seeds", "teacher_accuracy", "teacher_fit", "methods",
+            "settings", "significance")
     order = [*head, *[g for g in groups if g != "methods"], "invocations"]
     return {k: result[k] for k in order if k in result}
 
@@ -103,6 +105,23 @@ def significance(result: dict) -> dict[str, dict]:
     for name, row in features.items():
         if name not in ("ce", "kd", "tser") and reference is not None:
             tests[f"features/{name}_vs_{where}tser"] = paired(row["runs"], reference["runs"])
+    return {**tests, **_sweep_pairs(result)}
+
+
+def _sweep_pairs(result: dict) -> dict[str, dict]:
+    """tser against kd at each temperature of the tau sweep, and each tser variant against
+    tser at its temperature."""
+    tau, variants = result.get("tau", {}), result.get("variants", {})
+    tests = {}
+    for label, row in tau.items():
+        kd = "kd " + label.removeprefix("tser ")
+        if label.startswith("tser ") and kd in tau:
+            tests[f"tau/{label}_vs_tau/{kd}"] = paired(row["runs"], tau[kd]["runs"])
+    for label, row in variants.items():
+        reference = " ".join(label.split()[:2])  # "tser tau=2 ce_tau=2" -> "tser tau=2"
+        if reference in tau:
+            tests[f"variants/{label}_vs_tau/{reference}"] = paired(row["runs"],
+                                                                  tau[reference]["runs"])
     return tests
 
 

@@ -10,7 +10,9 @@ from neurokd.fileio import write_atomic, write_json, write_text
 TITLES = {"methods": "Methods",
           "features": "Feature and hybrid KD (feature weight 1)",
           "ablation": "Ablation: where temporal separation applies",
-          "lam": "Entropy weight λ (tser)", "tau": "Temperature τ", "timesteps": "Timesteps T"}
+          "lam": "Entropy weight λ (tser)", "tau": "Temperature τ",
+          "variants": "TSER variants: CE at τ (--ce-tau τ), entropy at 1 (--entropy-tau 1)",
+          "timesteps": "Timesteps T"}
 
 
 def _pct(x: float) -> str:
@@ -25,10 +27,19 @@ def _row(label: str, row: dict) -> str:
 
 def markdown(result: dict) -> str:
     s = result["settings"]
+    setting = result.get("setting", {"name": "memorised"})
+    share = s.get("train_fraction", 1.0)
     lines = [
-        f"# {result['dataset']}: ce vs kd vs tser, feature and hybrid KD", "",
-        f"Teacher ({s['teacher_arch']}) test accuracy: **{_pct(result['teacher_accuracy'])}%**. "
-        f"Student `{s['student']}`, T={s['timesteps']}, α={s['alpha']}, τ={s['tau']}, "
+        f"# {result['dataset']} ({setting['name']} teacher): ce vs kd vs tser, feature and "
+        "hybrid KD", "",
+        *([f"Setting: {setting['summary']}.", ""] if "summary" in setting else []),
+        f"Teacher ({s['teacher_arch']}{', --augment' if s.get('teacher_augment') else ''}) "
+        f"test accuracy: **{_pct(result['teacher_accuracy'])}%**"
+        + (f"; on the training split {_pct(result['teacher_fit']['train_accuracy'])}% right, "
+           f"mean p(label) {result['teacher_fit']['train_p_label']:.3f} at τ=1"
+           if "teacher_fit" in result else "") + ". "
+        f"Student `{s['student']}`{f' on {100 * share:g}% of the training split' if share < 1 else ''}, "
+        f"T={s['timesteps']}, α={s['alpha']}, τ={s['tau']}, "
         f"λ={s['lam']}, {s['epochs']} epochs, Adam lr {s['lr']}, batch {s['batch_size']}; "
         f"seeds {result['seeds']}. Test accuracy in % (mean ± sample std over seeds); "
         "`val` is the validation split used to choose settings; `gap closed` is "
@@ -41,7 +52,7 @@ def markdown(result: dict) -> str:
                   "|---|---|---|---|---|---|"]
         lines += [_row(label, row) for label, row in rows.items()]
         lines.append("")
-        if group in ("lam", "tau"):
+        if group in ("lam", "tau", "variants"):
             best = max(rows, key=lambda k: rows[k]["val_mean"])
             lines += [f"Best on validation: **{best}**.", ""]
     lines += ["## Paired comparison over seeds", "",
@@ -117,15 +128,16 @@ def plot(result: dict, path: Path) -> None:
         ax.set_xlabel(key.rstrip("="))
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(TITLES[group])
-        ax.legend()
+        if ax.lines:  # a group this invocation did not run leaves its panel empty
+            ax.legend()
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
 
 
-def write_outputs(result: dict, folder: Path) -> list[Path]:
+def write_outputs(result: dict, folder: Path, stem: str | None = None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / result["dataset"]
+    stem = folder / (stem or result["dataset"])
     paths = [write_json(stem.with_suffix(".json"), result),
              write_text(stem.with_suffix(".md"), markdown(result))]
     plot(result, stem.with_suffix(".png"))

@@ -9,12 +9,13 @@ exporter shares; ``simulation`` runs written files (``BACKENDS``).
 from .base import Exporter, ExportResult
 from .graph import LayerRecord, NeuronParams, StudentGraph, fold_batchnorm, trace_student
 from .loihi import LoihiExportResult, export_loihi
-from .nir import NirExportResult, export_nir, import_nir, to_nir_graph
+from .nir import NirExportResult, export_nir, to_nir_graph
+from .nir_simulator import NirSimulator, load_nir_simulator
 from .onnx import OnnxExportResult, export_onnx
 from .registry import EXPORTERS, exporter
 from .verify import Agreement
 
 __all__ = ["EXPORTERS", "Exporter", "ExportResult", "exporter", "export_loihi",
            "LoihiExportResult", "export_onnx", "OnnxExportResult", "export_nir",
-           "NirExportResult", "import_nir", "to_nir_graph", "Agreement", "trace_student",
-           "StudentGraph", "LayerRecord", "NeuronParams", "fold_batchnorm"]
+           "NirExportResult", "NirSimulator", "load_nir_simulator", "to_nir_graph", "Agreement",
+           "trace_student", "StudentGraph", "LayerRecord", "NeuronParams", "fold_batchnorm"]

@@ -36,8 +36,10 @@ class ExportResult:
             spikes = ("spikes identical" if a.spike_mismatches == 0
                       else f"{a.spike_mismatches} spike mismatches")
             spikes += f" ({a.spikes_checked:,} checked), "
+        ties = (f"; {a.tie_samples} sample{'s' * (a.tie_samples > 1)} apart: diverged from one "
+                "spike flipped at a threshold tie (float rounding)" if a.tie_samples else "")
         return (f"  {consumer} on {self.verified_on}: max |Δlogit| {a.max_abs_logit_error:.1e}, "
-                f"{spikes}argmax {100 * a.argmax_agreement:.2f}%")
+                f"{spikes}argmax {100 * a.argmax_agreement:.2f}%{ties}")
 
 
 @dataclass(frozen=True)

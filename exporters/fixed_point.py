@@ -4,7 +4,9 @@ The integer model of the file ``exporters/loihi.py`` writes, computed the way la
 lava-dl 0.6 run it with ``Loihi2SimCfg(select_tag="fixed_pt")``:
 
 - synapses (``lava/proc/dense/models.py``, ``lava/proc/conv/models.py``): integer weights times
-  input events (graded 8-bit values into the first layer, 0/1 spikes after). netx first
+  input events (graded 8-bit values into the first layer of a network on analog input, 0/1
+  spikes after it, and into the first layer too when the input is spikes: event frames or
+  rate-coded data, a new 0/1 input per timestep). netx first
   re-scales dense weights (``netx.utils.optimize_weight_bits``: ``w << s`` with weight exponent
   ``-s``), Lava clips and truncates them and shifts the sum right by ``s``; conv sums wrap at
   24 bits. Both are replayed here rather than assumed exact.
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neurokd.errors import NeuroKDError
 from neurokd.geometry import HasGeometry, LayerGeometry
 
 DECAY_UNITY = 4096            # 12-bit decays: 4096 means "forget everything each step"
@@ -76,6 +79,7 @@ class QuantizedNetwork:
     input_scale: float             # graded input value = round(x * input_scale), clipped
     input_min: int
     input_max: int
+    input_spikes: bool = False     # the input is 0/1 spikes per timestep (1.0, 0..1 above)
 
     def __post_init__(self) -> None:
         if self.timesteps < 1:
@@ -86,10 +90,19 @@ class QuantizedNetwork:
             raise ValueError("no synaptic layers")
 
     def quantize_input(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Analog samples ``[N, ...]`` as the 8-bit graded spikes the first layer receives."""
+        """The first layer's integer input: analog samples ``[N, ...]`` as 8-bit graded
+        spikes, or, for a network on spikes, ``[T, N, ...]`` 0/1 spikes as ``[N, T, ...]``
+        (nothing quantized: any other value is refused)."""
         x = np.asarray(x, dtype=np.float64)
-        return np.clip(np.rint(x * self.input_scale), self.input_min, self.input_max).astype(
-            np.int64)
+        if not self.input_spikes:
+            return np.clip(np.rint(x * self.input_scale), self.input_min,
+                           self.input_max).astype(np.int64)
+        if x.ndim != len(self.input_shape) + 2:
+            shape = ", ".join(map(str, self.input_shape))
+            raise NeuroKDError(f"a network on spikes takes [T, N, {shape}] inputs, not "
+                               f"{list(x.shape)}")
+        check_spikes(x)
+        return x.swapaxes(0, 1).astype(np.int64)
 
     def logits(self, readout: np.ndarray) -> np.ndarray:
         """Per-step float logits from the readout's integer ``v`` (or its spikes)."""
@@ -97,6 +110,15 @@ class QuantizedNetwork:
         if last.spiking:
             return readout.astype(np.float64)
         return readout.astype(np.float64) / ((1 << STATE_SHIFT) * last.scale)
+
+
+def check_spikes(x: np.ndarray | torch.Tensor) -> None:
+    """Refuse inputs with a time axis that are not 0/1 (Loihi's input spikes are binary)."""
+    x = np.asarray(x)
+    if not np.isin(x, (0.0, 1.0)).all():
+        raise NeuroKDError(f"cannot export to Loihi (netx): its input spikes are binary, but the "
+                           f"inputs hold values up to {x.max():g} (event counts per pixel and "
+                           "frame); train the student with --event-frames binary")
 
 
 @dataclass
@@ -171,7 +193,8 @@ def synaptic_input(layer: QuantizedLayer, events: np.ndarray,
 
 
 def run_fixed_point(network: QuantizedNetwork, inputs: np.ndarray) -> FixedPointRun:
-    """The network on integer graded inputs ``[N, *input_shape]`` (repeated over T)."""
+    """The network on integer inputs: graded ``[N, *input_shape]`` (the same at every step)
+    or spikes ``[N, T, *input_shape]`` (``network.input_spikes``)."""
     count, steps = len(inputs), network.timesteps
     states = [(np.zeros((count, *lay.output_shape), np.int64),
                np.zeros((count, *lay.output_shape), np.int64)) for lay in network.layers]
@@ -181,7 +204,7 @@ def run_fixed_point(network: QuantizedNetwork, inputs: np.ndarray) -> FixedPoint
     cache: dict[str, tuple[np.ndarray, int]] = {}
     saturated = 0
     for t in range(steps):
-        events, spiking_index = inputs, 0
+        events, spiking_index = (inputs[:, t] if network.input_spikes else inputs), 0
         for index, lay in enumerate(network.layers):
             u, v = states[index]
             bias = lay.bias.reshape((-1,) + (1,) * (len(lay.output_shape) - 1))

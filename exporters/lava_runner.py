@@ -7,8 +7,10 @@ Runs inside ``.venv-lava`` (Python 3.10, lava-nc 0.10, lava-dl 0.6): no neurokd 
 
 REQUEST (``np.savez``, no pickles): ``net`` (path of the .net file), ``inputs`` (int32
 ``[N, *input_shape]`` graded input values in C,H,W order, presented for ``timesteps`` steps
-each), ``timesteps``, ``message_bits`` (graded input bits), ``chunk`` (samples per run call;
-one progress line ``progress DONE TOTAL`` on stdout after each).
+each; with ``per_step`` 1, ``[N, T, *input_shape]``, one input per step: binary spikes of event
+frames or rate-coded data), ``timesteps``, ``message_bits`` (graded input bits; 0: binary
+spikes), ``chunk`` (samples per run call; one progress line ``progress DONE TOTAL`` on stdout
+after each), ``per_step`` (optional, default 0).
 
 RESULT: ``spikes_{k}`` (uint8 ``[N, T, *shape]`` in C,H,W order) for every layer ``k``
 (recorded by ``SpikeRecorder`` processes),
@@ -70,15 +72,15 @@ class PySpikeRecorder(PyLoihiProcessModel):
 
 
 def build(net_path: str, steps: int, timesteps: int, message_bits: int, inputs: np.ndarray,
-          folder: Path):
+          folder: Path, per_step: bool = False):
     from lava.lib.dl import netx
     from lava.proc import io
 
     net = netx.hdf5.Network(net_config=net_path, input_message_bits=message_bits,
                             reset_interval=timesteps, reset_offset=1)
     if len(net.inp.shape) == 1:  # a dense first layer takes the sample flat, in C,H,W order
-        inputs = inputs.reshape(len(inputs), -1)
-    source = io.source.RingBuffer(data=lava_layout(inputs, steps, timesteps))
+        inputs = inputs.reshape(*inputs.shape[:1 + per_step], -1)
+    source = io.source.RingBuffer(data=lava_layout(inputs, steps, timesteps, per_step))
     source.s_out.connect(net.inp)
     records = []
     for k, layer in enumerate(net.layers):
@@ -90,10 +92,13 @@ def build(net_path: str, steps: int, timesteps: int, message_bits: int, inputs: 
     return net, records, readout
 
 
-def lava_layout(inputs: np.ndarray, steps: int, timesteps: int) -> np.ndarray:
-    """``[N, C, H, W]`` (or ``[N, F]``) -> netx's ``[W, H, C, steps]`` stream, zero-padded."""
+def lava_layout(inputs: np.ndarray, steps: int, timesteps: int,
+                per_step: bool = False) -> np.ndarray:
+    """``[N, C, H, W]`` (or ``[N, F]``) -> netx's ``[W, H, C, steps]`` stream, zero-padded;
+    ``per_step``: ``[N, T, C, H, W]``, step ``t`` of sample ``n`` at ``nT + t``."""
     count = len(inputs)
-    repeated = np.repeat(inputs, timesteps, axis=0)            # [N*T, ...]
+    repeated = (inputs.reshape(-1, *inputs.shape[2:]) if per_step      # [N*T, ...]
+                else np.repeat(inputs, timesteps, axis=0))
     order = tuple(range(repeated.ndim - 1, 0, -1)) + (0,)       # reverse C,H,W; time last
     data = np.zeros(repeated.shape[:0:-1] + (steps,), dtype=np.int32)
     data[..., :count * timesteps] = repeated.transpose(order)
@@ -128,11 +133,13 @@ def main(request_path: str, result_path: str) -> None:
         timesteps = int(request["timesteps"])
         message_bits = int(request["message_bits"])
         chunk = max(1, int(request["chunk"]))
+        per_step = bool(int(request["per_step"])) if "per_step" in request.files else False
     count = len(inputs)
     layers = synaptic_layers(net_path)
     steps = count * timesteps + layers + 1  # the tail lets the deepest layer finish
     folder = Path(tempfile.mkdtemp(prefix="lava-runner-", dir=Path(result_path).parent))
-    net, records, readout = build(net_path, steps, timesteps, message_bits, inputs, folder)
+    net, records, readout = build(net_path, steps, timesteps, message_bits, inputs, folder,
+                                  per_step)
     config = Loihi2SimCfg(select_tag="fixed_pt",
                           exception_proc_model_map={SpikeRecorder: PySpikeRecorder})
     started, done = time.perf_counter(), 0

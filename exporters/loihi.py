@@ -6,19 +6,21 @@ Mapping (spikingjelly 2.0 -> netx ``CUBA``). spikingjelly's LIF with ``decay_inp
 folded into the integer weights and bias (IF: ``vDecay = 0``; ``decay_input=False``: no
 ``1/tau``). Hard reset to 0 is CUBA's reset. BatchNorm is folded into the conv/linear before it.
 
-Quantization, one scale ``S`` per layer (integer units per unit of the float membrane):
-``w = 2 * round(S g W / (2 s_x))`` (8-bit signed, stored doubled as slayer does, ``g = 1/tau``
-or 1, ``s_x`` the input scale of the first layer, 1 for spikes), ``bias = round(S g b)``,
-``vThMant = S * v_threshold`` (``S`` is rounded so this is an integer). ``S`` is the largest
-value that keeps every weight in [-256, 254], the bias in 13 bits, the threshold in 17 bits, and
-the worst-case synaptic sum inside Loihi's 24-bit current register (``|a| << 6 < 2**23``). The
-readout (the last linear layer, without neurons) gets ``iDecay = vDecay = 4096`` and the largest
-threshold: its ``v`` each step is the integer logit.
+Quantization (``loihi_quantize.py``), one scale ``S`` per layer (integer units per unit of the
+float membrane), the largest that keeps every weight in 8 bits, the bias in 13, the threshold
+in 17 and the worst-case synaptic sum inside Loihi's 24-bit current register (``|a| << 6 <
+2**23``). The readout (the last linear layer, without neurons) gets ``iDecay = vDecay = 4096``
+and the largest threshold: its ``v`` each step is the integer logit.
 
 Analog input: the first layer receives graded 8-bit spikes (``netx.hdf5.Network(...,
 input_message_bits=8)``), the input quantized as ``round(x * input_scale)``, at most 255
 levels over the largest ``x`` of the check inputs (127 for signed data); ``_input_scale``
 splits the first layer's precision evenly between input levels and weight levels.
+
+Spike input (event frames, rate-coded data: inputs ``[T, N, ...]`` with a time axis): the
+first layer receives binary spikes (``input_message_bits=0``), a new 0/1 input at every
+timestep, scaled like every other layer's spikes (``s_x = 1``): no graded input, no input
+quantization. Frames holding event counts above 1 are refused (``--event-frames binary``).
 
 Average pools with non-overlapping windows are folded into the conv/linear after them
 (``pool_fold.py``). Refused, naming the layers: residual additions, max pooling and average
@@ -29,7 +31,6 @@ them (except the readout).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,34 +38,31 @@ import numpy as np
 import torch
 from torch import nn
 
+from neurokd.encoding import is_static
 from neurokd.errors import NeuroKDError
 from neurokd.fileio import atomic_path
-from neurokd.geometry import LayerGeometry
-from neurokd.inputs import source_inputs
+from neurokd.inputs import recorded_settings, source_inputs
 from neurokd.progress import Reporter
 from neurokd.sources import StudentSource, as_source
 
 from .base import Exporter, ExportResult
 from .fixed_point import (
-    DECAY_UNITY,
-    MAX_ACTIVATION,
-    MAX_BIAS_MANT,
-    MAX_THRESHOLD_MANT,
-    WEIGHT_MAX,
-    WEIGHT_MIN,
-    CubaNeuron,
     FixedPointRun,
     QuantizedLayer,
     QuantizedNetwork,
+    check_spikes,
     run_fixed_point,
 )
 from .graph import LayerRecord, StudentGraph, fold_batchnorm, trace_student
 from .lava_host import lava_python, run_lava
+from .loihi_quantize import layer_geometry, quantize
 from .netx_file import FloatLayer, read_netx, run_float, write_netx
 from .pool_fold import fold_average_pools
 from .verify import Agreement, eager_run, private_copy
 
 LOIHI_KINDS = ("conv", "linear", "flatten", "neuron")
+GRADED_ENCODING = "graded 8-bit input spikes into the first layer"
+SPIKE_ENCODING = "binary input spikes into the first layer, one input per timestep"
 
 
 @dataclass
@@ -78,7 +76,7 @@ class LoihiExportResult(ExportResult):
     spike_agreement: dict[str, float]   # per neuron layer: share of identical spikes
     float_accuracy: float | None    # on the check inputs, when they carry labels
     quantized_accuracy: float | None
-    encoding: str = "graded 8-bit input spikes into the first layer"
+    encoding: str = GRADED_ENCODING  # or SPIKE_ENCODING
     folded_pools: list[str] = field(default_factory=list)   # merged into the next layer
     calibrated_on: str = ""         # the inputs that set the input quantization range
     lava_samples: int = 0           # samples run in Lava (netx) with spikes equal to the model
@@ -90,7 +88,8 @@ class LoihiExportResult(ExportResult):
         shape = ",".join(str(d) for d in self.input_shape)
         lines = [f"wrote {self.path} ({self.file_bytes / 1024:.0f} kB): lava-dl netx HDF5, "
                  f"T={self.timesteps}, input [{shape}] as {self.encoding} "
-                 f"(x * {self.input_scale:.4g}, rounded)"]
+                 + ("(0/1 as they come, nothing quantized)" if self.encoding == SPIKE_ENCODING
+                    else f"(x * {self.input_scale:.4g}, rounded)")]
         lines += _quantization_table(self.layers)
         if self.folded_pools:
             lines.append("  average pools folded into the next layer: "
@@ -103,7 +102,8 @@ class LoihiExportResult(ExportResult):
             drop = 100 * (self.float_accuracy - self.quantized_accuracy)
             lines.append(f"  accuracy: float {_pct(self.float_accuracy)}, 8-bit fixed point "
                          f"{_pct(self.quantized_accuracy)} (drop {drop:.2f} pt)")
-        lines.append(f"  input range calibrated on the {self.calibrated_on}")
+        if self.encoding != SPIKE_ENCODING:
+            lines.append(f"  input range calibrated on the {self.calibrated_on}")
         clipped_bias = [f"{lay.name} {_pct(lay.quantization['bias_clipped'])}"
                         for lay in self.layers if lay.quantization.get("bias_clipped")]
         if clipped_bias:
@@ -173,15 +173,18 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     chain, folded_pools = loihi_chain(graph)
     choice = {"dataset": dataset, "data_dir": data_dir, "random": random_inputs}
     inputs, labels, described = source_inputs(source, "test", max_samples, **choice)
-    calibration, _, calibrated_on = source_inputs(source, "train", max_samples, **choice)
+    spikes = not is_static(inputs, source.input_shape)
+    if spikes:
+        check_spikes(inputs)  # before any quantization work
+    calibration, _, calibrated_on = (inputs, None, "") if spikes else \
+        source_inputs(source, "train", max_samples, **choice)
     float_layers = [_float_layer(syn, neu) for syn, neu in chain]
-    network = quantize(chain, calibration, source.timesteps)
+    network = quantize(chain, calibration, source.timesteps, spikes)
     reference_logits, _ = eager_run(model, [])(inputs)
-    config = source.config or {}
-    meta = {"dataset": config.get("dataset"), "data_dir": config.get("data_dir"),
-            "image_size": config.get("image_size", 32), "source": source.label,
+    meta = {**recorded_settings(source.config), "source": source.label,
             "num_classes": int(reference_logits.shape[-1]),
             "class_names": list(source.class_names or [])}
+    count = len(labels) if labels is not None else inputs.shape[1 if spikes else 0]
     with atomic_path(path) as tmp:
         write_netx(tmp, network, float_layers, meta)
         written = read_netx(tmp)  # the check runs on what the file holds, not on memory
@@ -189,9 +192,9 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
         if check.agreement.argmax_agreement < min_agreement:
             raise NeuroKDError(
                 f"Loihi export: the 8-bit integer network predicts the float network's class "
-                f"on only {check.agreement.argmax_agreement:.1%} of {len(inputs)} samples "
+                f"on only {check.agreement.argmax_agreement:.1%} of {count} samples "
                 f"(need {min_agreement:.0%}); nothing written")
-        lava_skipped = check_in_lava(tmp, written.network, inputs[:lava_samples],
+        lava_skipped = check_in_lava(tmp, written.network, check.x_q[:lava_samples],
                                      check.run.first(lava_samples), reporter) \
             if lava_samples > 0 else "--lava-samples 0"
         size = tmp.stat().st_size
@@ -201,22 +204,24 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     return LoihiExportResult(Path(path), size, described, check.agreement, network.layers,
                              source.timesteps, source.input_shape, network.input_scale,
                              check.spike_agreement, float_accuracy, check.quantized_accuracy,
-                             folded_pools=folded_pools, calibrated_on=calibrated_on,
-                             lava_samples=0 if lava_skipped else min(lava_samples, len(inputs)),
+                             encoding=SPIKE_ENCODING if spikes else GRADED_ENCODING,
+                             folded_pools=folded_pools,
+                             calibrated_on=calibrated_on,
+                             lava_samples=0 if lava_skipped else min(lava_samples, count),
                              lava_skipped=lava_skipped, saturated=check.run.saturated)
 
 
-def check_in_lava(path: Path, network: QuantizedNetwork, inputs: torch.Tensor,
+def check_in_lava(path: Path, network: QuantizedNetwork, x_q: np.ndarray,
                   fixed: FixedPointRun, reporter: Reporter | None = None) -> str | None:
     """Run the written file in Lava and require ``fixed`` (the integer model's run on the
-    same ``inputs``) exactly, spikes and readout. Returns why it could not run (no Lava
-    environment), None once checked."""
+    same integer inputs ``x_q``) exactly, spikes and readout. Returns why it could not run
+    (no Lava environment), None once checked."""
     try:
         python = lava_python()
     except NeuroKDError as exc:
         return str(exc)
-    x_q = network.quantize_input(inputs)
-    lava = run_lava(python, Path(path), x_q, network.timesteps, reporter, chunk=20)
+    lava = run_lava(python, Path(path), x_q, network.timesteps, reporter, chunk=20,
+                    spikes=network.input_spikes)
     spiking = [k for k, layer in enumerate(network.layers) if layer.spiking]
     differ = [network.layers[k].name for k, expected in zip(spiking, fixed.spikes, strict=True)
               if not np.array_equal(lava[f"spikes_{k}"], expected)]
@@ -283,6 +288,9 @@ def _mark_limits(graph: StudentGraph, record: LayerRecord) -> LayerRecord:
     elif record.kind in ("maxpool", "avgpool"):
         reason = (f"{type(record.module).__name__}: netx has no pooling layer and only "
                   "non-overlapping average pools before a conv/linear fold; use a strided conv")
+    elif record.kind == "neuron" and record.neuron.model not in ("lif", "if"):
+        reason = (f"{type(record.module).__name__}: neurokd writes Loihi's CUBA neuron without "
+                  "current memory (iDecay 4096), so only LIF and IF map onto it")
     elif record.kind == "neuron" and record.neuron.reset == "soft":
         reason = "soft reset: Loihi's CUBA neuron resets v to 0"
     elif record.kind == "neuron" and record.neuron.v_reset != 0.0:
@@ -300,112 +308,8 @@ def _mark_limits(graph: StudentGraph, record: LayerRecord) -> LayerRecord:
 def _float_layer(synapse: LayerRecord, neuron: LayerRecord | None) -> FloatLayer:
     module = synapse.module
     bias = module.bias if module.bias is not None else torch.zeros(module.weight.shape[0])
-    return FloatLayer(_geometry(synapse), module.weight.detach(), bias.detach(),
+    return FloatLayer(layer_geometry(synapse), module.weight.detach(), bias.detach(),
                       neuron.neuron if neuron else None)
-
-
-def _geometry(synapse: LayerRecord) -> LayerGeometry:
-    return LayerGeometry.of_module(synapse.name, synapse.module, tuple(synapse.input_shape))
-
-
-def quantize(chain, inputs: torch.Tensor, timesteps: int) -> QuantizedNetwork:
-    """One scale per layer (see the module docstring); ``inputs`` set the input range."""
-    x = inputs.numpy().astype(np.float64)
-    signed = bool(x.min() < 0)
-    peak = float(np.abs(x).max()) or 1.0
-    input_scale = _input_scale(*chain[0], peak, 127 if signed else 255)
-    top = int(round(peak * input_scale))
-    layers, in_scale, in_peak = [], input_scale, top
-    for synapse, neuron in chain:
-        layers.append(_quantize_layer(synapse, neuron, in_scale, in_peak))
-        in_scale, in_peak = 1.0, 1
-    return QuantizedNetwork(layers, tuple(inputs.shape[1:]), timesteps, input_scale,
-                            -top if signed else 0, top)
-
-
-def _gain(neuron: LayerRecord | None) -> float:
-    """The factor spikingjelly puts on the input current: 1/tau with ``decay_input``."""
-    params = neuron.neuron if neuron else None
-    return 1.0 / params.tau if params and params.model == "lif" and params.decay_input else 1.0
-
-
-def _limits(synapse: LayerRecord, neuron: LayerRecord | None, in_scale: float,
-            in_peak: float) -> dict[str, float]:
-    """Upper bounds on the layer scale, one per Loihi register it must fit."""
-    weight, bias = _weight_bias(synapse)
-    gain, params = _gain(neuron), neuron.neuron if neuron else None
-    fan_in = np.abs(weight).reshape(len(weight), -1).sum(1) * in_peak / in_scale
-    limits = {
-        "weights": WEIGHT_MAX * in_scale / (gain * np.abs(weight).max() or 1.0),
-        "bias": MAX_BIAS_MANT / (gain * np.abs(bias).max() or 1e-30),
-        "activation": 0.97 * MAX_ACTIVATION / (
-            gain * float((fan_in + (0 if params else np.abs(bias))).max()) or 1e-30)}
-    if params:
-        limits["threshold"] = MAX_THRESHOLD_MANT / params.v_threshold
-    return limits
-
-
-def _input_scale(synapse: LayerRecord, neuron: LayerRecord | None, peak: float,
-                 top: int) -> float:
-    """Graded input levels per unit of x for the first layer.
-
-    Its weights and its input share the precision the other registers leave: with
-    ``S`` the layer scale, weights span ``S g max|W| / s`` and the input ``s * peak``
-    levels. Equal bits for both (``s = sqrt(S g max|W| / peak)``), within 8-bit input and
-    8-bit weights.
-    """
-    limits = _limits(synapse, neuron, 1.0, peak)
-    limits.pop("weights")
-    weight_span = min(limits.values()) * _gain(neuron) * float(np.abs(_weight_bias(synapse)[0])
-                                                               .max() or 1.0)
-    balanced = math.sqrt(weight_span / peak)
-    return float(min(top / peak, max(balanced, weight_span / WEIGHT_MAX)))
-
-
-def _weight_bias(synapse: LayerRecord) -> tuple[np.ndarray, np.ndarray]:
-    weight = synapse.module.weight.detach().double().numpy()
-    bias = synapse.module.bias
-    return weight, np.zeros(len(weight)) if bias is None else bias.detach().double().numpy()
-
-
-def _quantize_layer(synapse: LayerRecord, neuron: LayerRecord | None, in_scale: float,
-                    in_peak: int) -> QuantizedLayer:
-    weight, bias = _weight_bias(synapse)
-    params = neuron.neuron if neuron else None
-    gain = _gain(neuron)
-    limits = _limits(synapse, neuron, in_scale, in_peak)
-    binding = min(limits, key=limits.get)
-    scale = limits[binding]
-    shrunk = False
-    while True:
-        threshold = math.floor(params.v_threshold * scale) if params else MAX_THRESHOLD_MANT
-        if params:
-            scale = threshold / params.v_threshold  # the threshold is then exact
-        raw = scale * gain * weight / in_scale
-        w_int = np.clip(2 * np.rint(raw / 2), WEIGHT_MIN, WEIGHT_MAX).astype(np.int64)
-        b_int = np.clip(np.rint(scale * gain * bias), -MAX_BIAS_MANT, MAX_BIAS_MANT)
-        b_int = b_int.astype(np.int64)
-        worst = np.abs(w_int).reshape(len(w_int), -1).sum(1) * in_peak
-        worst = worst + (0 if params else np.abs(b_int))
-        if worst.max() <= MAX_ACTIVATION or scale < 1e-6:
-            break
-        scale *= 0.95  # integer rounding pushed a sum over the limit: shrink a little
-        shrunk = True
-    if shrunk:  # the rounded sums, not the limit chosen first, set the scale
-        binding = "activation"
-    if params is not None and threshold < 1:
-        raise NeuroKDError(f"cannot export to Loihi (netx): {synapse.name} needs a threshold "
-                           "below one integer step at 8-bit weights; its weights or bias are "
-                           "too large next to v_threshold")
-    v_decay = 0 if not params or params.model == "if" else round(DECAY_UNITY / params.tau)
-    cuba = CubaNeuron(DECAY_UNITY, v_decay if params else DECAY_UNITY, threshold)
-    quantization = {"weight_range": (float(weight.min()), float(weight.max())),
-              "int_range": (int(w_int.min()), int(w_int.max())),
-              "clipped": float((np.abs(raw) > WEIGHT_MAX + 1).mean()),
-              "bias_clipped": float((np.abs(scale * gain * bias) > MAX_BIAS_MANT + 0.5).mean()),
-              "limit": binding, "threshold_mant": threshold if params else None}
-    return QuantizedLayer(synapse.name, _geometry(synapse), w_int, b_int, cuba,
-                          params is not None, scale=float(scale), quantization=quantization)
 
 
 @dataclass
@@ -414,13 +318,17 @@ class FixedPointCheck:
     spike_agreement: dict[str, float]
     quantized_accuracy: float | None
     run: FixedPointRun              # the integer model's run, reused by the Lava check
+    x_q: np.ndarray                 # the integer inputs it ran on ([N, ...] or [N, T, ...])
 
 
 def compare_fixed_point(network: QuantizedNetwork, float_layers: list[FloatLayer],
                         inputs: torch.Tensor, labels: np.ndarray | None) -> FixedPointCheck:
-    """The integer network against its float twin on the same inputs."""
-    run = run_fixed_point(network, network.quantize_input(inputs))
-    float_logits, float_spikes = run_float(float_layers, inputs, network.timesteps)
+    """The integer network against its float twin on the same inputs (``[N, ...]`` analog,
+    or ``[T, N, ...]`` spikes for a network on spikes)."""
+    x_q = network.quantize_input(inputs)
+    run = run_fixed_point(network, x_q)
+    float_logits, float_spikes = run_float(float_layers, inputs, network.timesteps,
+                                           time_major=network.input_spikes)
     integer_logits = network.logits(run.readout).swapaxes(0, 1)   # [T, N, K] like the float
     quantized = integer_logits.mean(0).argmax(-1)
     floating = float_logits.mean(0).argmax(-1)
@@ -429,13 +337,14 @@ def compare_fixed_point(network: QuantizedNetwork, float_layers: list[FloatLayer
                                                            strict=True)]
     spike_agreement = {name: float(s.mean()) for name, s in zip(names, same, strict=True)}
     checked = sum(s.size for s in same)
+    count = len(x_q)
     agreement = Agreement(
-        len(inputs), (len(inputs),), float(np.abs(integer_logits - float_logits).max()),
+        count, (count,), float(np.abs(integer_logits - float_logits).max()),
         float(np.abs(float_logits).max()), int(sum(s.size - int(s.sum()) for s in same)),
         checked, float((quantized == floating).mean()),
         float(sum(ref.sum() for ref in float_spikes)) / max(1, checked))
     accuracy = None if labels is None else float((quantized == labels).mean())
-    return FixedPointCheck(agreement, spike_agreement, accuracy, run)
+    return FixedPointCheck(agreement, spike_agreement, accuracy, run, x_q)
 
 
 EXPORTER = Exporter("loihi", ".net", "lava-dl netx HDF5 in Loihi's 8-bit integer arithmetic, "

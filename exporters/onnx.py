@@ -4,9 +4,10 @@ spikingjelly 2.0 runs LIF neurons through a custom op (``sj_lif::forward``) that
 cannot translate, so the student is exported through :class:`~neurokd.exporters.graph.
 GraphExecutor`: the same layers and weights, with the neuron loop written out in plain torch
 ops (charge: Add/Sub/Div; fire: GreaterOrEqual + Cast; reset: Where). The file has one input
-``input`` ``[batch, *input_shape]`` and the output ``logits`` ``[T, batch, K]`` (teacher:
-``[batch, K]``), with a dynamic batch axis, and optionally ``spikes.<layer>`` ``[T, batch, ...]``
-per neuron layer. Exporter: the torch.export-based ``torch.onnx.export(dynamo=True)`` (the
+``input`` ``[batch, *input_shape]`` (static data, direct encoding inside the file) or
+``[T, batch, C, H, W]`` (event frames, rate-coded spikes: the spikes themselves), and the output
+``logits`` ``[T, batch, K]`` (teacher: ``[batch, K]``), with a dynamic batch axis, and optionally
+``spikes.<layer>`` ``[T, batch, ...]`` per neuron layer. Exporter: the torch.export-based ``torch.onnx.export(dynamo=True)`` (the
 default since torch 2.9; it gives plain ``ai.onnx`` ops and fuses BatchNorm into Conv), with
 the deprecated TorchScript exporter as a fallback for models torch.export cannot capture.
 
@@ -27,14 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from neurokd.encoding import ENCODINGS, batch_axis
 from neurokd.errors import NeuroKDError
 from neurokd.fileio import atomic_path
-from neurokd.inputs import source_inputs
+from neurokd.inputs import recorded_settings, source_inputs
 from neurokd.sources import StudentSource, as_source
 
 from .base import Exporter, ExportResult
 from .graph import GraphExecutor, StudentGraph, trace_student
-from .verify import chunks, compare, eager_run, private_copy
+from .verify import chunks, compare, eager_run, private_copy, take
 
 ONNX_KINDS = ("conv", "linear", "batchnorm", "flatten", "avgpool", "maxpool", "neuron", "add")
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -112,30 +114,34 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
                                          random_inputs)  # after the cheap checks
     neurons = [r.name for r in neuron_records]
     names = ["logits"] + [f"spikes.{name}" for name in neurons]
-    proto, exporter = _to_onnx(wrapper, inputs[:2], names, dynamo)
-    _declare_output_shapes(proto, wrapper, inputs[:2], batch_axis=0 if teacher else 1)
-    _describe(proto, source, teacher)
+    axis = batch_axis(inputs, source.input_shape)  # 1: [T, batch, C, H, W] spikes or frames
+    example = take(inputs, slice(0, 2), axis)
+    proto, exporter = _to_onnx(wrapper, example, names, dynamo, axis)
+    _declare_output_shapes(proto, wrapper, example, batch_axis=0 if teacher else 1)
+    _describe(proto, source, teacher, axis == 1)
     _check_standard(proto)
     reference = eager_run(model, [r.module for r in neuron_records])
-    agreement = compare(reference, _ort_run(proto), inputs, batch_size_check, neurons)
+    agreement = compare(reference, _ort_run(proto), inputs, batch_size_check, neurons, axis)
     agreement.check("ONNX", LOGIT_TOLERANCE, spikes_exact=True)
     if not spike_outputs and len(names) > 1:
         full, proto, names = proto, keep_outputs(proto, ["logits"]), ["logits"]
         _check_standard(proto)
-        _same_logits(full, proto, inputs, batch_size_check)
+        _same_logits(full, proto, inputs, batch_size_check, axis)
     data = proto.SerializeToString()
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return OnnxExportResult(
         Path(path), len(data), described, agreement, "teacher" if teacher else "student",
         exporter, max(o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS),
-        "input", ("batch", *source.input_shape), names,
+        "input", _shape_of(proto.graph.input[0]), names,
         _shape_of(proto.graph.output[0]), None if teacher else source.timesteps,
         dict(sorted(Counter(n.op_type for n in proto.graph.node).items())), neurons)
 
 
-def _to_onnx(module: nn.Module, example: torch.Tensor, names: list[str], dynamo: bool):
-    """ModelProto with a dynamic batch axis; dynamo exporter first, TorchScript as fallback."""
+def _to_onnx(module: nn.Module, example: torch.Tensor, names: list[str], dynamo: bool,
+             input_batch_axis: int = 0):
+    """ModelProto with a dynamic batch axis (``input_batch_axis`` of the input: 1 for
+    ``[T, batch, ...]``); dynamo exporter first, TorchScript as fallback."""
     import onnx
 
     first = "not tried"
@@ -146,13 +152,14 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, names: list[str], dynamo:
                 warnings.simplefilter("ignore")
                 program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
                                             input_names=["input"], output_names=names,
-                                            dynamic_shapes=({0: batch},))
+                                            dynamic_shapes=({input_batch_axis: batch},))
             return program.model_proto, f"torch.onnx dynamo (torch {torch.__version__})"
         except Exception as exc:  # noqa: BLE001 - any capture failure: try the old path
             first = _first_line(exc)
     buffer = io.BytesIO()
     batch_axis = 1 if isinstance(module, _Unrolled) else 0  # students: [T, batch, ...]
-    axes = {"input": {0: "batch"}} | {name: {batch_axis: "batch"} for name in names}
+    axes = {"input": {input_batch_axis: "batch"}} | {name: {batch_axis: "batch"}
+                                                     for name in names}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -183,23 +190,33 @@ def _declare_output_shapes(proto, module: nn.Module, example: torch.Tensor,
                 dim.dim_value = int(size)
 
 
-def _describe(proto, source: StudentSource, teacher: bool) -> None:
-    """Model properties, so a user of the bare file knows how to read its outputs."""
+def _describe(proto, source: StudentSource, teacher: bool, time_major: bool) -> None:
+    """Model properties, so a user of the bare file knows how to read its inputs and outputs
+    (and ``neurokd simulate --backend onnx`` finds the data set, as with netx files)."""
+    import json
+
     import onnx
 
     props = {"producer": "neurokd", "neurokd.model": "teacher" if teacher else "student",
              "neurokd.source": source.label, "neurokd.input_shape": str(source.input_shape)}
-    config = source.config or {}
-    if config.get("dataset"):  # lets `neurokd simulate --backend onnx` find it, as netx files do
-        props["neurokd.dataset"] = config["dataset"]
-        props["neurokd.image_size"] = str(config.get("image_size", 32))
-        if config.get("data_dir"):
-            props["neurokd.data_dir"] = str(config["data_dir"])
+    settings = recorded_settings(source.config)
+    if settings.get("dataset"):
+        props["neurokd.dataset"] = settings["dataset"]
+        props["neurokd.image_size"] = str(settings.get("image_size", 32))
+        if settings.get("data_dir"):
+            props["neurokd.data_dir"] = str(settings["data_dir"])
+        props["neurokd.data"] = json.dumps(settings)
+    encoding = (source.config or {}).get("encoding")
+    if time_major:
+        what = (f"rate: {ENCODINGS['rate'].summary}" if encoding == "rate" else
+                "events: [T, batch, 2, H, W] event frames, channel 0 OFF and 1 ON")
+        props["neurokd.input"] = f"[T, batch, C, H, W] spikes, T={source.timesteps}; {what}"
     if not teacher:
         props |= {"neurokd.timesteps": str(source.timesteps),
                   "neurokd.logits": "[T, batch, classes], one row per timestep; the prediction "
                                     "is the argmax of the mean over T",
-                  "neurokd.encoding": "direct: the static input is repeated at every timestep"}
+                  "neurokd.encoding": "spikes: the input already has its time axis" if
+                  time_major else "direct: the static input is repeated at every timestep"}
     onnx.helper.set_model_props(proto, props)
 
 
@@ -240,11 +257,12 @@ def _ort_run(proto):
     return run
 
 
-def _same_logits(full, stripped, inputs: torch.Tensor, batch_size: int) -> None:
+def _same_logits(full, stripped, inputs: torch.Tensor, batch_size: int, axis: int) -> None:
     """Dropping the spike outputs must not change a single logit."""
     full_run, stripped_run = _ort_run(full), _ort_run(stripped)
-    for part in chunks(len(inputs), batch_size):
-        if not np.array_equal(full_run(inputs[part])[0], stripped_run(inputs[part])[0]):
+    for part in chunks(inputs.shape[axis], batch_size):
+        x = take(inputs, part, axis)
+        if not np.array_equal(full_run(x)[0], stripped_run(x)[0]):
             raise NeuroKDError("ONNX export: removing the spike outputs changed the logits; "
                                "use spike_outputs=True")
 

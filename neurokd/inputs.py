@@ -7,6 +7,10 @@ simulation and energy counts.
   other inputs.
 - No data set at all (a ``--model`` source): seeded N(0, 1) inputs, but only when the caller
   asks for them (``--random-inputs``); else an error saying how to choose.
+
+The samples are what the student was trained on: event frames with the run's T, size and
+frame kind, rate-coded spikes with the run's seed (so an export is checked on exactly the
+spikes PyTorch saw). Inputs with a time axis come as ``[T, N, ...]``, static ones ``[N, ...]``.
 """
 
 from __future__ import annotations
@@ -20,54 +24,82 @@ from torch.utils.data import Subset
 
 from .errors import DataError
 
+# Settings of the run's own data set (its folders, sizes and splits) and settings of the
+# student's input, which hold for any data set it runs on.
+_OWN_SETTINGS = ("data_dir", "image_size", "val_fraction", "event_size", "cache_dir")
+_INPUT_SETTINGS = ("timesteps", "encoding", "event_frames", "seed")
+
 
 @dataclass(frozen=True)
 class DataRef:
-    """Where a data set's samples live and how its splits are made (as the run made them)."""
+    """Where a data set's samples live and how its splits and inputs are made (as the run
+    made them): ``settings`` are RunConfig fields (``neurokd.data.DATA_OPTIONS``)."""
 
     dataset: str
-    data_dir: str | None = None
-    image_size: int = 32
-    val_fraction: float = 0.1
+    settings: tuple[tuple[str, object], ...] = ()
 
     @classmethod
     def of(cls, config: dict | None, dataset: str | None = None,
            data_dir: str | None = None) -> DataRef | None:
         """The data set ``dataset`` (default: the run's), with the run's folder and split
-        settings when it is the run's own; None when neither names one."""
+        settings when it is the run's own and the run's input settings in any case; None
+        when neither names one. ``config``: a run config or an export's recorded metadata."""
+        from .data import DATASETS
+
         config = config or {}
         name = dataset or config.get("dataset")
         if not name:
             return None
         own = name == config.get("dataset")
-        return cls(name, data_dir or (config.get("data_dir") if own else None),
-                   int(config.get("image_size", 32)) if own else 32,
-                   float(config.get("val_fraction", 0.1)) if own else 0.1)
+        keys = _INPUT_SETTINGS + (_OWN_SETTINGS if own else ())
+        settings = {key: config[key] for key in keys if config.get(key) is not None}
+        if data_dir:
+            settings["data_dir"] = data_dir
+        events = name in DATASETS and DATASETS[name].events
+        settings.pop("event_frames" if not events else "encoding", None)
+        if name in DATASETS:  # an unknown name: load_data says so, listing the choices
+            _check_settings(name, settings)
+        return cls(name, tuple(sorted(settings.items())))
 
-    def load(self, input_shape: tuple[int, ...], split: str):
+    def load(self, input_shape: tuple[int, ...], split: str, reporter=None):
         from .data import load_data
 
-        bundle = load_data(self.dataset, data_dir=self.data_dir, val_fraction=self.val_fraction,
-                           augment=False, image_size=self.image_size)
+        bundle = load_data(self.dataset, **dict(self.settings), augment=False,
+                           reporter=reporter)
         if tuple(bundle.input_shape) != tuple(input_shape):
             raise DataError(f"{self.dataset} samples have shape {tuple(bundle.input_shape)}, "
                             f"the model takes {tuple(input_shape)}")
         return getattr(bundle, split)
 
 
-def dataset_split(dataset: str, split: str, count: int | None, input_shape: tuple[int, ...],
-                  data_dir: str | None = None, image_size: int = 32,
-                  val_fraction: float = 0.1) -> tuple[torch.Tensor, np.ndarray, str]:
-    """The first ``count`` (None: all) samples of ``dataset``'s ``split`` as one tensor, their
+def _check_settings(name: str, settings: dict) -> None:
+    """Settings read from a file (a checkpoint, an export) pass the command line's checks."""
+    from .config import RunConfig
+
+    RunConfig.from_dict({"dataset": name, **settings}, source=f"the recorded {name} settings")
+
+
+def recorded_settings(config: dict | None) -> dict:
+    """What an export records of its data set, so ``simulate`` needs nothing but the file:
+    the data set, its folder and split settings and the student's input settings."""
+    config = config or {}
+    keys = ("dataset",) + _OWN_SETTINGS + _INPUT_SETTINGS
+    return {key: config[key] for key in keys if config.get(key) is not None}
+
+
+def split_inputs(ref: DataRef, split: str, count: int | None, input_shape: tuple[int, ...],
+                 reporter=None) -> tuple[torch.Tensor, np.ndarray, str]:
+    """The first ``count`` (None: all) samples of ``ref``'s ``split`` as one tensor, their
     labels and a description."""
-    samples = DataRef(dataset, data_dir, image_size, val_fraction).load(input_shape, split)
-    return _stacked(samples, count, f"{dataset} {split} split")
+    samples = ref.load(input_shape, split, reporter)
+    return _stacked(samples, count, f"{ref.dataset} {split} split")
 
 
 def _stacked(samples, count: int | None, label: str) -> tuple[torch.Tensor, np.ndarray, str]:
+    from .data.splits import stack_samples
+
     count = len(samples) if count is None else min(count, len(samples))
-    x = torch.stack([samples[i][0] for i in range(count)]).float()
-    labels = np.array([int(samples[i][1]) for i in range(count)], dtype=np.int64)
+    x, labels = stack_samples(samples, count)
     return x, labels, f"{label} ({count} samples)"
 
 

@@ -10,6 +10,18 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session")
+def frames_cache(tmp_path_factory) -> Path:
+    """One event-frames cache for the whole session (digits-dvs is generated once)."""
+    return tmp_path_factory.mktemp("frames-cache")
+
+
+@pytest.fixture(autouse=True)
+def _frames_cache_here(frames_cache, monkeypatch) -> None:
+    """No test writes a frames cache into the user's ~/.cache."""
+    monkeypatch.setenv("NEUROKD_CACHE_DIR", str(frames_cache))
+
+
 @pytest.fixture
 def cifar10_dir(tmp_path: Path) -> Path:
     """A tiny CIFAR-10 folder in the official python-pickle layout (5 train batches + test)."""

@@ -84,7 +84,6 @@ def make_student(arch: str = "cnn", reset: str = "hard", width: int = 8, timeste
     """A fresh student whose BatchNorms hold random statistics, so neurons fire at varied
     rates and folding/fusing BatchNorm is really exercised."""
     import torch
-    from torch import nn
 
     from neurokd.config import RunConfig
     from neurokd.models import build_student
@@ -93,6 +92,15 @@ def make_student(arch: str = "cnn", reset: str = "hard", width: int = 8, timeste
     config |= {"input_shape": list(SHAPE), "num_classes": 10}
     torch.manual_seed(seed)
     model = build_student(config)
+    return randomise_batchnorm(model, seed), config
+
+
+def randomise_batchnorm(model, seed: int = 0):
+    """Random BatchNorm statistics (in place, model returned in eval mode): neurons of an
+    untrained model then fire at varied rates instead of staying silent."""
+    import torch
+    from torch import nn
+
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
@@ -101,4 +109,4 @@ def make_student(arch: str = "cnn", reset: str = "hard", width: int = 8, timeste
             bn.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
             bn.weight.copy_(torch.rand(c, generator=gen) * 2 + 0.5)
             bn.bias.copy_(torch.randn(c, generator=gen) * 0.3 + 0.6)
-    return model.eval(), config
+    return model.eval()

@@ -95,7 +95,8 @@ def test_files_from_before_merging_keep_their_command(tmp_path):
 
 
 def _args(**given) -> argparse.Namespace:
-    return argparse.Namespace(**{"methods": None, "groups": None, "as_group": None, **given})
+    return argparse.Namespace(**{"methods": None, "groups": None, "as_group": None,
+                                 "taus": "1,2,4,6", **given})
 
 
 def test_methods_option_plans_only_the_named_rows():
@@ -142,3 +143,81 @@ def test_a_group_outside_the_known_order_is_kept_and_reported(tmp_path):
                                _invocation("third", ["newgroup/x"]), BASE, SEEDS, 0.97)
     assert merged["settings"]["groups"] == ["methods", "newgroup"]
     assert "newgroup" in merged and "## newgroup" in markdown(merged)
+
+
+def test_variants_and_sweep_pairs_follow_the_taus():
+    rows = compare_methods.rows_of("variants", BASE, (1.0, 2.0, 4.0))
+    assert rows == {"tser tau=2 ce_tau=2": ("tser", {"tau": 2.0, "ce_tau": 2.0}),
+                    "tser tau=2 entropy_tau=1": ("tser", {"tau": 2.0, "entropy_tau": 1.0}),
+                    "tser tau=4 ce_tau=4": ("tser", {"tau": 4.0, "ce_tau": 4.0}),
+                    "tser tau=4 entropy_tau=1": ("tser", {"tau": 4.0, "entropy_tau": 1.0})}
+    assert compare_methods.run_key("tser", {**BASE, "tau": 4.0, "entropy_tau": 1.0}, 3) == \
+        "tser_T4_a0.5_tau4_lam0.05_entropy_tau1_s3"
+    assert list(compare_methods.rows_of("tau", BASE, (1.0, 2.0))) == \
+        ["kd tau=1", "kd tau=2", "tser tau=1", "tser tau=2"]
+    table = {"methods": {"ce": _row([0.90, 0.91, 0.92])},
+             "tau": {"kd tau=2": _row([0.90, 0.91, 0.92]), "tser tau=2": _row([0.92, 0.92, 0.95])},
+             "variants": {"tser tau=2 ce_tau=2": _row([0.93, 0.91, 0.96])}}
+    merged = bench_merge.merge(None, table, _invocation("x", ["tau/kd tau=2"]), BASE, SEEDS, 0.97)
+    tests = merged["significance"]
+    from scipy import stats
+
+    pair = tests["tau/tser tau=2_vs_tau/kd tau=2"]
+    assert pair["p"] == pytest.approx(stats.ttest_rel([0.92, 0.92, 0.95], [0.90, 0.91, 0.92]).pvalue)
+    assert tests["variants/tser tau=2 ce_tau=2_vs_tau/tser tau=2"]["mean_diff"] == \
+        pytest.approx(statistics.fmean([0.01, -0.01, 0.01]))
+    assert merged["settings"]["groups"] == ["methods", "tau", "variants"]
+
+
+def test_a_setting_keeps_its_own_file_and_refuses_other_shares(tmp_path):
+    informed = {**BASE, "train_fraction": 0.25, "teacher_augment": True}
+    table = {"methods": {"ce": _row([0.80, 0.81, 0.82]), "kd": _row([0.83, 0.84, 0.85])}}
+    result = bench_merge.merge(None, table, _invocation("i", ["methods/ce"]), informed, SEEDS, 0.96)
+    result["setting"] = {"name": "informed", "summary": "a test setting"}
+    path = tmp_path / "mnist1d-informed.json"
+    path.write_text(json.dumps(result))
+    assert bench_merge.load_previous(path, informed, SEEDS)["setting"]["name"] == "informed"
+    with pytest.raises(SystemExit, match="train_fraction"):
+        bench_merge.load_previous(path, {**informed, "train_fraction": 0.5}, SEEDS)
+    with pytest.raises(SystemExit, match="teacher_augment"):
+        bench_merge.load_previous(path, BASE, SEEDS)
+    text = markdown(result)
+    assert text.startswith("# mnist1d (informed teacher)")
+    assert "Setting: a test setting." in text and "on 25% of the training split" in text
+    assert "cnn, --augment" in text
+    # the memorised setting's recorded file (no such keys) still takes rows of its own setting
+    assert bench_merge.load_previous(_first(tmp_path), BASE, SEEDS) is not None
+    assert compare_methods.SETTINGS["memorised"].suffix == ""
+    assert compare_methods.SETTINGS["informed"].student == {"train_fraction": 0.25}
+
+
+def test_claimed_runs_once_and_takes_over_a_dead_owners_lock(tmp_path):
+    import subprocess
+
+    lock, done = tmp_path / "run.lock", tmp_path / "run" / "metrics.json"
+    with compare_methods.claimed(lock, done) as mine:
+        assert mine and lock.read_text() == str(__import__("os").getpid())
+    assert not lock.exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(str(dead.pid))  # a crashed invocation's lock
+    with compare_methods.claimed(lock, done, poll_s=0.01) as mine:
+        assert mine
+    done.parent.mkdir()
+    done.write_text("{}")
+    with compare_methods.claimed(lock, done) as mine:
+        assert not mine and not lock.exists()
+
+
+def test_claimed_waits_for_a_live_owner_then_reads_its_run(tmp_path):
+    import subprocess
+
+    lock, done = tmp_path / "run.lock", tmp_path / "metrics.json"
+    owner = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(0.5); "
+                              "open(sys.argv[1], 'w').write('{}')", str(done)])
+    lock.write_text(str(owner.pid))
+    try:
+        with compare_methods.claimed(lock, done, poll_s=0.05) as mine:
+            assert not mine and done.exists()
+    finally:
+        owner.wait()

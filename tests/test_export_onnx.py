@@ -154,12 +154,13 @@ class Clamp(nn.Module):
 def test_unsupported_layers_are_named_and_nothing_is_written(tmp_path):
     body = nn.Sequential(
         layer.Conv2d(1, 4, 3, padding=1, step_mode="m"),
-        neuron.ParametricLIFNode(step_mode="m"), Clamp(),
+        neuron.QIFNode(step_mode="m"), Clamp(),
         layer.Flatten(step_mode="m"), layer.Linear(4 * 8 * 8, 3, step_mode="m"))
     source = StudentSource(DirectEncoding(body, SHAPE, 2).eval(), SHAPE, 2, "user")
     target = tmp_path / "out" / "bad.onnx"
     with pytest.raises(NeuroKDError) as info:
         export_onnx(source, target, random_inputs=True)
     message = str(info.value)
-    assert "1 (ParametricLIFNode" in message and "2 (Clamp)" in message
+    assert "1 (QIFNode: a neuron model without an exporter)" in message
+    assert "2 (Clamp: a layer type no exporter knows)" in message
     assert not target.exists() and not any(tmp_path.rglob("*.tmp"))

@@ -82,8 +82,12 @@ def test_commands_share_their_data_options():
     def data_options(command, names=("dataset", "data_dir", "samples", "random_inputs")):
         return {p.name: p.to_info_dict() for p in command.params if p.name in names}
 
-    simulate, export = cli.commands["simulate"], cli.commands["export"]
-    report = cli.commands["energy"].commands["report"]
+    import click
+
+    context = click.Context(cli)
+    simulate, export = cli.get_command(context, "simulate"), cli.get_command(context, "export")
+    energy = cli.get_command(context, "energy")
+    report = energy.get_command(click.Context(energy), "report")
     assert set(data_options(simulate)) == {"dataset", "data_dir", "samples"}
     assert data_options(simulate) == data_options(report, ("dataset", "data_dir", "samples"))
     assert data_options(export) == data_options(report, ("dataset", "data_dir",

@@ -16,12 +16,13 @@ import torch
 from neurokd.energy.count import EventCounts
 from neurokd.energy.spike_counts import layer_chain
 from neurokd.errors import NeuroKDError
-from neurokd.inputs import dataset_split
+from neurokd.inputs import DataRef, split_inputs
 from neurokd.progress import Reporter
 
 from ..fixed_point import QuantizedNetwork, run_fixed_point
 from ..lava_host import lava_python, run_lava
 from ..netx_file import read_netx, run_float
+from ..verify import take
 from .result import SimulationResult
 
 BLOCK = 256   # samples per Lava run and integer/float pass: a CIFAR test split stays in MBs
@@ -42,22 +43,24 @@ def simulate_lava(export: str | Path, dataset: str | None = None, samples: int |
     if dataset == stored.meta.get("dataset"):
         data_dir = data_dir or stored.meta.get("data_dir")
     python = lava_python()  # before the data set loads: a missing .venv-lava fails at once
-    x, labels, _ = dataset_split(dataset, "test", samples, network.input_shape, data_dir,
-                                 stored.meta.get("image_size", 32))
-    totals = _run_blocks(python, Path(export), stored, x, reporter or Reporter(), chunk, block)
+    reporter = reporter or Reporter()
+    x, labels, _ = split_inputs(DataRef.of(stored.meta, dataset, data_dir), "test", samples,
+                                network.input_shape, reporter)
+    count = len(labels)
+    totals = _run_blocks(python, Path(export), stored, x, reporter, chunk, block)
     lava_pred, fixed_pred = totals["lava"], totals["fixed"]
     spiking = [lay for lay in network.layers if lay.spiking]
-    identical = {lay.name: same / (len(x) * network.timesteps * int(np.prod(lay.output_shape)))
+    identical = {lay.name: same / (count * network.timesteps * int(np.prod(lay.output_shape)))
                  for lay, same in zip(spiking, totals["same"], strict=True)}
     return SimulationResult(
-        "lava", str(export), dataset, len(x), network.timesteps,
+        "lava", str(export), dataset, count, network.timesteps,
         float((lava_pred == labels).mean()), float((totals["float"] == labels).mean()),
         float((fixed_pred == labels).mean()), float((lava_pred == fixed_pred).mean()),
         identical, {lay.name: int(s.sum()) for lay, s in zip(spiking, totals["spikes"],
                                                                strict=True)},
-        totals["seconds"] / len(x), [lay.name for lay in network.layers],
+        totals["seconds"] / count, [lay.name for lay in network.layers],
         [lay.kind for lay in network.layers],
-        _event_counts(network, totals["input_events"], totals["spikes"], len(x)))
+        _event_counts(network, totals["input_events"], totals["spikes"], count))
 
 
 def _run_blocks(python: Path, export: Path, stored, x: torch.Tensor, reporter: Reporter,
@@ -70,13 +73,15 @@ def _run_blocks(python: Path, export: Path, stored, x: torch.Tensor, reporter: R
     spiking = [k for k, lay in enumerate(network.layers) if lay.spiking]
     totals = {"lava": [], "fixed": [], "float": [], "same": [0] * len(spiking),
               "spikes": [0.0] * len(spiking), "input_events": 0, "seconds": 0.0}
-    for start in range(0, len(x), block):
-        part = x[start:start + block]
+    axis = 1 if network.input_spikes else 0   # spikes: [T, N, ...], graded: [N, ...]
+    for start in range(0, x.shape[axis], block):
+        part = take(x, slice(start, start + block), axis)
         x_q = network.quantize_input(part)
-        lava = run_lava(python, export, x_q, network.timesteps, reporter, chunk)
+        lava = run_lava(python, export, x_q, network.timesteps, reporter, chunk,
+                        spikes=network.input_spikes)
         fixed = run_fixed_point(network, x_q)
         float_logits, _ = run_float(stored.float_layers, part, network.timesteps,
-                                    keep_spikes=False)
+                                    keep_spikes=False, time_major=network.input_spikes)
         totals["lava"].append(network.logits(lava["readout"]).mean(1).argmax(-1))
         totals["fixed"].append(network.logits(fixed.readout).mean(1).argmax(-1))
         totals["float"].append(float_logits.mean(0).argmax(-1))
@@ -84,7 +89,9 @@ def _run_blocks(python: Path, export: Path, stored, x: torch.Tensor, reporter: R
             got = lava[f"spikes_{k}"]
             totals["same"][i] += int((got == expected).sum())
             totals["spikes"][i] = totals["spikes"][i] + got.sum(axis=(0, 1)).astype(np.float64)
-        totals["input_events"] = totals["input_events"] + (x_q != 0).sum(0)
+        # spikes [N, T, ...]: summed over samples and steps; graded: non-zero per sample
+        events = x_q.sum((0, 1)) if network.input_spikes else (x_q != 0).sum(0)
+        totals["input_events"] = totals["input_events"] + events
         totals["seconds"] += float(lava["seconds"])
     for key in ("lava", "fixed", "float"):
         totals[key] = np.concatenate(totals[key])
@@ -94,10 +101,13 @@ def _run_blocks(python: Path, export: Path, stored, x: torch.Tensor, reporter: R
 def _event_counts(network: QuantizedNetwork, input_events: np.ndarray,
                   spike_totals: list[np.ndarray], samples: int) -> EventCounts:
     """The result file's counts: Lava's spikes per layer (summed over samples and steps),
-    the graded input into the first (non-zero inputs per position, summed over samples)."""
+    the input into the first: its spikes (summed over samples and steps), or for graded
+    input the non-zero inputs per position summed over samples."""
     totals = iter(spike_totals)
     layers = [(lay.name, lay.geometry, next(totals) if lay.spiking else None)
               for lay in network.layers]
-    # The input is repeated at every timestep: its events are the non-zero values x T.
+    if network.input_spikes:
+        return layer_chain(layers, input_events, samples, network.timesteps, input_spikes=True)
+    # Graded input is repeated at every timestep: its events are the non-zero values x T.
     return layer_chain(layers, input_events * network.timesteps, samples,
                        network.timesteps)

@@ -2,7 +2,8 @@
 
 Every model takes ``[B, C, H, W]`` (repeated T times: direct encoding) or ``[T, B, C, H, W]`` and
 returns logits ``[T, B, K]``. With ``spiking=False`` the same topology uses ReLU and returns
-``[B, K]``: that is the student's ANN twin and the ``cnn`` teacher.
+``[B, K]``: that is the student's ANN twin and the ``cnn`` teacher. An ANN given frames or
+spikes ``[T, B, C, H, W]`` sees their average over time, ``[B, C, H, W]``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from spikingjelly.activation_based import layer, neuron, surrogate
 from torch import nn
 
-from ..encoding import time_major
+from ..encoding import time_average, time_major
 
 
 def lif_factory(tau: float = 2.0, v_threshold: float = 1.0, reset: str = "hard") -> Callable[[], nn.Module]:
@@ -39,6 +40,8 @@ class TimeModel(nn.Module):
         self.input_shape = tuple(input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.spiking:
+            x = time_average(x, self.input_shape)
         out = self.body(time_major(x, self.input_shape, self.timesteps))  # each subclass defines body([T, B, ...]) -> [T, B, K]
         return out if self.spiking else out[0]
 
