@@ -25,6 +25,8 @@ def print_distill_summary(result) -> None:
     table.add_row("parameters (student / teacher)", params)
     table.add_row("epochs (best on validation)", f"{m['epochs']} ({m['best_epoch']})")
     table.add_row("wall time", f"{m['wall_time_s']:.1f} s")
+    if m.get("threads"):
+        table.add_row("torch threads", f"{m['threads']} ({m['threads_reason']})")
     table.add_row("checkpoint", str(result.checkpoint))
     Console().print(table)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.neuron.base_node import BaseNode
@@ -24,25 +26,40 @@ def is_spiking(model: nn.Module) -> bool:
 
 
 class FiringRateMeter:
-    """Counts spikes of every spiking-neuron module during forward passes."""
+    """Counts spikes of every spiking-neuron module during forward passes, per module."""
 
     def __init__(self, model: nn.Module):
-        self.spikes = 0.0
-        self.elements = 0
-        self.handles = [m.register_forward_hook(self._hook) for m in model.modules()
-                        if isinstance(m, BaseNode)]
+        self.spikes: dict[str, float] = {}
+        self.elements: dict[str, int] = {}
+        self.handles = [m.register_forward_hook(self._hook_for(name or type(m).__name__))
+                        for name, m in model.named_modules() if isinstance(m, BaseNode)]
 
-    def _hook(self, module, inputs, output) -> None:
-        self.spikes += float(output.detach().sum())
-        self.elements += output.numel()
+    def _hook_for(self, name: str):
+        def hook(module, inputs, output) -> None:
+            self.spikes[name] = self.spikes.get(name, 0.0) + float(output.detach().sum())
+            self.elements[name] = self.elements.get(name, 0) + output.numel()
+        return hook
 
     @property
     def rate(self) -> float | None:
-        return self.spikes / self.elements if self.elements else None
+        """Spikes per neuron and timestep over every neuron layer together."""
+        elements = sum(self.elements.values())
+        return sum(self.spikes.values()) / elements if elements else None
+
+    def layer_rates(self) -> dict[str, float]:
+        return {name: self.spikes[name] / count for name, count in self.elements.items()
+                if count}
 
     def close(self) -> None:
         for handle in self.handles:
             handle.remove()
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    firing_rate: float | None                  # None for an ANN
+    layer_firing_rates: dict[str, float] = field(default_factory=dict)
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -54,10 +71,10 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
-             world=None) -> tuple[float, float | None]:
-    """Accuracy and mean firing rate (``None`` for an ANN) over a loader (under torchrun: over
-    every rank's shard, summed)."""
+def evaluate_layers(model: nn.Module, loader: DataLoader, device: torch.device,
+                    world=None) -> Evaluation:
+    """Accuracy, mean firing rate and the firing rate of each neuron layer over a loader
+    (under torchrun: over every rank's shard, summed)."""
     model.eval()
     meter = FiringRateMeter(model)
     correct = total = 0
@@ -68,10 +85,21 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
             total += len(y)
     finally:
         meter.close()
+    names = sorted(meter.elements)
     if world is not None and world.active:
-        correct, total, spikes, elements = world.sum(correct, total, meter.spikes, meter.elements)
-        return correct / max(total, 1), (spikes / elements if elements else None)
-    return correct / max(total, 1), meter.rate
+        summed = world.sum(correct, total, *(meter.spikes[n] for n in names),
+                           *(meter.elements[n] for n in names))
+        correct, total = summed[:2]
+        meter.spikes = dict(zip(names, summed[2:2 + len(names)], strict=True))
+        meter.elements = dict(zip(names, summed[2 + len(names):], strict=True))
+    return Evaluation(correct / max(total, 1), meter.rate, meter.layer_rates())
+
+
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,
+             world=None) -> tuple[float, float | None]:
+    """Accuracy and mean firing rate (``None`` for an ANN) over a loader."""
+    result = evaluate_layers(model, loader, device, world)
+    return result.accuracy, result.firing_rate
 
 
 @torch.no_grad()

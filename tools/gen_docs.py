@@ -46,6 +46,29 @@ def datasets_table() -> str:
     return "\n".join(rows)
 
 
+def event_sets_table() -> str:
+    from neurokd.data.event_sets import EVENT_SETS
+
+    rows = ["| `--dataset` | `--data-dir` holds | files | test split | sensor, classes |",
+            "|---|---|---|---|---|"]
+    def cell(text: str) -> str:  # <digit> would be read as an HTML tag
+        return text.replace("<", "&lt;").replace(">", "&gt;")
+
+    rows += [f"| `{e.name}` | {cell(e.layout)} | {cell(e.file_format)} | {cell(e.split_rule)} | "
+             f"{e.sensor[1]} x {e.sensor[0]}, {len(e.classes)} |" for e in EVENT_SETS.values()]
+    return "\n".join(rows)
+
+
+def encodings_table() -> str:
+    from neurokd.data import EVENT_FRAMES
+    from neurokd.encoding import ENCODINGS
+
+    rows = ["| option | value | the student's first layer gets |", "|---|---|---|"]
+    rows += [f"| `--encoding` | `{e.name}` | {e.summary} |" for e in ENCODINGS.values()]
+    rows += [f"| `--event-frames` | `{name}` | {what} |" for name, what in EVENT_FRAMES.items()]
+    return "\n".join(rows)
+
+
 def cli_reference() -> str:
     """Every command's ``--help``, as the CLI prints it (80 columns)."""
     import click
@@ -73,6 +96,8 @@ GENERATORS: dict[str, tuple[str, Callable[[], str]]] = {
     "backends-table": ("cli.md", backends_table),
     "cli-reference": ("cli.md", cli_reference),
     "datasets-table": ("data.md", datasets_table),
+    "event-sets-table": ("data.md", event_sets_table),
+    "encodings-table": ("data.md", encodings_table),
 }
 
 

@@ -6,23 +6,43 @@ One module per command (``distill``, ``export``, ``simulate``, ``energy``); shar
 
 from __future__ import annotations
 
+import importlib
+import signal
 import sys
 
 import click
 
-from ..errors import NeuroKDError
-from . import distill, energy, export, simulate
+from ..errors import Interrupted, NeuroKDError
+from ..signals import Stopped, received, stoppable
+
+# command name -> module in this package: imported only when that command runs (or --help
+# lists them), so `neurokd distill` never needs the exporters or the energy package.
+COMMANDS = {"distill": "distill", "export": "export", "simulate": "simulate",
+            "energy": "energy", "plot": "plot"}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"{__name__}.{COMMANDS[name]}")
+        return getattr(module, name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="show Python tracebacks on errors")
+@click.option("--max-memory", metavar="SIZE",
+              help="most memory sizes read from files may claim, e.g. 8G [default: 75% of "
+              "the memory available; env NEUROKD_MAX_MEMORY]")
 @click.version_option(package_name="neurokd")
-def cli(debug: bool) -> None:
+def cli(debug: bool, max_memory: str | None) -> None:
     """Distil ANN teachers into spiking students (TSER), export them, estimate their energy."""
+    from ..limits import set_budget
 
-
-for _command in (distill.distill, export.export, simulate.simulate, energy.energy):
-    cli.add_command(_command)
+    set_budget(max_memory)
 
 
 def _one_line(message: str) -> str:
@@ -45,16 +65,23 @@ def _end_worker(code: int) -> None:
         distributed.end_worker(code)
 
 
+def _stopped(signum: int) -> None:
+    """Ctrl-C or SIGTERM: not an error, and nothing half-written stays behind."""
+    what = "terminated" if signum == signal.SIGTERM else "interrupted"
+    print(f"neurokd: {what}; nothing half-written was left behind", file=sys.stderr)
+    sys.exit(128 + int(signum))
+
+
 def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="neurokd", standalone_mode=False)
+        with stoppable():
+            cli.main(args=args, prog_name="neurokd", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        print("neurokd: aborted", file=sys.stderr)
-        sys.exit(130)
+    except click.exceptions.Abort:  # click's form of a KeyboardInterrupt (ours: Stopped)
+        _stopped(received() or signal.SIGINT)
     except click.ClickException as exc:
         if debug:
             raise
@@ -63,11 +90,12 @@ def _main(argv: list[str] | None) -> None:
     except NeuroKDError as exc:
         if debug:
             raise
-        print(f"neurokd: error: {_one_line(str(exc))}", file=sys.stderr)
+        # a training stopped on purpose (state saved) is news, not an error
+        kind = "" if isinstance(exc, Interrupted) else "error: "
+        print(f"neurokd: {kind}{_one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("neurokd: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _stopped(exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if debug:
             raise

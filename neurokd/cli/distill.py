@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from .options import config_options, quiet_option
 
 
-@click.command()
+@click.command(short_help="Distil a spiking student from an ANN teacher.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML file with any of the options below (the command line wins)")
 @click.option("--preset", help="a recipe shipped with neurokd (cifar10-resnet19, "
@@ -20,10 +20,21 @@ from .options import config_options, quiet_option
 @quiet_option
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="continue an interrupted run from RUN_DIR/last.pt with its saved settings")
+@click.option("--overwrite", is_flag=True,
+              help="replace a finished run of the same name (its files and exports go first)")
 @config_options
 def distill(config_path: str | None, preset: str | None, quiet: bool, resume_dir: str | None,
-            **options: Any) -> None:
-    """Distil a spiking student from an ANN teacher (default: digits, TSER, T=4)."""
+            overwrite: bool, **options: Any) -> None:
+    """Distil a spiking student from an ANN teacher (default: digits, TSER, T=4).
+
+    \b
+    Examples:
+      neurokd distill                                  # digits, CNN teacher and student
+      neurokd distill --dataset mnist1d --method kd --epochs 40 --seed 1
+      neurokd distill --preset cifar100-resnet19 --data-dir ~/data
+      neurokd distill --config runs/demo/config.toml --lr 1e-3 --name demo-lr
+      neurokd distill --resume runs/demo               # after Ctrl-C
+    """
     from ..console import print_distill_summary
     from ..distillation import distill as run_distill
     from ..progress import make_reporter
@@ -33,7 +44,7 @@ def distill(config_path: str | None, preset: str | None, quiet: bool, resume_dir
     else:
         config = RunConfig.from_sources(config_path, options, preset)
     with make_reporter(quiet) as reporter:
-        result = run_distill(config, reporter, resume=bool(resume_dir))
+        result = run_distill(config, reporter, resume=bool(resume_dir), overwrite=overwrite)
     if result.rank == 0:
         print_distill_summary(result)
 

@@ -27,7 +27,7 @@ def _without_random(command):
     return data_options(command, random=False)
 
 
-@click.command()
+@click.command(short_help="Run an export on a test split in a simulator.")
 @click.argument("export_path", metavar="EXPORT", type=click.Path(dir_okay=False))
 @click.option("--backend", type=_Backends(), default=None, help=_backend_help())
 @_without_random
@@ -39,7 +39,14 @@ def _without_random(command):
 @quiet_option
 def simulate(export_path, backend, dataset, data_dir, samples, json_path, save_path,
              quiet) -> None:
-    """Run an export on a test split: Lava (vs the float and integer models) or ONNX Runtime."""
+    """Run an export on a test split: Lava (vs the float and integer models) or ONNX Runtime.
+
+    \b
+    Examples:
+      neurokd simulate runs/demo/student.net                  # Lava, the export's data set
+      neurokd simulate runs/demo/student.net --samples 50 --json sim.json --save sim.npz
+      neurokd simulate runs/demo/student.spikes.onnx          # ONNX Runtime (--spikes export)
+    """
     from ..console import print_simulation
     from ..exporters.simulation import simulate as run_simulation
     from ..exporters.simulation import write_result
@@ -48,7 +55,7 @@ def simulate(export_path, backend, dataset, data_dir, samples, json_path, save_p
 
     for output in (json_path, save_path):  # refused before the run, not after it
         if output:
-            check_writable(output)
+            check_writable(output, reads=(export_path,))
     with make_reporter(quiet) as reporter:
         result = run_simulation(export_path, backend, dataset, samples, reporter,
                                 data_dir=data_dir)
