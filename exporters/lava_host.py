@@ -26,6 +26,7 @@ from neurokd.progress import Reporter
 
 RUNNER = Path(__file__).with_name("lava_runner.py")
 INPUT_MESSAGE_BITS = 8   # graded input spikes into the first layer: 8-bit values
+SPIKE_MESSAGE_BITS = 0   # binary input spikes (event frames, rate-coded data)
 _VENV = Path(".venv-lava") / "bin" / "python"
 
 
@@ -55,17 +56,20 @@ def _runnable(path: Path) -> bool:
 
 
 def run_lava(python: Path, export: Path, inputs: np.ndarray, timesteps: int,
-             reporter: Reporter | None = None, chunk: int = 20) -> dict[str, np.ndarray]:
+             reporter: Reporter | None = None, chunk: int = 20,
+             spikes: bool = False) -> dict[str, np.ndarray]:
     """Run ``export`` (a netx file) in Lava on integer graded ``inputs`` ``[N, ...]``, each
-    presented for ``timesteps`` steps; the runner's result arrays (``spikes_{k}``,
-    ``readout``, ``seconds``). The runner's temporary folder and process never outlive this
-    call, also when it is interrupted."""
+    presented for ``timesteps`` steps, or (``spikes``) on binary spikes ``[N, T, ...]``, one
+    input per step; the runner's result arrays (``spikes_{k}``, ``readout``, ``seconds``).
+    The runner's temporary folder and process never outlive this call, also when it is
+    interrupted."""
     reporter = reporter or Reporter()
     with tempfile.TemporaryDirectory(prefix="neurokd-lava-") as folder:
         request, result = Path(folder) / "request.npz", Path(folder) / "result.npz"
         np.savez(request, net=np.array(str(Path(export).resolve())),
                  inputs=inputs.astype(np.int32), timesteps=np.array(timesteps),
-                 message_bits=np.array(INPUT_MESSAGE_BITS), chunk=np.array(chunk))
+                 message_bits=np.array(SPIKE_MESSAGE_BITS if spikes else INPUT_MESSAGE_BITS),
+                 chunk=np.array(chunk), per_step=np.array(int(spikes)))
         task = reporter.start("Lava simulation (samples)", len(inputs))
         log = Path(folder) / "stderr.txt"
         with open(log, "w") as stderr:  # a file: a chatty runner cannot block on a full pipe

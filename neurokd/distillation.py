@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,21 @@ from torch import nn
 
 from .checkpoint import FORMAT, TEACHER_FORMAT, load_checkpoint, save_checkpoint, save_teacher
 from .config import RunConfig, to_toml
-from .data import DataBundle, Indexed, load_data, make_loader
+from .data import DataBundle, Indexed, load_run_data, make_loader
 from .distributed import World, world
 from .errors import CheckpointError, ConfigError
 from .evaluation import evaluate, resolve_device
-from .features import TeacherSignal
+from .features import TeacherSignal, check_taps
 from .fileio import make_folder, write_json, write_text
-from .fitting import FitSettings, StopFlag, fit, load_state
+from .fitting import FitSettings, Step, StopFlag, fit, load_state
+from .loading import checked_config, checked_model
 from .losses import LossValue, Method, needs_teacher, uses_features
 from .models import build_student, build_teacher, count_parameters
-from .progress import Reporter
+from .progress import EpochCallback, Reporter
+from .run_folder import check_resume, claimed
+from .threads import ThreadChoice, choose_threads, dense_macs
+from .threads import used as used_threads
+from .training_log import TrainingLog
 
 
 @dataclass
@@ -67,22 +73,46 @@ class _Context:
         return make_loader(self.world.shard(dataset), 256)
 
 
-def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = False) -> Result:
+def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = False,
+            on_epoch: Callable[[str, dict], None] | None = None,
+            overwrite: bool = False) -> Result:
     """Train (or load) the teacher, distil the student, write the run folder.
 
     ``resume=True`` continues the run in ``config.run_dir`` from its saved training state.
+    ``reporter`` shows progress (``neurokd.progress``: the CLI's bars and lines);
+    ``on_epoch(phase, record)`` is called after every epoch with the record the history keeps
+    (``phase`` is "teacher" or "student"). A folder that already holds a run is refused
+    unless ``overwrite`` (``neurokd.run_folder``).
     """
     with world(config.device) as w:
-        return _distill(config, reporter if w.is_main else None, resume, w)
+        reporter = reporter if w.is_main else None
+        if on_epoch is not None and w.is_main:
+            reporter = EpochCallback(reporter or Reporter(), on_epoch)
+        log = TrainingLog(config.log_dir, resume) if config.log_dir and w.is_main else None
+        if log is not None:
+            reporter = EpochCallback(reporter or Reporter(), log)
+        try:
+            return _distill(config, reporter, resume, w, overwrite)
+        finally:
+            if log is not None:
+                log.close()
 
 
-def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: World) -> Result:
+def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: World,
+             overwrite: bool = False) -> Result:
     started = time.perf_counter()
-    data = load_data(config.dataset, config.data_dir, config.val_fraction, config.augment,
-                     config.image_size)
+    data = load_run_data(config, reporter).with_student_share(config.train_fraction, config.seed)
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes)
     device = resolve_device(config.device, w.local_rank)
+    with used_threads(_choose_threads(config, w)) as threads:
+        return _distill_with(config, data, device, threads, reporter, resume, w, started,
+                             overwrite)
+
+
+def _distill_with(config: RunConfig, data: DataBundle, device: torch.device,
+                  threads: ThreadChoice, reporter: Reporter | None, resume: bool, w: World,
+                  started: float, overwrite: bool) -> Result:
     if w.active and uses_features(config.method):
         raise ConfigError(f"--method {config.method} is not supported under torchrun yet (its "
                           "feature heads are trained outside DistributedDataParallel)")
@@ -92,8 +122,16 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
         raise ConfigError(f"nothing to resume in {config.run_dir} (no config.toml)")
     if config.teacher:  # a bad teacher file must fail before anything is written
         _stored_teacher(config.teacher, data, config)
+    if uses_features(config.method) and not config.teacher:  # so must a bad tap path
+        check_taps(config.to_dict())
+    with claimed(config.run_dir, resume, overwrite, w.is_main):
+        return _train_and_write(config, data, device, threads, reporter, resume, w, started)
+
+
+def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
+                     threads: ThreadChoice, reporter: Reporter | None, resume: bool, w: World,
+                     started: float) -> Result:
     if not resume and w.is_main:
-        make_folder(config.run_dir)
         write_text(config.run_dir / "config.toml", to_toml(config.to_dict()))
     with StopFlag().installed() as stop:
         ctx = _Context(config, data, device, reporter or Reporter(), stop, resume, w)
@@ -110,10 +148,12 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
         "alpha": config.alpha, "tau": config.tau, "lam": config.lam, "ce_tau": config.ce_tau,
         "entropy_tau": config.entropy_tau, "seed": config.seed,
         "student_parameters": count_parameters(student),
+        "student_train_samples": len(data.for_student().train),  # --train-fraction's share
         "teacher_parameters": count_parameters(teacher.model) if teacher.model else None,
         "device": str(device), "history": fitted.history,
         "teacher_history": teacher.history, "world_size": w.size,
         "rank_parameter_max_difference": w.max_parameter_difference(student),
+        "threads": threads.threads, "threads_reason": threads.reason,
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
     checkpoint = config.run_dir / "student.pt"
@@ -126,10 +166,16 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
                   teacher.model.eval() if teacher.model else None, w.rank)
 
 
+def _choose_threads(config: RunConfig, w: World) -> ThreadChoice:
+    """Threads for this run's work (neurokd.threads), applied now: before any training."""
+    student = build_student(config.to_dict())
+    sample = torch.zeros(1, *config.input_shape)
+    return choose_threads(config.threads, dense_macs(student.eval(), sample), w.size)
+
+
 def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
     """Train only the teacher of ``config``; writes RUN_DIR/teacher.pt for ``--teacher`` reuse."""
-    data = load_data(config.dataset, config.data_dir, config.val_fraction, config.augment,
-                     config.image_size)
+    data = load_run_data(config, reporter)
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes, method="kd", teacher=None)
     make_folder(config.run_dir)
@@ -142,34 +188,46 @@ def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
 
 def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     config, device = ctx.config, ctx.device
-    train_loader = make_loader(Indexed(ctx.data.train), config.batch_size, shuffle=True,
-                               seed=config.seed, world=ctx.world)
+    data = ctx.data.for_student()  # its --train-fraction share; the teacher saw all of train
+    train_loader = make_loader(Indexed(data.train), config.batch_size, shuffle=True,
+                               seed=config.seed, world=ctx.world, transform=data.train_transform)
     torch.manual_seed(config.seed)
     student = build_student(config.to_dict()).to(device)
     trained = ctx.world.wrap(student, device)
-    signal = TeacherSignal(config, student, teacher.model, ctx.data, device)
+    signal = TeacherSignal(config, student, teacher.model, data, device)
     # Each part of the method takes the RunConfig fields its LossSpec lists.
     method = Method(config.method, config.to_dict(), *signal.feature_shapes())
     method.to(device)
 
-    def batch_loss(batch) -> LossValue:
+    def batch_loss(batch) -> Step:
         x, y, index = (t.to(device) for t in batch)
         functional.reset_net(student)
         student_logits = trained(x)
         teacher_logits, teacher_features = signal.teacher_outputs(x, index)
-        return method(student_logits, teacher_logits, y, signal.student_features(),
+        loss = method(student_logits, teacher_logits, y, signal.student_features(),
                       teacher_features)
+        return Step(loss, (student_logits.detach().mean(0).argmax(-1) == y).sum(), len(y))
 
     state_path = config.run_dir / "last.pt"
-    resume = load_state(state_path, "student") if ctx.resume else None
+    resume = _resumed_state(ctx, state_path, "student")
     settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
-                           config.detect_anomaly, config.optimizer, config.momentum, config.amp)
+                           config.detect_anomaly, config.optimizer, config.momentum, config.amp,
+                           config.to_dict(), config.num_classes)
     try:
         fitted = fit(student, train_loader, ctx.eval_loader(ctx.data.val), batch_loss, settings,
                      device, ctx.reporter, ctx.stop, resume, ctx.world, extra=method)
     finally:
         signal.close()
     return student, fitted
+
+
+def _resumed_state(ctx: _Context, path: Path, label: str) -> dict[str, Any] | None:
+    """The interrupted phase's training state, refused if config.toml has changed since."""
+    state = load_state(path, label) if ctx.resume else None
+    if state is not None:
+        check_resume(ctx.config.to_dict(), state.get("run_config"),
+                     ctx.config.run_dir / "config.toml")
+    return state
 
 
 def _prepare_teacher(ctx: _Context) -> Teacher:
@@ -185,17 +243,19 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
     model = build_teacher(config.to_dict()).to(device)
     trained = ctx.world.wrap(model, device)
     train_loader = make_loader(data.train, config.batch_size, shuffle=True, seed=config.seed,
-                               world=ctx.world)
+                               world=ctx.world, transform=data.train_transform)
 
-    def batch_loss(batch) -> LossValue:
+    def batch_loss(batch) -> Step:
         x, y = batch[0].to(device), batch[1].to(device)
-        return LossValue.of(ce=F.cross_entropy(trained(x), y))
+        logits = trained(x)
+        return Step(LossValue.of(ce=F.cross_entropy(logits, y)),
+                    (logits.detach().argmax(-1) == y).sum(), len(y))
 
     state_path = config.run_dir / "last-teacher.pt"
     settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
                            "teacher", state_path, config.detect_anomaly, config.optimizer,
-                           config.momentum, config.amp)
-    resume = load_state(state_path, "teacher") if ctx.resume else None
+                           config.momentum, config.amp, config.to_dict(), config.num_classes)
+    resume = _resumed_state(ctx, state_path, "teacher")
     fitted = fit(model, train_loader, ctx.eval_loader(data.val), batch_loss, settings, device,
                  ctx.reporter, ctx.stop, resume, ctx.world)
     accuracy, _ = evaluate(model, ctx.eval_loader(data.test), device, ctx.world)
@@ -210,14 +270,10 @@ def _load_teacher(path: str | Path, data: DataBundle, device: torch.device,
                   config: RunConfig) -> Teacher:
     """A teacher from ``teacher.pt`` or from the teacher inside a ``student.pt``."""
     stored = _stored_teacher(path, data, config)
-    saved = stored["config"]
+    saved = checked_config(stored["config"], path)
     arch = {"teacher_arch": saved["teacher_arch"], "teacher_width": saved["teacher_width"]}
-    model = build_teacher({**config.to_dict(), **arch})
-    try:
-        model.load_state_dict(stored["teacher"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: teacher weights do not fit "
-                              f"{arch['teacher_arch']}: {str(exc).splitlines()[0]}") from None
+    model = checked_model(build_teacher, {**config.to_dict(), **arch}, stored["teacher"],
+                          f"{path}: teacher")
     model = model.to(device).eval()
     accuracy, _ = evaluate(model, make_loader(data.test, 256), device)
     # A teacher.pt keeps its own history; a student.pt keeps its teacher's beside its own.

@@ -36,3 +36,12 @@ class ExternalToolError(NeuroKDError):
     not the user's input, so exit 1, with what failed."""
 
     exit_code = 1
+
+
+class Interrupted(NeuroKDError):
+    """Training stopped on a signal after saving its state (exit 130 for SIGINT, 143 for TERM):
+    the CLI says so without calling it an error."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum

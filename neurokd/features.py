@@ -23,12 +23,15 @@ TEACHER_TAPS = {"cnn": "features.8", "resnet18": "layer4", "resnet34": "layer4"}
 class FeatureTap:
     """Keeps the output of one module (by path) from the latest forward pass."""
 
-    def __init__(self, model: nn.Module, path: str):
+    def __init__(self, model: nn.Module, path: str, role: str = "model"):
         modules = dict(model.named_modules())
         if path not in modules:
             near = [name for name in modules if name and name.split(".")[0] == path.split(".")[0]]
-            raise ConfigError(f"no module {path!r} to tap in {type(model).__name__}"
-                              + (f" (e.g. {', '.join(near[:4])})" if near else ""))
+            near = near or [name for name in modules if name and "." not in name]
+            flag = f"--{role}-tap" if role in ("student", "teacher") else "the tap"
+            raise ConfigError(f"{flag}: the {role} ({type(model).__name__}) has no module "
+                              f"{path!r}" + (f"; it has e.g. {', '.join(near[:6])}" if near
+                                             else ""))
         self.path = path
         self.value: torch.Tensor | None = None
         self.handle = modules[path].register_forward_hook(self._keep)
@@ -51,6 +54,17 @@ def default_taps(config: dict) -> tuple[str, str]:
     return student, teacher
 
 
+def check_taps(config: dict) -> None:
+    """Refuse a tap path the models do not have before anything is trained or written (the
+    taps are only looked up once the teacher is trained otherwise)."""
+    from .models import build_student, build_teacher
+
+    student_path, teacher_path = default_taps(config)
+    for role, model, path in (("student", build_student(config), student_path),
+                              ("teacher", build_teacher(config), teacher_path)):
+        FeatureTap(model, path, role).close()
+
+
 class TeacherSignal:
     """Per batch: the teacher's logits (and tapped features) and the student's tapped features.
 
@@ -68,8 +82,8 @@ class TeacherSignal:
         self.shapes: tuple[torch.Size | None, torch.Size | None] = (None, None)
         if uses_features(config.method):
             student_path, teacher_path = default_taps(config.to_dict())
-            self.student_tap = FeatureTap(student, student_path)
-            self.teacher_tap = FeatureTap(teacher, teacher_path)
+            self.student_tap = FeatureTap(student, student_path, "student")
+            self.teacher_tap = FeatureTap(teacher, teacher_path, "teacher")
             self.shapes = self._probe(student, next(iter(make_loader(data.train, 2)))[0])
         self.cache = None
         if self.uses_teacher and not data.augmented:

@@ -28,8 +28,8 @@ def demo_run(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_run_folder_holds_checkpoint_metrics_and_teacher(demo_run):
-    assert sorted(p.name for p in demo_run.iterdir()) == [
-        "config.toml", "last.pt", "metrics.json", "student.pt", "teacher.pt"]
+    assert sorted(p.name for p in demo_run.iterdir()) == [  # the lock stays: removing it could let two runs lock different files
+        ".neurokd.lock", "config.toml", "last.pt", "metrics.json", "student.pt", "teacher.pt"]
     metrics = json.loads((demo_run / "metrics.json").read_text())
     for key in ("student_accuracy", "teacher_accuracy", "firing_rate", "method", "timesteps",
                 "epochs", "wall_time_s"):

@@ -26,8 +26,8 @@ def test_two_processes_under_torchrun_train_in_sync(tmp_path):
     assert proc.stdout.count("student accuracy") == 1
     assert proc.stderr.count("student epoch 1/1") == 1
     run = tmp_path / "ddp"
-    assert sorted(p.name for p in run.iterdir()) == [
-        "config.toml", "last.pt", "metrics.json", "student.pt", "teacher.pt"]
+    assert sorted(p.name for p in run.iterdir()) == [  # the lock stays: removing it could let two runs lock different files
+        ".neurokd.lock", "config.toml", "last.pt", "metrics.json", "student.pt", "teacher.pt"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     assert metrics["rank_parameter_max_difference"] == 0.0  # all-gathered and compared

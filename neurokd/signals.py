@@ -1,0 +1,64 @@
+"""Ctrl-C and SIGTERM end a command cleanly: no temporary file, folder or child process left.
+
+While a command runs, both signals raise :class:`Stopped` (a ``KeyboardInterrupt``) in the
+main thread, so every ``finally`` and ``with`` on the way out runs: temporary files are
+removed (``fileio.atomic_path``), the Lava runner's process group is killed
+(``exporters/lava_host.py``), temporary folders go. The signal is also remembered, and
+``atomic_path`` checks it before it renames a finished file into place: an interrupt that some
+library swallowed (Python prints "Exception ignored ... KeyboardInterrupt" and goes on) still
+stops the file from being written. Training installs its own, gentler handler
+(``fitting.StopFlag``: finish the step, save the state) on top of this one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+
+_pending: list[int] = []
+
+
+class Stopped(KeyboardInterrupt):
+    """The command was stopped by a signal (exit 128 + signal number)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _handle(signum: int, frame) -> None:
+    _pending.append(signum)
+    raise Stopped(signum)
+
+
+def received() -> int | None:
+    """The last signal that stopped the command, if one did (click turns the interrupt into
+    its own Abort on the way up, so the CLI asks here)."""
+    return _pending[-1] if _pending else None
+
+
+def check() -> None:
+    """Raise :class:`Stopped` if a signal arrived and was swallowed on its way up."""
+    if _pending:
+        raise Stopped(_pending[-1])
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Stopped` inside the block (main thread only)."""
+    _pending.clear()
+    try:
+        previous = {s: signal.signal(s, _handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave the handlers alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,94 @@
+"""One run per folder: a running run's lock, no silent reuse, --overwrite, a changed resume,
+and signals that end a command without leaving anything behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import neurokd
+from neurokd.config import load_toml
+from neurokd.errors import ConfigError
+from neurokd.run_folder import claimed
+
+from helpers import assert_one_line_error, run_cli
+
+
+def _config(tmp_path: Path, **kw) -> neurokd.RunConfig:
+    values = dict(out=str(tmp_path), name="run", epochs=1, teacher_epochs=1, width=4,
+                  teacher_width=4, method="ce")
+    return neurokd.RunConfig(**(values | kw))
+
+
+def test_a_folder_being_written_is_refused_naming_the_writer(tmp_path, capsys):
+    with claimed(tmp_path / "run", resume=False, overwrite=False):
+        outcome = run_cli(capsys, "distill", "--out", str(tmp_path), "--name", "run", "-q",
+                          "--method", "ce", "--epochs", "1")
+    assert_one_line_error(outcome, 2, f"being written by another neurokd run (pid {os.getpid()})")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".neurokd.lock"]
+
+
+def test_a_finished_run_is_not_replaced_unless_asked(tmp_path, capsys):
+    first = neurokd.distill(_config(tmp_path))
+    (tmp_path / "run" / "student.onnx").write_bytes(b"an export of the first run")
+    before = first.checkpoint.read_bytes()
+    outcome = run_cli(capsys, "distill", "--out", str(tmp_path), "--name", "run", "-q",
+                      "--method", "ce", "--epochs", "1")
+    assert_one_line_error(outcome, 2, "already holds a run")
+    assert first.checkpoint.read_bytes() == before
+    outcome = run_cli(capsys, "distill", "--out", str(tmp_path), "--name", "run", "-q",
+                      "--method", "ce", "--epochs", "1", "--seed", "3", "--overwrite")
+    assert outcome.code == 0, outcome.err
+    assert not (tmp_path / "run" / "student.onnx").exists()  # it described the old model
+    assert neurokd.load(first.checkpoint).config["seed"] == 3
+
+
+def test_resume_refuses_a_changed_setting(tmp_path, monkeypatch):
+    from neurokd import distillation, fitting
+
+    config = _config(tmp_path, epochs=3)
+    real = fitting._end_epoch
+
+    def stop_after_first(run, *args):
+        real(run, *args)
+        if run.settings.label == "student":
+            raise KeyboardInterrupt  # the state of epoch 1 is saved
+
+    monkeypatch.setattr(fitting, "_end_epoch", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        distillation.distill(config)
+    monkeypatch.undo()
+    toml = tmp_path / "run" / "config.toml"
+    toml.write_text(toml.read_text().replace("epochs = 3", "epochs = 5"))
+    changed = neurokd.RunConfig.from_dict(load_toml(toml))
+    with pytest.raises(ConfigError, match="says epochs = 5 but the interrupted run trained "
+                                          "with epochs = 3"):
+        distillation.distill(changed, resume=True)
+    toml.write_text(toml.read_text().replace("epochs = 5", "epochs = 3"))
+    resumed = distillation.distill(neurokd.RunConfig.from_dict(load_toml(toml)), resume=True)
+    assert [r["epoch"] for r in resumed.metrics["history"]] == [1, 2, 3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_an_export_leaves_no_temporary_file(trained_run, tmp_path, signum):
+    """The export is stopped while it checks the file it wrote under a temporary name."""
+    out = tmp_path / "s.net"
+    proc = subprocess.Popen([sys.executable, "-m", "neurokd", "export", "--target", "loihi",
+                             str(trained_run / "student.pt"), "-o", str(out), "-q",
+                             "--lava-samples", "0", "--check-samples", "360"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".s.net.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
