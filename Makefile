@@ -11,7 +11,14 @@ LAVA_VENV   := .venv-lava
 LAVA_STAMP  := $(LAVA_VENV)/.neurokd-installed
 LAVA_PYTHON ?= $(shell PYENV_VERSION=3.10.13 pyenv which python 2>/dev/null || command -v python3.10)
 
-.PHONY: install lava demo test test-fast lint bench bench-speed clean
+# Sinabs 3.1.3 pins nir<=1.0.4 (which cannot read nir 1.0.8's LIF nodes) and needs samna (a
+# hardware SDK whose PyPI stub downloads at import): it goes, without its dependencies (the
+# rest are neurokd's own), into a folder of its own that `--check-consumers` puts on the path
+# of a subprocess.
+SINABS_SITE  := .sinabs-site
+SINABS_STAMP := $(SINABS_SITE)/.neurokd-installed
+
+.PHONY: install lava consumers demo test test-fast lint bench bench-speed figures clean
 
 install: $(STAMP)
 
@@ -33,11 +40,18 @@ $(LAVA_STAMP):
 	$(LAVA_VENV)/bin/python -m pip install --quiet lava-dl==0.6.0
 	touch $(LAVA_STAMP)
 
+consumers: $(SINABS_STAMP)
+
+$(SINABS_STAMP): $(STAMP)
+	rm -rf $(SINABS_SITE)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(SINABS_SITE) sinabs==3.1.3 pbr==7.1.3
+	touch $(SINABS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/neurokd distill --name demo
 
 # Everything CI checks: the layering contracts, then every test (Lava ones included).
-test: $(STAMP) $(LAVA_STAMP) lint
+test: $(STAMP) $(LAVA_STAMP) $(SINABS_STAMP) lint
 	$(BIN)/python -m pytest -q
 
 # The tests without the `slow` mark (trainings, Lava, torchrun): under a minute.
@@ -46,6 +60,11 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/python tools/lint_imports.py
+
+# The README's demo figures (accuracies, SOPs, SNN/ANN energy) from a fresh demo distill, into
+# benchmarks/results/figures.md with the threads and load they were made with (about 2 min).
+figures: $(STAMP)
+	$(BIN)/python benchmarks/figures.py --publish
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compare_methods.py
@@ -56,4 +75,4 @@ bench-speed: $(STAMP) $(LAVA_STAMP)
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) $(LAVA_VENV) build *.egg-info
+	rm -rf $(VENV) $(LAVA_VENV) $(SINABS_SITE) build *.egg-info

@@ -5,35 +5,51 @@
     python benchmarks/compare_methods.py --methods ce,kd,tser,fitnet --as-group features
     python benchmarks/compare_methods.py --dataset digits --seeds 3 --groups methods
     python benchmarks/compare_methods.py --dataset cifar10 --data-dir ~/data --student resnet
+    python benchmarks/compare_methods.py --setting informed --seeds 10 \
+        --methods ce,kd,tser,fitnet,tser+fitnet          # augmented teacher, low-data student
 
 Method groups come from the loss registry (each LossSpec's `group`): `methods` (ce, kd, tser),
 `ablation` (temporal separation on CE only, KL only, both; beside them tser as `ts-both+er`),
 `features` (each feature loss alone and after each teacher-using loss of `methods`: fitnet, bkd,
 kd+fitnet, tser+fitnet, ...). The sweeps vary one setting over the `methods` losses that read
-it: `lam` (entropy weight), `tau` (temperature), `timesteps` (T = 1, 2, 4, 8 for the losses with
-a teacher, with firing rates). `--methods` names single method rows instead (any `neurokd
-distill --method`); without `--groups` it runs only those.
-Writes benchmarks/results/<dataset>.md, .json and .png. The rows of an invocation are merged
+it: `lam` (entropy weight), `tau` (temperature; values from `--taus`), `timesteps` (T = 1, 2,
+4, 8 for the losses with a teacher, with firing rates); `variants` runs tser at each τ > 1 of
+`--taus` with the CE term at τ (`--ce-tau τ`) and with the entropy at 1 (`--entropy-tau 1`).
+`--methods` names single method rows instead (any `neurokd distill --method`); without
+`--groups` it runs only those.
+
+A `--setting` (SETTINGS) fixes what teacher and student see: `memorised` (the teacher trains
+on the students' whole clean training split and memorises it) or `informed` (the teacher
+trains with `--augment`, each student on a stratified 25% share of the split, for as many
+steps as a memorised-setting student). Its rows go to their own results file and run folder,
+`<dataset><suffix>`.
+Writes <dataset><suffix>.md, .json and .png into benchmarks/runs/results/ (`--publish`: the
+committed benchmarks/results/, `--results DIR`: elsewhere). The rows of an invocation are merged
 into the results file already there (same settings, seeds and teacher, else it stops), so groups
 and methods can be added later without retraining what is recorded; the .md lists which command
 produced which rows. Runs live in benchmarks/runs/<dataset>/ and a finished run (its
 metrics.json exists) is never trained again, so an interrupted benchmark resumes where it
-stopped. Defaults are chosen on the validation split, never on test.
+stopped; two invocations side by side share a run they both need (the second waits for the
+first one's, see `claimed`). Defaults are chosen on the validation split, never on test.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import results_dir  # noqa: E402
 import torch  # noqa: E402
 from bench_merge import load_previous, merge  # noqa: E402
 from bench_report import write_outputs  # noqa: E402
@@ -54,7 +70,7 @@ TAUS = (1.0, 2.0, 4.0, 6.0)
 STEPS = (1, 2, 4, 8)
 MAIN_GROUP = "methods"  # the sweeps and the hybrids draw on its losses
 METHOD_GROUPS = tuple(dict.fromkeys(spec.group for spec in LOSS_SPECS.values()))
-GROUPS = (*METHOD_GROUPS, "lam", "tau", "timesteps")
+GROUPS = (*METHOD_GROUPS, "lam", "tau", "timesteps", "variants")
 # The full loss beside its ablations, under the label the recorded results use.
 ABLATION_REFERENCE = {"ts-both+er": "tser"}
 # Always in a run key, under the short names of the recorded run folders. Any other
@@ -63,6 +79,30 @@ ABLATION_REFERENCE = {"ts-both+er": "tser"}
 KEY_NAMES = {"alpha": "a", "tau": "tau", "lam": "lam", "feature_weight": "fw"}
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 FINISHED: dict[str, dict] = {}  # run key -> metrics, each distinct run once
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the teacher and the students of a benchmark see."""
+
+    summary: str
+    teacher: dict  # RunConfig values for the teacher's training only
+    student: dict  # RunConfig values for every student run
+    suffix: str    # of the results file and the run folder: <dataset><suffix>
+    epochs: int = 40  # student epochs unless --epochs says otherwise
+
+
+SETTINGS = {
+    "memorised": Setting(
+        "the teacher trains on the students' whole training split, clean, and memorises it "
+        "(mnist1d: p(label) ≈ 0.999 on it)", {}, {}, ""),
+    "informed": Setting(
+        "the teacher trains on the whole training split with --augment (mnist1d: its "
+        "generator's shift, scale and noise); each student trains clean on a stratified 25% "
+        "share of it (--train-fraction 0.25, drawn with the run's seed) for 4 x the epochs, "
+        "i.e. as many steps as a memorised-setting student",
+        {"augment": True}, {"train_fraction": 0.25}, "-informed", epochs=160),
+}
 
 
 def group_methods(group: str) -> list[str]:
@@ -81,7 +121,7 @@ def _sweep(methods: list[str], setting: str, values: tuple, label: str) -> dict:
             for m in methods for v in values}
 
 
-def rows_of(group: str, base: dict) -> dict[str, tuple[str, dict]]:
+def rows_of(group: str, base: dict, taus: tuple = TAUS) -> dict[str, tuple[str, dict]]:
     """Row label -> (method, overrides) for one group."""
     if group in METHOD_GROUPS:
         rows = {m: (m, {}) for m in group_methods(group)}
@@ -91,7 +131,10 @@ def rows_of(group: str, base: dict) -> dict[str, tuple[str, dict]]:
     main = group_methods(MAIN_GROUP)
     if group in ("lam", "tau"):
         readers = [m for m in main if group in method_params(m)]
-        return _sweep(readers, group, LAMS if group == "lam" else TAUS, group)
+        return _sweep(readers, group, LAMS if group == "lam" else taus, group)
+    if group == "variants":  # the temperatures the public re-implementations differ on
+        return {f"tser tau={t:g} {name}={v:g}": ("tser", {"tau": t, name: v})
+                for t in taus if t != 1 for name, v in (("ce_tau", t), ("entropy_tau", 1.0))}
     if group == "timesteps":
         return _sweep([m for m in main if LOSS_SPECS[m].needs_teacher], "timesteps", STEPS, "T")
     raise SystemExit(f"unknown group {group!r}")
@@ -115,17 +158,63 @@ def run_one(base: dict, method: str, overrides: dict, seed: int, teacher: Path,
     settings = {**base, **overrides}
     key = run_key(method, settings, seed)
     metrics_path = workdir / key / "metrics.json"
-    if metrics_path.exists():  # finished earlier: resume, don't retrain
-        FINISHED[key] = json.loads(metrics_path.read_text())
-        return FINISHED[key]
-    config = RunConfig(**{k: v for k, v in settings.items() if k in RunConfig.__dataclass_fields__},
-                       method=method, seed=seed, teacher=str(teacher), out=str(workdir), name=key)
-    started = time.perf_counter()
-    metrics = FINISHED[key] = distill(config).metrics
+    with claimed(workdir / f"{key}.lock", metrics_path) as mine:
+        if not mine:  # finished earlier, or just now by another invocation: don't retrain
+            FINISHED[key] = json.loads(metrics_path.read_text())
+            return FINISHED[key]
+        config = RunConfig(**{k: v for k, v in settings.items()
+                              if k in RunConfig.__dataclass_fields__},
+                           method=method, seed=seed, teacher=str(teacher), out=str(workdir),
+                           name=key)
+        started = time.perf_counter()
+        # A run this benchmark was stopped in continues from its saved state; leftovers of
+        # one killed before its first epoch are replaced.
+        resume = (workdir / key / "last.pt").exists()
+        metrics = FINISHED[key] = distill(config, resume=resume, overwrite=not resume).metrics
     print(f"  {key}: test {100 * metrics['student_accuracy']:.2f}%  "
           f"val {100 * metrics['student_val_accuracy']:.2f}%  "
           f"({time.perf_counter() - started:.0f} s)", flush=True)
     return metrics
+
+
+@contextlib.contextmanager
+def claimed(lock: Path, done: Path, poll_s: float = 5.0):
+    """Yields True when this process is to train the run (it holds ``lock``, holding its pid,
+    until the block ends), False once ``done`` exists. Another live invocation's lock is waited
+    for; a lock whose process has died is taken over."""
+    while not done.exists():
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if not _owner_alive(lock):
+                lock.unlink(missing_ok=True)
+            else:
+                time.sleep(poll_s)
+            continue
+        os.write(handle, str(os.getpid()).encode())
+        os.close(handle)
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    yield False
+
+
+def _owner_alive(lock: Path) -> bool:
+    try:
+        pid = int(lock.read_text() or "0")
+    except (OSError, ValueError):
+        return True  # being written this instant: look again at the next poll
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def method_rows(names: list[str], as_group: str | None) -> dict[str, dict[str, tuple[str, dict]]]:
@@ -155,6 +244,8 @@ def summarise(runs: list[dict], keys: list[str]) -> dict:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Compare ce / kd / tser with seeds and ablations")
     parser.add_argument("--dataset", default="mnist1d")
+    parser.add_argument("--setting", choices=tuple(SETTINGS), default="memorised",
+                        help="; ".join(f"{name}: {s.summary}" for name, s in SETTINGS.items()))
     parser.add_argument("--data-dir")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--groups", help="comma list (default: all groups, or none when "
@@ -165,7 +256,10 @@ def parse_args() -> argparse.Namespace:
                         "group (e.g. features, to rerun ce/kd/tser beside the feature methods)")
     parser.add_argument("--fresh", action="store_true",
                         help="replace the results file instead of merging into it")
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, help="student epochs (default: the setting's, "
+                        + ", ".join(f"{s.epochs} {name}" for name, s in SETTINGS.items()) + ")")
+    parser.add_argument("--taus", default=",".join(f"{t:g}" for t in TAUS),
+                        help="temperatures of the tau sweep and the variants (comma list)")
     parser.add_argument("--teacher-epochs", type=int, default=60)
     parser.add_argument("--student", default="cnn")
     parser.add_argument("--teacher-arch", default="cnn")
@@ -176,7 +270,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workdir", default=str(HERE / "runs"))
-    parser.add_argument("--results", default=str(HERE / "results"))
+    results_dir.add_options(parser)
     return parser.parse_args()
 
 
@@ -184,7 +278,8 @@ def plan_rows(args: argparse.Namespace, base: dict) -> dict[str, dict[str, tuple
     names = [m.strip() for m in (args.methods or "").split(",") if m.strip()]
     default_groups = "" if names else ",".join(GROUPS)
     groups = [g.strip() for g in (args.groups or default_groups).split(",") if g.strip()]
-    plan = {group: rows_of(group, base) for group in groups}
+    taus = tuple(float(t) for t in args.taus.split(",") if t.strip())
+    plan = {group: rows_of(group, base, taus) for group in groups}
     for group, rows in method_rows(names, args.as_group).items():
         plan[group] = {**plan.get(group, {}), **rows}
     if not plan:
@@ -195,20 +290,25 @@ def plan_rows(args: argparse.Namespace, base: dict) -> dict[str, dict[str, tuple
 def main() -> None:
     args = parse_args()
     started, code = time.perf_counter(), code_version()
-    base = {"dataset": args.dataset, "data_dir": args.data_dir, "epochs": args.epochs,
+    setting = SETTINGS[args.setting]
+    base = {"dataset": args.dataset, "data_dir": args.data_dir,
+            "epochs": args.epochs or setting.epochs,
             "teacher_epochs": args.teacher_epochs, "student": args.student,
             "teacher_arch": args.teacher_arch, "alpha": args.alpha, "tau": args.tau,
             "lam": args.lam, "timesteps": args.timesteps, "lr": args.lr,
-            "batch_size": args.batch_size, "device": "auto"}
+            "batch_size": args.batch_size, "device": "auto", **setting.student,
+            **{f"teacher_{k}": v for k, v in setting.teacher.items()}}
     seeds = list(range(args.seeds))
     plan = plan_rows(args, base)
-    results_json = Path(args.results) / f"{args.dataset}.json"
+    stem = args.dataset + setting.suffix
+    results_json = results_dir.folder(args) / f"{stem}.json"
     previous = None if args.fresh else load_previous(results_json, base, seeds)
-    workdir = Path(args.workdir) / args.dataset
+    workdir = Path(args.workdir) / stem
     teacher = workdir / "teacher" / "teacher.pt"
     if not teacher.exists():
         print(f"training the {args.teacher_arch} teacher on {args.dataset}", flush=True)
-        teacher_config = {k: v for k, v in base.items() if k in RunConfig.__dataclass_fields__}
+        teacher_config = {k: v for k, v in {**base, **setting.teacher}.items()
+                          if k in RunConfig.__dataclass_fields__}
         train_teacher(RunConfig(**teacher_config, out=str(workdir), name="teacher"))
     teacher_accuracy = json_teacher_accuracy(teacher)
     print(f"teacher test accuracy {100 * teacher_accuracy:.2f}%", flush=True)
@@ -240,7 +340,9 @@ def main() -> None:
     # Read again: another invocation may have merged its rows while this one trained.
     previous = None if args.fresh else load_previous(results_json, base, seeds)
     result = merge(previous, table, invocation, base, seeds, teacher_accuracy)
-    paths = write_outputs(result, Path(args.results))
+    result["setting"] = {"name": args.setting, "summary": setting.summary}
+    result["teacher_fit"] = teacher_fit(teacher, args.dataset, args.data_dir)
+    paths = write_outputs(result, results_dir.folder(args), stem)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -262,6 +364,32 @@ def json_teacher_accuracy(teacher: Path) -> float:
     from neurokd.checkpoint import TEACHER_FORMAT, load_checkpoint
 
     return float(load_checkpoint(teacher, formats=(TEACHER_FORMAT,))["metrics"]["accuracy"])
+
+
+def teacher_fit(teacher: Path, dataset: str, data_dir: str | None) -> dict:
+    """What the teacher's soft targets can tell a student about its training samples (clean,
+    the whole training split): its accuracy there and its mean probability of the label at
+    τ = 1 (near 1: it has memorised them, and KD's target is the one-hot label)."""
+    from neurokd.checkpoint import TEACHER_FORMAT, load_checkpoint
+    from neurokd.data import load_run_data, make_loader
+    from neurokd.evaluation import predict
+    from neurokd.models import build_teacher
+
+    stored = load_checkpoint(teacher, formats=(TEACHER_FORMAT,))
+    # The teacher's own data settings (event frames need its T), clean: no augmentation.
+    samples = load_run_data({**stored["config"], "dataset": dataset, "data_dir": data_dir,
+                             "augment": False}).train
+    model = build_teacher(stored["config"])
+    model.load_state_dict(stored["teacher"])
+    model.eval()
+    correct, p_label, count = 0, 0.0, 0
+    with torch.inference_mode():
+        for x, y in make_loader(samples, 512):
+            p = torch.softmax(predict(model, x), -1)
+            correct += int((p.argmax(-1) == y).sum())
+            p_label += float(p[torch.arange(len(y)), y].sum())
+            count += len(y)
+    return {"train_accuracy": correct / count, "train_p_label": p_label / count}
 
 
 if __name__ == "__main__":

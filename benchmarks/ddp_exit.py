@@ -8,7 +8,7 @@ active exception", SIGABRT, no Python frame) after training had finished and ran
 the run folder. It happened in about one launch in ten, so one passing test says little: this
 launches the same small command as tests/test_distributed.py `--runs` times and counts the
 launches that exit non-zero and the ones whose output carries the abort message. Writes
-benchmarks/results/ddp_exit.md.
+ddp_exit.md into benchmarks/runs/results/ (--publish: benchmarks/results/).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import results_dir
+
 from neurokd.fileio import write_text
 
-RESULTS = Path(__file__).parent / "results"
 ABORT = "terminate called without an active exception"
 
 
@@ -44,6 +45,7 @@ def launch(out: Path) -> tuple[int, bool, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
+    results_dir.add_options(parser)
     args = parser.parse_args()
     failed = aborted = 0
     seconds = []
@@ -66,7 +68,7 @@ def main() -> None:
         f"| launches | non-zero exits | with \"{ABORT}\" |\n|---|---|---|\n"
         f"| {args.runs} | {failed} | {aborted} |\n\n"
         f"Command: `python benchmarks/ddp_exit.py --runs {args.runs}`\n")
-    write_text(RESULTS / "ddp_exit.md", text)
+    write_text(results_dir.folder(args) / "ddp_exit.md", text)
     print(text)
 
 

@@ -4,7 +4,7 @@
    environment exists) and its teacher / student accuracies.
 2. Training-step time of TSER vs CE on the same student and batches, as a ratio (goal <= 1.05).
 
-Writes benchmarks/results/distill_speed.md. Usage: python benchmarks/distill_speed.py [--steps N]
+Writes (into benchmarks/runs/results/; --publish: benchmarks/results/) distill_speed.md. Usage: python benchmarks/distill_speed.py [--steps N]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import results_dir
 import torch
 
 from neurokd.config import RunConfig
@@ -25,8 +26,6 @@ from neurokd.evaluation import predict
 from neurokd.fileio import write_text
 from neurokd.losses import get_loss
 from neurokd.models import build_student, build_teacher
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def demo_wall_time() -> tuple[float, dict]:
@@ -73,6 +72,7 @@ def step_times(steps: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
+    results_dir.add_options(parser)
     args = parser.parse_args()
     wall, metrics = demo_wall_time()
     times = step_times(args.steps)
@@ -90,8 +90,7 @@ def main() -> None:
         f"| TSER / CE step-time ratio | {ratio:.3f} (goal <= 1.05) |", "",
         f"Command: `python benchmarks/distill_speed.py --steps {args.steps}`", "",
     ]
-    RESULTS.mkdir(exist_ok=True)
-    write_text(RESULTS / "distill_speed.md", "\n".join(lines))
+    write_text(results_dir.folder(args) / "distill_speed.md", "\n".join(lines))
     print("\n".join(lines))
 
 

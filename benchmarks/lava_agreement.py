@@ -6,7 +6,9 @@ test sample through ``neurokd.exporters.simulate`` (Lava CPU simulation in .venv
 float), of the bit-accurate integer model and of Lava, the argmax agreement and the share of
 identical spikes per layer between Lava and the integer model, and Lava's simulation time per
 sample. Trains the demo student first when ``runs/demo/student.pt`` is absent. Writes
-benchmarks/results/lava_agreement.md and .json.
+lava_agreement.md and .json, or lava_agreement-<dataset>.md and .json for a student of another
+data set (e.g. a digits-dvs student, whose input is binary spikes), into
+benchmarks/runs/results/ (--publish: benchmarks/results/).
 
 Usage: python benchmarks/lava_agreement.py [CHECKPOINT] [--samples N]
 Goals: agreement >= 99%, accuracy drop (float -> Lava) <= 1 point.
@@ -22,13 +24,14 @@ import sys
 import time
 from pathlib import Path
 
+import results_dir
+
 from neurokd.exporters import export_loihi
 from neurokd.exporters.simulation import simulate
 from neurokd.fileio import make_folder, write_json, write_text
 from neurokd.progress import PlainReporter
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).parent / "results"
 DEMO = ROOT / "runs" / "demo" / "student.pt"
 
 
@@ -45,8 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", default=str(DEMO))
     parser.add_argument("--samples", type=int, default=None, help="default: the whole split")
+    results_dir.add_options(parser)
     args = parser.parse_args()
     checkpoint = Path(args.checkpoint).resolve()
+    load = os.getloadavg()
     ensure_checkpoint(checkpoint)
     export = make_folder(ROOT / "benchmarks" / "runs" / "lava") / "student.net"
     started = time.perf_counter()
@@ -55,31 +60,40 @@ def main() -> None:
     started = time.perf_counter()
     result = simulate(export, samples=args.samples, reporter=PlainReporter())
     wall = time.perf_counter() - started
-    drop = exported.float_accuracy - result.lava_accuracy
+    drop = exported.float_accuracy - result.accuracy
     rel = os.path.relpath(checkpoint, ROOT)
     command = "python benchmarks/lava_agreement.py" + (f" {rel}" if checkpoint != DEMO else "") \
         + (f" --samples {args.samples}" if args.samples else "")
     figures = {
         "checkpoint": rel, "samples": result.samples, "timesteps": result.timesteps,
         "float_accuracy": exported.float_accuracy, "folded_float_accuracy": result.torch_accuracy,
-        "quantized_accuracy": result.quantized_accuracy, "lava_accuracy": result.lava_accuracy,
+        "quantized_accuracy": result.quantized_accuracy, "lava_accuracy": result.accuracy,
         "accuracy_drop_points": 100 * drop, "agreement": result.agreement,
         "identical_spikes": result.identical_spikes, "spike_counts": result.spike_counts,
-        "quantized_vs_float_argmax": exported.argmax_agreement,
+        "quantized_vs_float_argmax": exported.agreement.argmax_agreement,
         "quantized_vs_float_identical_spikes": exported.spike_agreement,
         "lava_seconds_per_sample": result.seconds_per_sample,
         "simulate_wall_seconds": wall, "export_seconds": export_seconds,
         "input_scale": exported.input_scale,
         "layers": [{"name": lay.name, "kind": lay.kind, "scale": lay.scale,
-                    "int_range": lay.report["int_range"], "clipped": lay.report["clipped"],
-                    "limit": lay.report["limit"], "v_th_mant": lay.neuron.v_th_mant,
+                    "int_range": lay.quantization["int_range"], "clipped": lay.quantization["clipped"],
+                    "limit": lay.quantization["limit"], "v_th_mant": lay.neuron.v_th_mant,
                     "v_decay": lay.neuron.v_decay} for lay in exported.layers],
         "command": command, "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
+        "load": " ".join(f"{x:.2f}" for x in load),
     }
-    RESULTS.mkdir(exist_ok=True)
-    write_json(RESULTS / "lava_agreement.json", figures)
-    write_text(RESULTS / "lava_agreement.md", render(figures))
+    figures |= {"dataset": result.dataset, "input": exported.encoding}
+    stem = "lava_agreement" + ("" if result.dataset == "digits" else f"-{result.dataset}")
+    out = results_dir.folder(args)
+    write_json(out / f"{stem}.json", figures)
+    write_text(out / f"{stem}.md", render(figures))
     print(render(figures))
+
+
+def _input(f: dict) -> str:
+    if f.get("input", "").startswith("binary"):
+        return "binary input spikes per timestep into the first layer (no input quantization)"
+    return f"graded 8-bit input (x * {f['input_scale']:.4g})"
 
 
 def _pct(value: float) -> str:
@@ -92,10 +106,11 @@ def render(f: dict) -> str:
         "# Loihi export in Lava: agreement and accuracy",
         "",
         f"Student `{f['checkpoint']}` (T = {f['timesteps']}), exported to lava-dl netx HDF5 with "
-        f"8-bit weights; graded 8-bit input (x * {f['input_scale']:.4g}). Lava 0.10 CPU "
+        f"8-bit weights; {_input(f)}. Lava 0.10 CPU "
         "simulation, `Loihi2SimCfg(select_tag=\"fixed_pt\")`, samples streamed 256 at a time (one Lava run per block).",
         "",
-        f"Digits test split, {f['samples']} samples:",
+        f"{f.get('dataset', 'digits')} test split, {f['samples']} samples, "
+        f"load average {f.get('load', '?')} at the start:",
         "",
         "| quantity | value |",
         "|---|---:|",

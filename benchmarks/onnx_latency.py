@@ -4,7 +4,7 @@ Exports the checkpoint's student with ``neurokd.exporters.export_onnx`` (which v
 against PyTorch first) to a temporary folder, then times a full forward pass (all T timesteps,
 state reset before each call, as in inference) at batch 1 and 64 on the run's test inputs.
 Both runtimes get the same thread count, and their timings alternate block by block so that load
-from other processes hits both alike. Writes benchmarks/results/onnx_latency.md.
+from other processes hits both alike. Writes (into benchmarks/runs/results/; --publish: benchmarks/results/) onnx_latency.md.
 
 Usage: python benchmarks/onnx_latency.py [CHECKPOINT] [--threads N] [--repeats R]
 """
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import onnxruntime as ort
+import results_dir
 import torch
 from spikingjelly.activation_based import functional
 
@@ -29,7 +30,6 @@ from neurokd.fileio import write_text
 from neurokd.inputs import source_inputs
 from neurokd.sources import load_source
 
-RESULTS = Path(__file__).parent / "results"
 BATCHES = (1, 64)
 
 
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads for both runtimes (default 1: the machine is shared)")
     parser.add_argument("--repeats", type=int, default=15, help="timed blocks per setting")
+    results_dir.add_options(parser)
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch {batch:>3}: PyTorch eager {eager_ms:8.3f} ms, ONNX Runtime {onnx_ms:8.3f} ms"
               f" -> ONNX Runtime is {eager_ms / onnx_ms:.2f}x as fast")
     report = render(args, source, result, rows)
-    path = write_text(RESULTS / "onnx_latency.md", report)
+    path = write_text(results_dir.folder(args) / "onnx_latency.md", report)
     print(f"wrote {path}")
     return 0
 

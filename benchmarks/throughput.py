@@ -20,7 +20,7 @@ Measures samples/s of a TSER training step (forward over T steps, backward, SGD 
 
 The machine is shared, so the settings alternate for `--repeats` rounds and the load average
 before and after each measurement is recorded. Also lists the parameter counts of the preset
-models. Writes benchmarks/results/throughput.md.
+models. Writes (into benchmarks/runs/results/; --publish: benchmarks/results/) throughput.md.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+import results_dir
 import torch
 
 from neurokd.config import RunConfig
@@ -41,8 +42,6 @@ from neurokd.distributed import end_worker, world
 from neurokd.fileio import write_text
 from neurokd.losses import tser_loss
 from neurokd.models import build_student, build_teacher, count_parameters
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def _config(student: str, teacher: str) -> dict:
@@ -175,6 +174,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    results_dir.add_options(parser)
     args = parser.parse_args()
     if args.worker:
         result = step_throughput(args.student, args.batch, args.steps, args.warmup, args.threads)
@@ -192,7 +192,7 @@ def main() -> None:
         settings = [(1, cores), (1, 1), (2, max(1, cores // 2))] if cores > 1 else [(1, 1), (2, 1)]
         rounds.append({(n, t): torchrun(n, t, args) for n, t in dict.fromkeys(settings)})
     text = report(args, rounds, parameter_counts(), started)
-    write_text(RESULTS / "throughput.md", text)
+    write_text(results_dir.folder(args) / "throughput.md", text)
     print(text)
 
 

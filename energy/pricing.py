@@ -1,17 +1,64 @@
-"""Counts x profile = energy: :func:`price` and the :class:`EnergyReport` it fills.
+"""Counts x profile = energy: :class:`Prices`, :func:`price` and the :class:`EnergyReport` it fills.
 
 Every number in a report is per inference (one sample, all timesteps): totals over the run
-divided by the samples counted. Which quantities are priced, their JSON keys, the totals and
-the energy groups all come from the registry in ``quantities.py``; nothing here names one.
+divided by the samples counted. Which quantities are priced, their JSON keys, the totals, the
+energy groups and parts all come from the registry in ``quantities.py``; nothing here names
+one. A memory quantity's price per unit depends on the layer (the size of the buffer it
+accesses), so :class:`Prices` prices layer by layer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .count import EventCounts
-from .profiles import EnergyProfile
+from .break_even import break_even_rate, rate_line
+from .count import EventCounts, LayerEvents
+from .memory import BUFFERS, LAYOUTS, MemoryLayout, sram_pj_per_byte
+from .profiles import EnergyProfile, load_profile
 from .quantities import EnergyModel, Quantity, energy_key, energy_model, price_counts
+
+
+@dataclass(frozen=True)
+class Prices:
+    """A profile's prices for one energy model and memory layout, checked when made: a
+    profile lacking a cost the model needs is refused (``ConfigError`` naming the keys)."""
+
+    profile: EnergyProfile
+    model: EnergyModel
+    layout: MemoryLayout
+    unit_pj: Mapping[str, float] = field(hash=False)  # quantities with one price everywhere
+
+    @classmethod
+    def of(cls, profile: str | EnergyProfile, model: str | EnergyModel = "compute",
+           layout: str | None = None) -> Prices:
+        profile, model = load_profile(profile), energy_model(model)
+        return cls(profile, model, LAYOUTS[layout or profile.memory_layout],
+                   model.unit_costs(profile))
+
+    def buffer_bytes(self, layer: LayerEvents) -> dict[str, float]:
+        """Bytes of each buffer the model's memory quantities access in ``layer``."""
+        names = dict.fromkeys(q.access.buffer for q in self.model.quantities if q.access)
+        return {name: float(sum(words * self.layout.word_bytes[kind]
+                                for kind, words in BUFFERS[name](layer).items()))
+                for name in names}
+
+    def layer_energy(self, layer: LayerEvents, samples: int
+                     ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+        """``(counts, {group: pJ}, buffer bytes)`` of ``layer`` per inference."""
+        quantities = self.model.quantities
+        counts = {q.name: q.count(layer) / samples for q in quantities}
+        buffers = self.buffer_bytes(layer)
+        unit = dict(self.unit_pj)
+        for q in quantities:
+            if q.access:
+                unit[q.name] = self.layout.word_bytes[q.access.word] * sram_pj_per_byte(
+                    self.profile.costs, buffers[q.access.buffer])
+        return counts, price_counts(counts, unit, self.model), buffers
+
+    def parts(self, groups: Mapping[str, float]) -> dict[str, float]:
+        """{part: pJ} (compute, addressing, memory) of a layer's {group: pJ}."""
+        return {part: sum(groups[g] for g in names) for part, names in self.model.parts.items()}
 
 
 @dataclass
@@ -24,6 +71,11 @@ class LayerEnergy:
     counts: dict[str, float]           # {quantity name: units}
     output_firing_rate: float | None   # spikes per neuron update of the neurons it feeds
     group_energy_pj: dict[str, float]  # {energy group: pJ}
+    part_energy_pj: dict[str, float] = field(default_factory=dict)  # {part: pJ}
+    # (pJ at input rate 0, pJ per unit of input rate): a spiking layer's energy as a line in
+    # its input event rate, its other counts held (break_even.py); None for analog input
+    rate_line_pj: tuple[float, float] | None = None
+    buffer_bytes: dict[str, float] = field(default_factory=dict)  # memory model: buffer sizes
 
     @property
     def energy_pj(self) -> float:
@@ -32,10 +84,14 @@ class LayerEnergy:
     def to_dict(self) -> dict:
         """The layer's ``--json`` row. ``firing_rate`` is the input event rate: the key is kept
         from the files written before the attribute had its name."""
-        return {"name": self.name, "kind": self.kind, "firing_rate": self.input_event_rate,
-                **self.counts, "output_firing_rate": self.output_firing_rate,
-                **{energy_key(group): pj for group, pj in self.group_energy_pj.items()},
-                "energy_pj": self.energy_pj}
+        row = {"name": self.name, "kind": self.kind, "firing_rate": self.input_event_rate,
+               **self.counts, "output_firing_rate": self.output_firing_rate,
+               **{energy_key(group): pj for group, pj in self.group_energy_pj.items()},
+               **{energy_key(part): pj for part, pj in self.part_energy_pj.items()},
+               "energy_pj": self.energy_pj}
+        if self.buffer_bytes:
+            row["buffer_bytes"] = dict(self.buffer_bytes)
+        return row
 
 
 @dataclass
@@ -45,13 +101,16 @@ class AnnLayer:
     name: str
     counts: dict[str, float]
     group_energy_pj: dict[str, float]
+    part_energy_pj: dict[str, float] = field(default_factory=dict)
 
     @property
     def energy_pj(self) -> float:
         return sum(self.group_energy_pj.values())
 
     def to_dict(self) -> dict:
-        return {"name": self.name, **self.counts, "energy_pj": self.energy_pj}
+        return {"name": self.name, **self.counts,
+                **{energy_key(part): pj for part, pj in self.part_energy_pj.items()},
+                "energy_pj": self.energy_pj}
 
 
 @dataclass
@@ -68,6 +127,10 @@ class EnergyReport:
     note: str = ""
     deployed: EnergyReport | None = None
     energy_model: str = "compute"     # the ENERGY_MODELS entry that priced it
+    memory_layout: str = "32bit"      # memory.LAYOUTS entry sizing the SNN's accesses
+    ann_profile: str | None = None    # the profile that priced the ANN (None: ``profile``)
+    neurobench: dict | None = None    # neurobench.NeuroBenchMetrics.to_dict(), --neurobench
+    model: str = ""                   # what the student is, for titles (StudentSource.description)
 
     @property
     def quantities(self) -> tuple[Quantity, ...]:
@@ -87,58 +150,93 @@ class EnergyReport:
         ann = self.ann_energy_pj
         return None if not ann else self.snn_energy_pj / ann
 
+    def break_even(self, layer: LayerEnergy) -> float | None:
+        """The input event rate at which ``layer`` costs as much as the ANN layer of its name
+        (below it the spiking layer costs less); None without a spiking input or such a layer."""
+        ann = {a.name: a for a in self.ann_layers}.get(layer.name) if self.ann else None
+        return None if ann is None else break_even_rate(layer.rate_line_pj, ann.energy_pj)
+
     def totals(self) -> dict[str, float]:
-        """Each quantity and each energy group summed over the layers."""
+        """Each quantity, each energy group and each part summed over the layers."""
         model = energy_model(self.energy_model)
         counts = {q.name: sum(layer.counts[q.name] for layer in self.layers)
                   for q in model.quantities}
-        energies = {energy_key(group): sum(layer.group_energy_pj[group] for layer in self.layers)
-                    for group in model.groups}
-        return counts | energies
+        energies = {energy_key(name): sum(layer.group_energy_pj[name] for layer in self.layers)
+                    for name in model.groups}
+        parts = {energy_key(part): sum(layer.part_energy_pj.get(part, 0.0)
+                                       for layer in self.layers) for part in model.parts}
+        return counts | energies | parts
 
     def ann_totals(self) -> dict[str, float]:
-        """The quantities the ANN reference counts, summed over its layers."""
+        """The quantities the ANN reference counts, and its parts, summed over its layers."""
         names = [q.name for q in self.quantities
                  if any(q.name in layer.counts for layer in self.ann_layers)]
+        parts = dict.fromkeys(p for layer in self.ann_layers for p in layer.part_energy_pj)
         return {name: sum(layer.counts.get(name, 0.0) for layer in self.ann_layers)
-                for name in names}
+                for name in names} | {
+            energy_key(p): sum(layer.part_energy_pj.get(p, 0.0) for layer in self.ann_layers)
+            for p in parts}
+
+    def _layer_dict(self, layer: LayerEnergy) -> dict:
+        rate = self.break_even(layer)
+        below = None if rate is None or layer.input_event_rate is None \
+            else layer.input_event_rate < rate
+        return layer.to_dict() | {"break_even_rate": rate, "below_break_even": below}
 
     def to_dict(self) -> dict:
         """Exactly what ``--json`` writes."""
+        prices_memory = any(q.access for q in self.quantities)
+        layout = LAYOUTS[self.memory_layout]
         return {
             "profile": self.profile.name, "profile_source": self.profile.source,
             "profile_costs_pj": dict(self.profile.costs),
+            "profile_cost_sources": {key: self.profile.cost_source(key)
+                                     for key in self.profile.costs},
+            "energy_model": self.energy_model,
+            "memory_layout": ({"name": layout.name, "word_bytes": dict(layout.word_bytes),
+                               "source": layout.source} if prices_memory else None),
             "source": self.source, "counted_on": self.counted_on, "inputs": self.inputs,
             "samples": self.samples, "timesteps": self.timesteps,
             "snn_energy_pj": self.snn_energy_pj, "ann_energy_pj": self.ann_energy_pj,
-            "ratio": self.ratio, "ann": self.ann, "note": self.note, "totals": self.totals(),
-            "layers": [layer.to_dict() for layer in self.layers],
+            "ratio": self.ratio, "ann": self.ann,
+            "ann_profile": (self.ann_profile or self.profile.name) if self.ann else None,
+            "note": self.note, "totals": self.totals(),
+            "layers": [self._layer_dict(layer) for layer in self.layers],
             "ann_layers": [layer.to_dict() for layer in self.ann_layers],
+            "neurobench": self.neurobench,
             "deployed": self.deployed.to_dict() if self.deployed else None,
         }
 
 
-def price(counts: EventCounts, profile: EnergyProfile,
+def price(counts: EventCounts, profile: EnergyProfile | Prices,
           model: str | EnergyModel = "compute") -> list[LayerEnergy]:
-    """Per-inference counts and energy of every layer under ``profile``.
+    """Per-inference counts and energy of every layer under ``profile`` (or ready ``Prices``).
 
     Refused (``ConfigError`` naming the keys) when ``profile`` lacks a cost ``model`` needs."""
-    model = energy_model(model)
-    unit_costs = model.unit_costs(profile)
+    prices = profile if isinstance(profile, Prices) else Prices.of(profile, model)
     rows = []
     for layer in counts.layers:
-        per_inference = {q.name: q.count(layer) / counts.samples for q in model.quantities}
+        per_inference, groups, buffers = prices.layer_energy(layer, counts.samples)
         rows.append(LayerEnergy(
             layer.name, layer.geometry.kind if layer.geometry else "neuron",
-            layer.input_event_rate, per_inference, layer.output_firing_rate,
-            price_counts(per_inference, unit_costs, model)))
+            layer.input_event_rate, per_inference, layer.output_firing_rate, groups,
+            prices.parts(groups), rate_line(layer, prices, counts.samples),
+            _used_buffers(prices, per_inference, buffers)))
     return rows
 
 
-def price_ann(layer_counts: list[tuple[str, dict[str, float]]], profile: EnergyProfile,
-              model: str | EnergyModel = "compute") -> list[AnnLayer]:
-    """The ANN reference's layers (``(name, {quantity: units per inference})``) priced."""
-    model = energy_model(model)
-    unit_costs = model.unit_costs(profile)
-    return [AnnLayer(name, counts, price_counts(counts, unit_costs, model))
-            for name, counts in layer_counts]
+def _used_buffers(prices: Prices, counts: dict[str, float],
+                  buffers: dict[str, float]) -> dict[str, float]:
+    """The buffers the layer's counted accesses went to (for the JSON)."""
+    used = {q.access.buffer for q in prices.model.quantities if q.access and counts[q.name]}
+    return {name: size for name, size in buffers.items() if name in used}
+
+
+def price_ann(layers: list[LayerEvents], prices: Prices, samples: int = 1) -> list[AnnLayer]:
+    """The ANN reference's layers priced; each row keeps the quantities an ANN counts (those
+    non-zero in some layer)."""
+    priced = [prices.layer_energy(layer, samples) for layer in layers]
+    kept = [q.name for q in prices.model.quantities if any(c[q.name] for c, _, _ in priced)]
+    return [AnnLayer(layer.name, {name: counts[name] for name in kept}, groups,
+                     prices.parts(groups))
+            for layer, (counts, groups, _) in zip(layers, priced, strict=True)]

@@ -13,7 +13,7 @@ from neurokd.fileio import atomic_path, write_json
 
 from .pricing import EnergyReport
 from .profiles import BUILTIN, EnergyProfile, profile_keys
-from .quantities import COSTS
+from .quantities import COSTS, energy_key, energy_model
 
 
 def energy_text(pj: float | None) -> str:
@@ -33,37 +33,61 @@ def _rate(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
+def _break_even_text(rate: float | None) -> str:
+    if rate is None:
+        return "—"
+    return "never" if rate <= 0 else "any" if rate >= 1 else f"{rate:.4f}"
+
+
+def _cheaper_text(result: EnergyReport, layer) -> str:
+    rate = result.break_even(layer)
+    if rate is None or layer.input_event_rate is None:
+        return ""
+    return "yes" if layer.input_event_rate < rate else "no"
+
+
 def _table(result: EnergyReport) -> Table:
-    title = (f"neurokd energy · {result.source} · {result.profile.name} · counted on "
-             f"{result.counted_on}, {result.inputs}, T={result.timesteps} · per inference")
+    model = energy_model(result.energy_model)
+    layout = f", {result.memory_layout} words" if any(q.access for q in model.quantities) else ""
+    title = (f"neurokd energy · {result.source} · {result.profile.name} · {model.name} model"
+             f"{layout} · counted on {result.counted_on}, {result.inputs}, "
+             f"T={result.timesteps} · per inference")
     columns = [q for q in result.quantities if q.header is not None]
+    parts = list(model.parts) if len(model.parts) > 1 else []
     table = Table(title=title)
     for header in ("layer", "kind", "input rate", *(q.header for q in columns), "output rate",
-                   "energy"):
+                   *parts, "energy", "break-even", "cheaper"):
         table.add_column(header, justify="left" if header in ("layer", "kind") else "right",
                          no_wrap=header == "layer")
     for layer in result.layers:
         table.add_row(layer.name, layer.kind, _rate(layer.input_event_rate),
                       *(_count(layer.counts[q.name]) for q in columns),
-                      _rate(layer.output_firing_rate), energy_text(layer.energy_pj))
+                      _rate(layer.output_firing_rate),
+                      *(energy_text(layer.part_energy_pj[p]) for p in parts),
+                      energy_text(layer.energy_pj), _break_even_text(result.break_even(layer)),
+                      _cheaper_text(result, layer))
     totals = result.totals()
     table.add_section()
     table.add_row("SNN total", "", "", *(_count(totals[q.name]) for q in columns), "",
-                  energy_text(result.snn_energy_pj))
+                  *(energy_text(totals[energy_key(p)]) for p in parts),
+                  energy_text(result.snn_energy_pj), "", "")
     if result.ann:
         ann = result.ann_totals()  # only the quantities the ANN counts; the others stay blank
-        table.add_row(f"ANN: {result.ann}", "MACs", "",
+        priced_by = f" ({result.ann_profile})" if result.ann_profile else ""
+        table.add_row(f"ANN: {result.ann}{priced_by}", "MACs", "",
                       *(_count(ann[q.name]) if q.name in ann else "" for q in columns), "",
-                      energy_text(result.ann_energy_pj))
+                      *(energy_text(ann.get(energy_key(p), 0.0)) for p in parts),
+                      energy_text(result.ann_energy_pj), "", "")
         ratio = "—" if result.ratio is None else f"{result.ratio:.3f}"  # None: ANN costs 0 pJ
-        table.add_row("SNN / ANN energy", "", "", *([""] * len(columns)), "", ratio)
+        table.add_row("SNN / ANN energy", "", "", *([""] * len(columns)), "",
+                      *([""] * len(parts)), ratio, "", "")
     return table
 
 
 def _console() -> Console:
     console = Console()
     # Pipes and CI logs get 80 columns by default, which folds layer names: widen them.
-    return console if console.is_terminal else Console(width=150)
+    return console if console.is_terminal else Console(width=170)
 
 
 def print_report(result: EnergyReport, console: Console | None = None) -> None:
@@ -74,8 +98,14 @@ def print_report(result: EnergyReport, console: Console | None = None) -> None:
                   highlight=False)
     console.print(f"profile {result.profile.name}: {result.profile.source}", markup=False,
                   highlight=False)
+    if any(result.break_even(layer) is not None for layer in result.layers):
+        console.print("break-even rate: the input spike rate below which the layer costs less "
+                      "than the ANN layer of its name (never: not even silent; any: at every "
+                      "rate)", markup=False, highlight=False)
     if result.note:
         console.print(f"note: {result.note}", markup=False, highlight=False)
+    if result.neurobench:
+        console.print(_neurobench_line(result.neurobench), markup=False, highlight=False)
     deployed = result.deployed
     if deployed is not None:
         console.print(_table(deployed))
@@ -87,12 +117,25 @@ def print_report(result: EnergyReport, console: Console | None = None) -> None:
         console.print(line, markup=False, highlight=False)
 
 
+def _neurobench_line(metrics: dict) -> str:
+    ops = metrics["SynapticOperations"]
+    sparsity = metrics["ActivationSparsity"]
+    return (f"NeuroBench: Footprint {metrics['Footprint']:,} B, ConnectionSparsity "
+            f"{metrics['ConnectionSparsity']:.4f}, ActivationSparsity "
+            f"{'—' if sparsity is None else f'{sparsity:.4f}'}, SynapticOperations per sample: "
+            f"Effective_MACs {ops['Effective_MACs']:,.0f}, Effective_ACs "
+            f"{ops['Effective_ACs']:,.0f}, Dense {ops['Dense']:,.0f}")
+
+
 def _cost_text(profile: EnergyProfile, key: str) -> str:
     return f"{profile.costs[key]:g}" if key in profile.costs else "—"  # not priced there
 
 
-def print_profiles(profiles: dict[str, EnergyProfile] | None = None) -> None:
-    table = Table(title="neurokd energy profiles (pJ per operation)")
+def print_profiles(profiles: dict[str, EnergyProfile] | None = None,
+                   sources: bool = False) -> None:
+    """The profiles' costs as a table, each profile's source (and with ``sources``, each
+    cost's)."""
+    table = Table(title="neurokd energy profiles (pJ per unit; SRAM: pJ per byte)")
     table.add_column("name", justify="left")
     for cost in COSTS:
         table.add_column(cost.header, justify="right")
@@ -102,7 +145,14 @@ def print_profiles(profiles: dict[str, EnergyProfile] | None = None) -> None:
     console = _console()
     console.print(table)
     for profile in chosen.values():
-        console.print(f"{profile.name}: {profile.source}", markup=False, highlight=False)
+        extra = f"; memory layout {profile.memory_layout}" + (
+            f"; the ANN reference priced by {profile.ann_profile}" if profile.ann_profile else "")
+        console.print(f"{profile.name}: {profile.source}{extra}", markup=False,
+                      highlight=False)
+        if sources:
+            for key in profile.costs:
+                console.print(f"  {key}: {profile.cost_source(key)}", markup=False,
+                              highlight=False)
     console.print(f"any TOML file with keys {', '.join(profile_keys())} is a profile too: "
                   "--profile my-chip.toml", markup=False, highlight=False)
 
@@ -111,42 +161,135 @@ def write_report_json(result: EnergyReport, path: str | Path) -> Path:
     return write_json(path, result.to_dict())
 
 
-def write_plot(result: EnergyReport, path: str | Path) -> Path:
-    """Per-layer energy bars (SNN, and the ANN where a layer of the same name exists, plus the
-    totals) on the left; input and output firing rates per layer on the right."""
+def plot_title(result: EnergyReport) -> str:
+    """What was counted, on what, priced how (first line) and the SNN / ANN ratio (second)."""
+    inputs = result.inputs if "sample" in result.inputs else \
+        f"{result.inputs} ({result.samples} samples)"
+    head = (f"{result.model or result.source} · {inputs} · T={result.timesteps} · profile "
+            f"{result.profile.name} · {result.energy_model} model")
+    if result.ratio is None:
+        tail = (f"SNN {energy_text(result.snn_energy_pj)} per inference"
+                + ("" if result.ann else "; no ANN reference"))
+    else:
+        tail = (f"SNN / ANN energy = {result.ratio:.3f}: SNN "
+                f"{energy_text(result.snn_energy_pj)} vs ANN {result.ann} "
+                f"{energy_text(result.ann_energy_pj)} per inference")
+    return f"{head}\n{tail}"
+
+
+def energy_figure(result: EnergyReport):
+    """The report as a matplotlib figure. Left: per-layer energy bars (log axis, each bar
+    labelled) of the SNN and of the ANN layer of the same name (and the totals), stacked by
+    part (compute / addressing / memory under the memory model). Right: per layer, the
+    measured input rate beside the break-even rate and the output firing rate; an analog
+    input (direct encoding's first layer) is drawn hatched: it is the share of non-zero
+    values, not a spike rate."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed (CI, ssh)
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    names = [layer.name for layer in result.layers] + ["total"]
-    ann_by_name = {layer.name: layer.energy_pj for layer in result.ann_layers}
-    snn = [layer.energy_pj for layer in result.layers] + [result.snn_energy_pj]
-    ann = [ann_by_name.get(layer.name, 0.0) for layer in result.layers] + \
-          [result.ann_energy_pj or 0.0]
-    x = np.arange(len(names))
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.4 if result.ann else 0.8
-    left.bar(x - (width / 2 if result.ann else 0), np.array(snn) / 1e3, width, label="SNN")
-    if result.ann:
-        left.bar(x + width / 2, np.array(ann) / 1e3, width, label=f"ANN ({result.ann})")
-    left.set_xticks(x, names, rotation=30, ha="right")
-    left.set_ylabel("energy per inference (nJ)")
-    left.set_title(f"energy · {result.profile.name}")
-    left.legend()
-    rates = [layer.input_event_rate or 0.0 for layer in result.layers]
-    out_rates = [layer.output_firing_rate or 0.0 for layer in result.layers]
-    xr = np.arange(len(result.layers))
-    right.bar(xr - 0.2, rates, 0.4, label="input events / position / step")
-    right.bar(xr + 0.2, out_rates, 0.4, label="output spikes / neuron / step")
-    right.set_xticks(xr, names[:-1], rotation=30, ha="right")
-    right.set_title("firing rates")
-    right.legend()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5.6))
+    figure.suptitle(plot_title(result), fontsize=11)
+    _energy_bars(left, result)
+    _rate_bars(right, result)
     figure.tight_layout()
+    return figure
+
+
+def write_plot(result: EnergyReport, path: str | Path) -> Path:
+    """:func:`energy_figure` as a PNG (whole or not at all)."""
+    import matplotlib.pyplot as plt
+
+    figure = energy_figure(result)
     try:
         with atomic_path(path) as tmp:
             figure.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(figure)
     return Path(path)
+
+
+def _energy_stacks(result: EnergyReport, side: str) -> dict[str, list[float]]:
+    """{part: pJ per bar} for the SNN or the ANN side: one bar per SNN layer, then the total."""
+    ann_by_name = {layer.name: layer for layer in result.ann_layers}
+    totals = result.totals() if side == "SNN" else result.ann_totals()
+    stacks = {}
+    for part in energy_model(result.energy_model).parts:
+        if side == "SNN":
+            values = [layer.part_energy_pj.get(part, 0.0) for layer in result.layers]
+        else:
+            values = [ann_by_name[layer.name].part_energy_pj.get(part, 0.0)
+                      if layer.name in ann_by_name else 0.0 for layer in result.layers]
+        stacks[part] = [*values, totals.get(energy_key(part), 0.0)]
+    return stacks
+
+
+def _energy_bars(axes, result: EnergyReport) -> None:
+    import numpy as np
+
+    names = [layer.name for layer in result.layers] + ["total"]
+    x = np.arange(len(names))
+    width = 0.4 if result.ann else 0.8
+    shades = {"compute": 1.0, "addressing": 0.65, "memory": 0.35}
+    sides = (("SNN", -width / 2, "tab:blue"), ("ANN", width / 2, "tab:orange")) \
+        if result.ann else (("SNN", 0.0, "tab:blue"),)
+    smallest = []
+    for side, offset, color in sides:
+        stacks = _energy_stacks(result, side)
+        bottom = np.zeros(len(names))
+        for part, values_pj in stacks.items():
+            values = np.array(values_pj) / 1e3
+            label = side if len(stacks) == 1 else f"{side} {part}"
+            axes.bar(x + offset, values, width, bottom=bottom, label=label, color=color,
+                     alpha=shades[part], edgecolor="black", linewidth=0.4)
+            bottom += values
+        for position, total in zip(x + offset, bottom, strict=True):
+            if total > 0:  # the bar's value on it: small layers stay readable
+                axes.annotate(energy_text(total * 1e3), (position, total), ha="center",
+                              va="bottom", fontsize=7, xytext=(0, 2),
+                              textcoords="offset points")
+        smallest += [value for value in bottom if value > 0]
+    axes.set_yscale("log")
+    if smallest:  # room below the smallest bar and above the largest for its label
+        axes.set_ylim(min(smallest) / 3, max(smallest) * 4)
+    axes.set_xticks(x, names, rotation=30, ha="right")
+    axes.set_ylabel("energy per inference (nJ, log scale)")
+    axes.set_title("energy per layer" + (f": SNN vs ANN ({result.ann})" if result.ann else ""))
+    axes.legend(fontsize=8, loc="upper left")
+
+
+def _rate_bars(axes, result: EnergyReport) -> None:
+    import numpy as np
+
+    layers = result.layers
+    x = np.arange(len(layers))
+    analog = [layer.rate_line_pj is None and bool(layer.counts.get("macs")) for layer in layers]
+    measured = np.array([layer.input_event_rate or 0.0 for layer in layers])
+    spiking = np.where(analog, 0.0, measured)
+    axes.bar(x - 0.27, spiking, 0.27, label="input spike rate (spikes / input / step)",
+             color="tab:blue")
+    if any(analog):
+        axes.bar(x - 0.27, np.where(analog, measured, 0.0), 0.27, color="white",
+                 edgecolor="tab:blue", hatch="//",
+                 label="analog input: share of non-zero values, not spikes")
+    breaks = [result.break_even(layer) for layer in layers]
+    shown = [min(max(rate, 0.0), 1.0) if rate is not None else 0.0 for rate in breaks]
+    axes.bar(x, shown, 0.27, label="break-even input rate (clipped to [0, 1])", color="tab:red")
+    for position, rate, is_analog in zip(x, breaks, analog, strict=True):
+        if is_analog:
+            axes.annotate("analog input,\nnot spikes", (position - 0.27, measured[position]),
+                          ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                          textcoords="offset points")
+        elif rate is None or rate <= 0 or rate >= 1:
+            text = "no ANN layer" if rate is None else _break_even_text(rate)
+            axes.annotate(text, (position, 0.01), ha="center", va="bottom", fontsize=7,
+                          rotation=90)
+    axes.bar(x + 0.27, [layer.output_firing_rate or 0.0 for layer in layers], 0.27,
+             label="output firing rate (spikes / neuron / step)", color="tab:gray")
+    axes.set_xticks(x, [layer.name for layer in layers], rotation=30, ha="right")
+    axes.set_ylim(0, 1.35)  # the legend sits above the [0, 1] rates
+    axes.set_yticks(np.linspace(0, 1, 6))
+    axes.set_ylabel("rate per input or neuron and timestep")
+    axes.set_title("input rate vs break-even rate (below it the SNN layer is cheaper)")
+    axes.legend(fontsize=8, loc="upper left", ncol=2)

@@ -10,7 +10,8 @@ from .options import data_options, load_source, output_option, quiet_option, sou
 
 # Target-only keyword options of the exporters and the flags that set them; which target
 # takes which comes from the registry (Exporter.options).
-FLAGS = {"teacher": "--teacher", "spike_outputs": "--spikes", "lava_samples": "--lava-samples"}
+FLAGS = {"teacher": "--teacher", "spike_outputs": "--spikes", "lava_samples": "--lava-samples",
+         "check_consumers": "--check-consumers"}
 
 
 def _targets() -> dict:
@@ -31,7 +32,7 @@ class _Targets(click.Choice):
         super().__init__(list(_targets()))
 
 
-@click.command()
+@click.command(short_help="Write the student for another tool, checked first.")
 @source_options
 @click.option("--target", required=True, type=_Targets(), help="; ".join(
     f"{e.name}: {e.summary} ({e.suffix})" for e in _targets().values()))
@@ -41,31 +42,49 @@ class _Targets(click.Choice):
               help=f"export the ANN teacher instead of the student {_only('teacher')}")
 @click.option("--spikes", is_flag=True,
               help=f"also output every neuron layer's spikes {_only('spike_outputs')}")
+@click.option("--random-weights", is_flag=True,
+              help="export --model with the random initial weights its builder makes (without "
+              "it, --model needs --weights)")
 @click.option("--check-samples", type=click.IntRange(min=1), default=512, show_default=True,
               help="test samples the written file is checked on")
 @click.option("--lava-samples", type=click.IntRange(min=0), default=None,
               help="of those, run this many in Lava (.venv-lava) and require its spikes to "
               f"equal the integer model's; 0 skips [default: 32] {_only('lava_samples')}")
+@click.option("--check-consumers", is_flag=True,
+              help="then run the written file in every installed NIR consumer (snnTorch, "
+              "Norse, spikingjelly, Sinabs, Rockpool) and report how each agrees "
+              f"{_only('check_consumers')}")
 @data_options
 @quiet_option
 def export(checkpoint, model_spec, weights, input_shape, timesteps, target, output,
-           export_teacher, spikes, check_samples, lava_samples, dataset, data_dir,
-           random_inputs, quiet) -> None:
-    """Write the student in a target's file format, checked against PyTorch first."""
+           export_teacher, spikes, random_weights, check_samples, lava_samples, check_consumers, dataset,
+           data_dir, random_inputs, quiet) -> None:
+    """Write the student in a target's file format, checked against PyTorch first.
+
+    \b
+    Examples:
+      neurokd export --target onnx runs/demo/student.pt      # -> runs/demo/student.onnx
+      neurokd export --target nir runs/demo/student.pt -o student.nir
+      neurokd export --target loihi runs/demo/student.pt     # checked in Lava too
+      neurokd export --target onnx --model mypkg.nets:build --weights w.pt \\
+          --input-shape 1,8,8 --timesteps 4 --dataset digits
+    """
     from ..console import print_lines
     from ..fileio import check_writable
     from ..progress import make_reporter
 
     chosen = _targets()[target]
     given = {"teacher": export_teacher or None, "spike_outputs": spikes or None,
-             "lava_samples": lava_samples}
+             "lava_samples": lava_samples, "check_consumers": check_consumers or None}
     for key, value in given.items():
         if value is not None and key not in chosen.options:
             takers = [name for name, e in _targets().items() if key in e.options]
             raise click.UsageError(f"{FLAGS[key]} works with --target {' / '.join(takers)} only")
-    source = load_source(checkpoint, model_spec, weights, input_shape, timesteps)
-    path = check_writable(output or _default_output(checkpoint, source, chosen,
-                                                     export_teacher))
+    source = load_source(checkpoint, model_spec, weights, input_shape, timesteps,
+                         random_weights)
+    path = check_writable(output or _default_output(checkpoint, source, chosen, export_teacher,
+                                                    spikes),
+                          reads=(checkpoint, weights))
     options = {k: v for k, v in given.items() if v is not None}
     with make_reporter(quiet) as reporter:
         if "reporter" in chosen.options:
@@ -75,6 +94,13 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
     print_lines(result.summary_lines())
 
 
-def _default_output(checkpoint, source, chosen, teacher: bool) -> str:
+def _default_output(checkpoint, source, chosen, teacher: bool, spikes: bool = False) -> str:
+    """Beside the checkpoint, named after what is in the file: ``student.onnx``,
+    ``teacher.onnx``, ``student.spikes.onnx`` (with the spike outputs: a different file, so
+    one export never silently replaces the other)."""
     folder = Path(checkpoint).parent if checkpoint else Path(".")
-    return str(chosen.default_path(folder, "teacher" if teacher else source.label))
+    stem = "teacher" if teacher else source.label
+    path = chosen.default_path(folder, f"{stem}.spikes" if spikes else stem)
+    if checkpoint and path.resolve() == Path(checkpoint).resolve():  # a .nir source to NIR
+        raise click.UsageError(f"the default output {path} is the source itself; give -o")
+    return str(path)

@@ -1,0 +1,126 @@
+"""The README's demo figures from one command: a fresh demo distill, then its accuracies, SOPs
+and SNN / ANN energy under every profile and energy model.
+
+    python benchmarks/figures.py [--threads N] [--publish]     # `make figures`: --publish
+
+Trains the demo student (`neurokd distill --name demo`, the `make demo` job) into
+benchmarks/runs/figures/ (runs/demo is left alone), then counts and prices it on the digits
+test split exactly as `neurokd energy report` does. Writes figures.md and figures.json into
+benchmarks/runs/results/ (--publish: benchmarks/results/), with the threads the distill ran on
+and the machine's load.
+
+What varies: the wall time with the load; with the torch thread count, the order in which
+float sums are reduced, so the trained weights differ in the last bits, a few spikes near
+threshold flip and the SOPs, firing rate and (by a sample or two) the accuracies move. The
+same thread count on the same machine and torch build reproduces them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import results_dir
+import torch
+from energy_bench import energy_lines, profile_table
+from publish import machine
+
+from neurokd.fileio import write_json, write_text
+from neurokd.inputs import source_batches
+from neurokd.sources import load_source
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "benchmarks" / "runs" / "figures"
+
+
+def distill_demo(threads: int | None) -> tuple[Path, float]:
+    """The demo job in a subprocess (its own thread choice, as a user's run); wall time."""
+    command = [sys.executable, "-m", "neurokd", "distill", "--name", "demo", "--out", str(RUNS),
+               "--overwrite", "--quiet"] + (["--threads", str(threads)] if threads else [])
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return RUNS / "demo", time.perf_counter() - started
+
+
+def commit() -> str:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True,
+                               text=True, check=True, cwd=Path(__file__).parent).stdout
+        return done.stdout.strip() + (" (with uncommitted changes)" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+
+
+def figures(threads: int | None) -> dict:
+    started_on = machine()
+    run, wall = distill_demo(threads)
+    metrics = json.loads((run / "metrics.json").read_text())
+    source = load_source(run / "student.pt")
+    loader, samples, _ = source_batches(source, batch_size=256)
+    inputs = [x for x, _ in loader]
+    torch.set_num_threads(metrics.get("threads") or torch.get_num_threads())
+    rows = profile_table(source, inputs)
+    return {"run": os.path.relpath(run, ROOT), "distill_wall_s": wall, "samples": samples,
+            "teacher_accuracy": metrics["teacher_accuracy"],
+            "student_accuracy": metrics["student_accuracy"],
+            "firing_rate": metrics["firing_rate"], "threads": metrics.get("threads"),
+            "threads_reason": metrics.get("threads_reason"), "profiles": rows,
+            "commit": commit(), "torch": torch.__version__, "python": platform.python_version(),
+            **started_on, "load_after": " ".join(f"{v:.2f}" for v in os.getloadavg())}
+
+
+def render(f: dict, command: str) -> str:
+    twin = {(r["profile"], r["energy_model"]): r["ratio"] for r in f["profiles"]
+            if r["ann"] == "ReLU twin of the student"}
+    profiles = list(dict.fromkeys(profile for profile, _ in twin))
+    compute = next(r for r in f["profiles"] if r["energy_model"] == "compute")
+    lines = [
+        "# The README's demo figures", "",
+        f"A fresh `neurokd distill --name demo` ({f['run']}), counted on the digits test split "
+        f"({f['samples']} samples).", "",
+        "| figure | value |", "|---|---|",
+        f"| demo distill wall time | {f['distill_wall_s']:.1f} s |",
+        f"| teacher, student (TSER, T=4) test accuracy | {100 * f['teacher_accuracy']:.2f}%, "
+        f"{100 * f['student_accuracy']:.2f}% |",
+        f"| student mean firing rate | {f['firing_rate']:.4f} |",
+        f"| SOPs per inference (all layers), encoding-layer MACs | {compute['synops']:,.0f}, "
+        f"{compute['macs']:,.0f} |"]
+    for model in dict.fromkeys(m for _, m in twin):
+        lines.append(f"| SNN / ANN-twin energy, `{model}`: {', '.join(profiles)} | "
+                     + ", ".join(f"{twin[(p, model)]:.3f}" for p in profiles) + " |")
+    lines += ["", *energy_lines(f["profiles"]),
+              f"Threads: {f['threads']} ({f['threads_reason']}). Machine: {f['machine']}; "
+              f"{f['load']} before the run, {f['load_after']} after. Python {f['python']}, "
+              f"torch {f['torch']}, commit {f['commit']}.", "",
+              "The thread count changes the order of float reductions, so SOPs, firing rate "
+              "and accuracies can differ in another setting; the same threads on the same "
+              "machine reproduce them. Wall time depends on the load.", "",
+              f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the distill (default: neurokd's own choice)")
+    results_dir.add_options(parser)
+    args = parser.parse_args()
+    out = results_dir.folder(args)
+    result = figures(args.threads)
+    command = "python benchmarks/figures.py" + " ".join([""] + sys.argv[1:])
+    write_json(out / "figures.json", result | {"command": command})
+    text = render(result, command)
+    write_text(out / "figures.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
