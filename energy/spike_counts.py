@@ -15,7 +15,14 @@ reader refuses anything the writer would not write. Contract (``RESULT_KEYS``)::
     has_neurons_{i}=0|1, output_spikes_{i}=float64, as many as layer i has outputs (when
         has_neurons_{i}=1; simulate writes them in the layer's output shape)
 
-Layer 0 sees graded input: it is priced as dense MACs, like the float estimate's encoding layer.
+An optional ``dataset=str`` names the data set the run was on (``simulate --save`` writes it;
+``energy report CKPT --from-sim`` refuses a file of another data set, ``energy.pairing``).
+Layer 0 sees graded input: it is priced as dense MACs, like the float estimate's encoding layer,
+unless the optional ``input_spikes=1`` says its input was spikes (event frames, rate-coded
+data): its ``input_events_0`` are then input spikes, priced as synaptic operations.
+The file records no biases: every layer is priced with one, as the Loihi export (netx stores a
+bias per layer) and BatchNorm'd students have. Under the memory model a Lava run's accesses
+have Loihi's word sizes (:func:`deployed_layout`).
 Files written before the format had a backend-neutral name say ``format="neurokd.lava-result"``
 (same content, Lava and ONNX runs alike); they are read the same way.
 """
@@ -23,13 +30,14 @@ Files written before the format had a backend-neutral name say ``format="neurokd
 from __future__ import annotations
 
 import math
-import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from neurokd.errors import NeuroKDError
 from neurokd.fileio import write_atomic
+from neurokd.npz_file import read_npz
 
 from .count import EventCounts, LayerEvents, LayerGeometry
 
@@ -46,13 +54,15 @@ RESULT_KEYS = {
 
 
 def layer_chain(layers: list[tuple[str, LayerGeometry, np.ndarray | None]],
-                input_events: np.ndarray, samples: int, timesteps: int) -> EventCounts:
+                input_events: np.ndarray, samples: int, timesteps: int,
+                input_spikes: bool = False) -> EventCounts:
     """The counts of a chain of synaptic layers, each fed by the neurons of the one before.
 
     ``layers``: (name, geometry, output spikes summed over samples and timesteps, or None for
     a layer without neurons) in order; ``input_events``: the events into the first layer.
     A layer whose input is not exactly the previous layer's spikes (a pool or a branch in
-    between) cannot be written in this format and is refused by name.
+    between) cannot be written in this format and is refused by name. ``input_spikes``: the
+    first layer's input was spikes too (else graded values).
     """
     frames, rows = samples * timesteps, []
     events, feeding = np.asarray(input_events, dtype=np.float64), "the input"
@@ -73,17 +83,22 @@ def layer_chain(layers: list[tuple[str, LayerGeometry, np.ndarray | None]],
                                    f"layer outputs {tuple(geometry.output_shape)}: something "
                                    "between them is not in the result file's chain of layers")
         rows.append(LayerEvents(name, geometry, events.reshape(geometry.input_shape), frames,
-                                i > 0, 0 if spikes is None else spikes.size * frames, spikes))
+                                i > 0 or input_spikes,
+                                0 if spikes is None else spikes.size * frames, spikes))
         events, feeding = spikes, f"the neuron layer after {name}"
     return EventCounts(rows, samples, timesteps)
 
 
-def write_spike_counts(path: str | Path, counts: EventCounts, backend: str = "lava") -> Path:
-    """``counts`` (every layer with a geometry) in the contract above, written atomically.
+def write_spike_counts(path: str | Path, counts: EventCounts, backend: str = "lava",
+                       dataset: str | None = None) -> Path:
+    """``counts`` (every layer with a geometry) in the contract above, written atomically;
+    ``dataset``: the data set the run was on (so a pairing with a checkpoint can be checked).
 
     Refused (nothing written): counts the reader would refuse, e.g. neurons whose spikes do
     not have their layer's output shape."""
     arrays = _arrays(counts, backend)
+    if dataset:
+        arrays["dataset"] = np.array(dataset)
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as handle:  # a handle: np.savez would append .npz to a name
@@ -100,6 +115,8 @@ def _arrays(counts: EventCounts, backend: str) -> dict[str, np.ndarray]:
               np.array([layer.name for layer in layers], dtype=str),
               np.array([layer.geometry.kind for layer in layers], dtype=str))
     arrays = dict(zip(RESULT_KEYS["header"], header, strict=True))
+    if layers and layers[0].spiking_input:
+        arrays["input_spikes"] = np.array(1, dtype=np.int64)
     for i, layer in enumerate(layers):
         spikes = layer.output_spikes
         if spikes is not None and np.size(spikes) != math.prod(layer.geometry.output_shape):
@@ -116,17 +133,24 @@ def _arrays(counts: EventCounts, backend: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+@dataclass(frozen=True)
+class SpikeCountFile:
+    counts: EventCounts
+    backend: str
+    dataset: str | None     # None: written before the file recorded it
+
+
 def read_spike_counts(path: str | Path) -> tuple[EventCounts, str]:
     """The counts in a result file and its backend; anything off the contract is refused."""
+    stored = read_spike_file(path)
+    return stored.counts, stored.backend
+
+
+def read_spike_file(path: str | Path) -> SpikeCountFile:
+    """A result file, every array's header checked before it is read (``neurokd.npz_file``:
+    sizes within the memory budget, no object arrays)."""
     path = Path(path)
-    if not path.is_file():
-        raise NeuroKDError(f"no such result file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise NeuroKDError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0]})") \
-            from None
+    arrays = read_npz(path, "result file")
     missing = [key for key in RESULT_KEYS["header"] if key not in arrays]
     if missing or str(arrays.get("format")) not in (RESULT_FORMAT, *LEGACY_FORMATS):
         raise NeuroKDError(f"{path}: not a neurokd spike-count file (expected format "
@@ -138,13 +162,24 @@ def read_spike_counts(path: str | Path) -> tuple[EventCounts, str]:
     samples, timesteps = _int(arrays, "samples", path), _int(arrays, "timesteps", path)
     if samples < 1 or timesteps < 1:
         raise NeuroKDError(f"{path}: samples and timesteps must be >= 1")
-    names = [str(n) for n in np.atleast_1d(arrays["layer_names"])]
-    types = [str(t) for t in np.atleast_1d(arrays["layer_types"])]
+    names, types = (_texts(arrays, key, path) for key in ("layer_names", "layer_types"))
     if len(names) != len(types) or not names:
         raise NeuroKDError(f"{path}: layer_names and layer_types must list the same layers")
-    layers = [_layer(arrays, i, name, kind, samples * timesteps, path)
+    input_spikes = _int(arrays, "input_spikes", path) if "input_spikes" in arrays else 0
+    if input_spikes not in (0, 1):
+        raise NeuroKDError(f"{path}: input_spikes must be 0 or 1, not {input_spikes}")
+    layers = [_layer(arrays, i, name, kind, samples * timesteps, path, bool(input_spikes))
               for i, (name, kind) in enumerate(zip(names, types, strict=True))]
-    return EventCounts(layers, samples, timesteps), str(arrays["backend"])
+    dataset = _texts(arrays, "dataset", path)[0] if "dataset" in arrays else None
+    return SpikeCountFile(EventCounts(layers, samples, timesteps),
+                          _texts(arrays, "backend", path)[0], dataset)
+
+
+def _texts(arrays: dict, key: str, path: Path) -> list[str]:
+    value = arrays[key]
+    if value.dtype.kind != "U" or value.ndim > 1 or value.size == 0:
+        raise NeuroKDError(f"{path}: {key} must be text, not {value.dtype} {value.shape}")
+    return [str(v) for v in np.atleast_1d(value)]
 
 
 def _int(arrays: dict, key: str, path: Path) -> int:
@@ -154,14 +189,15 @@ def _int(arrays: dict, key: str, path: Path) -> int:
     return int(value)
 
 
-def _layer(arrays: dict, i: int, name: str, kind: str, frames: int, path: Path) -> LayerEvents:
+def _layer(arrays: dict, i: int, name: str, kind: str, frames: int, path: Path,
+           input_spikes: bool = False) -> LayerEvents:
     keys = [key.format(i=i) for key in RESULT_KEYS["per_layer"]]
     geometry_key, shape_key, events_key, neurons_key, spikes_key = keys
     missing = [key for key in keys[:4] if key not in arrays]
     if missing:
         raise NeuroKDError(f"{path}: layer {i} ({name}) lacks {', '.join(missing)}")
     if kind not in ("conv", "dense"):
-        raise NeuroKDError(f"{path}: layer {i} ({name}) has type {kind!r}, not conv or dense")
+        raise NeuroKDError(f"{path}: layer_types[{i}] ({name}) is {kind!r}, not conv or dense")
     geometry_values = arrays[geometry_key].ravel()
     expected = 11 if kind == "conv" else 2
     if len(geometry_values) != expected:
@@ -171,7 +207,7 @@ def _layer(arrays: dict, i: int, name: str, kind: str, frames: int, path: Path) 
     try:
         geometry = LayerGeometry.from_array(kind, geometry_values, shape)
     except ValueError as exc:
-        raise NeuroKDError(f"{path}: layer {i} ({name}): {exc}") from None
+        raise NeuroKDError(f"{path}: {geometry_key} of layer {i} ({name}): {exc}") from None
     events = np.asarray(arrays[events_key], dtype=np.float64)
     if events.shape != shape:
         raise NeuroKDError(f"{path}: {events_key} has shape {events.shape}, "
@@ -187,8 +223,16 @@ def _layer(arrays: dict, i: int, name: str, kind: str, frames: int, path: Path) 
         if spikes.size != math.prod(geometry.output_shape):  # neuron updates count its size
             raise NeuroKDError(f"{path}: {spikes_key} has shape {spikes.shape}, layer {i} "
                                f"({name}) outputs {tuple(geometry.output_shape)}")
-    if any(not np.isfinite(a).all() or a.min(initial=0) < 0
-           for a in (events, spikes) if a is not None):
-        raise NeuroKDError(f"{path}: layer {i} ({name}) holds negative or non-finite counts")
+    for key, counts in ((events_key, events), (spikes_key, spikes)):
+        if counts is not None and (not np.isfinite(counts).all() or counts.min(initial=0) < 0):
+            raise NeuroKDError(f"{path}: {key} of layer {i} ({name}) holds negative or "
+                               "non-finite counts")
     updates = 0 if spikes is None else spikes.size * frames
-    return LayerEvents(name, geometry, events, frames, i > 0, updates, spikes)
+    return LayerEvents(name, geometry, events, frames, i > 0 or input_spikes, updates, spikes,
+                       has_bias=True)
+
+
+def deployed_layout(backend: str, profile_layout: str) -> str:
+    """The ``memory.LAYOUTS`` entry sizing a deployed run's accesses: Loihi's word sizes for
+    the quantized network Lava ran (8-bit weights, 24-bit potentials), else the profile's."""
+    return "loihi" if backend == "lava" else profile_layout

@@ -73,9 +73,8 @@ def run_lava(python: Path, export: Path, inputs: np.ndarray, timesteps: int,
         task = reporter.start("Lava simulation (samples)", len(inputs))
         log = Path(folder) / "stderr.txt"
         with open(log, "w") as stderr:  # a file: a chatty runner cannot block on a full pipe
-            process = subprocess.Popen([str(python), str(RUNNER), str(request), str(result)],
-                                       stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                       start_new_session=True)
+            process = start_child([str(python), str(RUNNER), str(request), str(result)],
+                                  stdout=subprocess.PIPE, stderr=stderr, text=True)
             try:
                 _follow(process, reporter, task)
             finally:
@@ -88,6 +87,26 @@ def run_lava(python: Path, export: Path, inputs: np.ndarray, timesteps: int,
             arrays = {key: data[key] for key in data.files}
         reporter.finish(task, f"{float(arrays['seconds']):.1f} s")
     return arrays
+
+
+def start_child(args: list[str], **options) -> subprocess.Popen:
+    """A child in a process group of its own (so ``_stop`` can end everything it starts) that
+    the kernel kills if this process dies without running its ``finally`` blocks (SIGKILL,
+    an OOM kill): no Lava runner outlives neurokd."""
+    return subprocess.Popen(args, start_new_session=True, preexec_fn=_die_with_parent,
+                            **options)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask for SIGKILL when the parent dies (Linux prctl
+    PR_SET_PDEATHSIG; elsewhere a no-op, the process group kill still applies)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _follow(process: subprocess.Popen, reporter: Reporter, task) -> None:

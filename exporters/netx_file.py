@@ -1,7 +1,8 @@
 """The lava-dl netx HDF5 file (``.net``): write it, read it back, and its float twin.
 
 Layout read by lava-dl 0.6 ``netx.hdf5.Network`` (see DESIGN.md): ``/layer/0`` is ``input``
-(shape only: the first synaptic layer receives graded spikes), then per layer ``conv`` or
+(shape only: the first synaptic layer receives graded spikes, or binary spikes when the
+metadata says ``input_spikes``: event frames, rate-coded data), then per layer ``conv`` or
 ``dense`` with integer ``weight`` / ``bias`` and a ``neuron`` group (``CUBA``: ``iDecay``,
 ``vDecay``, ``vThMant``, ``refDelay``, ``gradedSpike``), and a ``flatten`` layer before the first
 dense one. Strings are 1-element ``S10`` arrays, shapes C,H,W (netx reverses them to W,H,C).
@@ -28,9 +29,21 @@ import torch.nn.functional as F
 from neurokd.encoding import repeat_over_time
 from neurokd.errors import NeuroKDError
 from neurokd.geometry import HasGeometry, LayerGeometry
+from neurokd.hdf5_safety import check_hdf5_tree
 
 from .fixed_point import CubaNeuron, QuantizedLayer, QuantizedNetwork
 from .graph import NeuronParams, neuron_steps
+from .netx_checks import (
+    BIAS_RANGE,
+    WEIGHT_RANGE,
+    NetxFieldError,
+    check_meta,
+    decode_meta,
+    float_array,
+    integer_array,
+    neuron_params,
+    neuron_values,
+)
 
 FILE_FORMAT = "neurokd.loihi-netx"
 FILE_VERSION = 1
@@ -81,7 +94,7 @@ def write_netx(path: Path, network: QuantizedNetwork, float_layers: list[FloatLa
         attrs = {"format": FILE_FORMAT, "version": FILE_VERSION,
                  "timesteps": network.timesteps, "input_shape": list(network.input_shape),
                  "input_scale": network.input_scale, "input_min": network.input_min,
-                 "input_max": network.input_max,
+                 "input_max": network.input_max, "input_spikes": network.input_spikes,
                  "layer_names": [lay.name for lay in network.layers],
                  "layer_scales": [lay.scale for lay in network.layers],
                  "readout_has_neurons": network.layers[-1].spiking,
@@ -130,28 +143,37 @@ def _write_float(group: h5py.Group, float_layers: list[FloatLayer]) -> None:
 
 
 def read_netx(path: str | Path) -> NetxFile:
-    """A file written by ``neurokd export --target loihi``; anything else is one clear error."""
+    """A file written by ``neurokd export --target loihi``; anything else is one clear error
+    naming the field (the checks: ``netx_checks.py``)."""
     path = Path(path)
     if not path.is_file():
         raise NeuroKDError(f"no such export file: {path}")
     try:
         with h5py.File(path, "r") as handle:
-            meta = {key[len("neurokd."):]: json.loads(value)
-                    for key, value in handle.attrs.items() if key.startswith("neurokd.")}
-            if meta.get("format") != FILE_FORMAT:
-                raise NeuroKDError(f"{path}: not a netx file written by neurokd export "
-                                   "(no neurokd metadata)")
-            if meta.get("version") != FILE_VERSION:
-                raise NeuroKDError(f"{path}: neurokd netx version {meta.get('version')} is not "
-                                   f"supported (this neurokd reads {FILE_VERSION})")
+            check_hdf5_tree(handle, path)  # before any array is read
+            meta = _read_meta(handle, path)
             network = _read_network(handle["layer"], meta)
-            float_layers = [_read_float(handle[f"neurokd/float/{i}"], layer.geometry)
+            float_layers = [_read_float(handle[f"neurokd/float/{i}"], layer)
                             for i, layer in enumerate(network.layers)]
             _check_shapes(path, network, float_layers)
-    except (OSError, KeyError, IndexError, ValueError, TypeError) as exc:
+    except NetxFieldError as exc:
+        raise NeuroKDError(f"{path}: {exc}") from None
+    except (OSError, KeyError, IndexError, ValueError, TypeError, RecursionError) as exc:
         raise NeuroKDError(f"{path}: cannot read the netx file ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     return NetxFile(network, float_layers, meta)
+
+
+def _read_meta(handle: h5py.File, path: Path) -> dict[str, Any]:
+    meta = decode_meta(handle.attrs)
+    if meta.get("format") != FILE_FORMAT:
+        raise NeuroKDError(f"{path}: not a netx file written by neurokd export "
+                           "(no neurokd metadata)")
+    if meta.get("version") != FILE_VERSION:
+        raise NeuroKDError(f"{path}: neurokd netx version {meta.get('version')} is not "
+                           f"supported (this neurokd reads {FILE_VERSION})")
+    check_meta(meta)
+    return meta
 
 
 def _read_network(layers: h5py.Group, meta: dict) -> QuantizedNetwork:
@@ -170,16 +192,22 @@ def _read_network(layers: h5py.Group, meta: dict) -> QuantizedNetwork:
             continue
         k = len(result)
         geometry = _geometry(group, kind, tuple(int(d) for d in in_shapes[k]), names[k])
-        neuron = group["neuron"]
-        cuba = CubaNeuron(int(neuron["iDecay"][()]), int(neuron["vDecay"][()]),
-                          int(neuron["vThMant"][()]))
         spiking = index < len(layers) - 1 or bool(meta["readout_has_neurons"])
+        where = f"layer {names[k]} (/layer/{index})"
+        cuba = CubaNeuron(*neuron_values(group["neuron"], f"{where} neuron", spiking))
         result.append(QuantizedLayer(
-            names[k], geometry, group["weight"][()].astype(np.int64),
-            group["bias"][()].astype(np.int64), cuba, spiking, scale=float(scales[k])))
+            names[k], geometry, integer_array(group["weight"], f"{where} weight", *WEIGHT_RANGE),
+            integer_array(group["bias"], f"{where} bias", *BIAS_RANGE), cuba, spiking,
+            scale=float(scales[k])))
     return QuantizedNetwork(result, tuple(meta["input_shape"]), int(meta["timesteps"]),
                             float(meta["input_scale"]), int(meta["input_min"]),
-                            int(meta["input_max"]))
+                            int(meta["input_max"]), _flag(meta.get("input_spikes", False)))
+
+
+def _flag(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"input_spikes must be true or false, not {value!r}")
+    return value
 
 
 def _geometry(group: h5py.Group, kind: str, input_shape: tuple[int, ...],
@@ -234,20 +262,24 @@ def _check_shapes(path: Path, network: QuantizedNetwork,
         elements = int(np.prod(layer.output_shape))
 
 
-def _read_float(group: h5py.Group, geometry: LayerGeometry) -> FloatLayer:
+def _read_float(group: h5py.Group, layer: QuantizedLayer) -> FloatLayer:
+    where = f"layer {layer.name} float copy (/{group.name.lstrip('/')})"
     spec = json.loads(group.attrs["layer"])
-    params = spec["neuron"]
-    return FloatLayer(geometry, torch.from_numpy(group["weight"][()]),
-                      torch.from_numpy(group["bias"][()]),
+    params = neuron_params(spec["neuron"], where)
+    return FloatLayer(layer.geometry, torch.from_numpy(float_array(group["weight"],
+                                                                   f"{where} weight")),
+                      torch.from_numpy(float_array(group["bias"], f"{where} bias")),
                       None if params is None else NeuronParams(**params))
 
 
 def run_float(float_layers: list[FloatLayer], x: torch.Tensor, timesteps: int,
-              keep_spikes: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Float network on analog inputs ``[N, ...]``: logits ``[T, N, K]`` and the spikes
-    ``[T, N, ...]`` of every neuron layer (none without ``keep_spikes``), with
-    spikingjelly's neuron arithmetic."""
-    out = repeat_over_time(x.float(), timesteps).reshape(-1, *x.shape[1:])
+              keep_spikes: bool = True,
+              time_major: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Float network on analog inputs ``[N, ...]`` (or, ``time_major``, on ``[T, N, ...]``
+    spikes): logits ``[T, N, K]`` and the spikes ``[T, N, ...]`` of every neuron layer (none
+    without ``keep_spikes``), with spikingjelly's neuron arithmetic."""
+    sequence = x.float() if time_major else repeat_over_time(x.float(), timesteps)
+    out = sequence.reshape(-1, *sequence.shape[2:])
     spikes: list[np.ndarray] = []
     with torch.no_grad():
         for layer in float_layers:

@@ -14,9 +14,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .data import DATASETS
-from .errors import ConfigError
-from .losses import method_names, method_rule, param_readers, parse_method
+from .data import DATASETS, EVENT_FRAMES
+from .data.frames import downsampling
+from .encoding import ENCODINGS
+from .errors import ConfigError, NeuroKDError
+from .fileio import read_small_text
+from .losses import method_names, method_rule, param_readers, parse_method, uses_features
+from .validation import check_field_types, check_values
 
 STUDENTS = ("cnn", "resnet", "resnet18", "resnet19")
 TEACHERS = ("cnn", "twin", "resnet18", "resnet34")
@@ -44,7 +48,24 @@ class RunConfig:
     data_dir: str | None = _opt("folder with CIFAR python batches or ImageFolder class folders")
     image_size: int = _opt("side length images are resized to (imagefolder)", 32)
     val_fraction: float = _opt("share of the training split held out for validation", 0.1)
-    augment: bool | None = _opt("random crop + flip (default: on for CIFAR/imagefolder)")
+    train_fraction: float = _opt("share of the training split the student trains on "
+                                 "(stratified, drawn with --seed); a teacher trained in the "
+                                 "run sees all of it", 1.0)
+    augment: bool | None = _opt("random transforms of the training inputs (docs/data.md): "
+                                "crop + flip for CIFAR (on unless --no-augment) and "
+                                "imagefolder; mnist1d's own generator steps (scale, shift, "
+                                "noise) for mnist1d")
+    encoding: str | None = _opt("how a static sample reaches the student: "
+                                + "; ".join(f"{e.name}: {e.summary}" for e in ENCODINGS.values())
+                                + " (default: direct; event data sets are spikes already)",
+                                choices=tuple(ENCODINGS))
+    event_size: int | None = _opt("event data sets: bin the camera's pixels down to SIZE x SIZE "
+                                  "(e.g. 128 -> 64; default: the sensor's size)")
+    event_frames: str | None = _opt("event data sets: what a frame holds; " + "; ".join(
+        f"{k}: {v}" for k, v in EVENT_FRAMES.items()) + " (default: binary)",
+        choices=tuple(EVENT_FRAMES))
+    cache_dir: str | None = _opt("folder for the event frames cache (default: $NEUROKD_CACHE_DIR "
+                                 "or ~/.cache/neurokd)")
     student: str = _opt("student architecture", "cnn", choices=STUDENTS)
     width: int = _opt("base channel count of the student", 16)
     teacher_arch: str = _opt("teacher architecture", "cnn", choices=TEACHERS)
@@ -77,6 +98,9 @@ class RunConfig:
     weight_decay: float = _opt("weight decay", 0.0)
     seed: int = _opt("random seed (data order, initialisation)", 0)
     device: str = _opt("auto picks CUDA when present", "auto", choices=DEVICES)
+    threads: int | None = _opt("torch intra-op threads (default: picked for the model's size; "
+                               "OMP_NUM_THREADS is honoured)")
+    log_dir: str | None = _opt("also write every epoch as TensorBoard scalars and CSV here")
     amp: bool = _opt("mixed precision (float16 autocast) on CUDA", False)
     detect_anomaly: bool = _opt("torch.autograd anomaly detection (slow; for debugging NaNs)", False)
     # Filled in from the data set when a run starts, so the config alone rebuilds the model.
@@ -84,11 +108,12 @@ class RunConfig:
     num_classes: int | None = _opt("number of classes (set from the data set)", internal=True)
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # the same checks for options, TOML files and checkpoints
         parse_method(self.method)  # before the choices check: its message names the rule
         for f in fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
-            if choices and value not in choices:
+            if choices and not (value is None and f.default is None) and value not in choices:
                 raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, not {value!r}")
         positive_ints = ("epochs", "teacher_epochs", "batch_size", "timesteps", "width",
                          "teacher_width", "image_size")
@@ -99,12 +124,23 @@ class RunConfig:
                 raise ConfigError(f"{key} must be {bound}, not {value!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, not {self.epochs}")
+        taps = [f"--{k.replace('_', '-')}" for k in ("student_tap", "teacher_tap")
+                if getattr(self, k) is not None]
+        if taps and not uses_features(self.method):
+            raise ConfigError(f"{' and '.join(taps)} {'are' if len(taps) > 1 else 'is'} only "
+                              "used by a feature method (fitnet, bkd, e.g. tser+fitnet); "
+                              f"--method {self.method} distils logits only")
+        if self.threads is not None and (not isinstance(self.threads, int) or
+                                         isinstance(self.threads, bool) or self.threads < 1):
+            raise ConfigError(f"threads must be a whole number >= 1, not {self.threads!r}")
         _check_range("alpha", self.alpha, 0.0, 1.0)
         _check_range("momentum", self.momentum, 0.0, 1.0)
         _check_range("mask_ratio", self.mask_ratio, 0.0, 1.0)
         if not _is_number(self.feature_weight) or self.feature_weight < 0:
             raise ConfigError(f"feature_weight must be a number >= 0, not {self.feature_weight!r}")
         _check_range("val_fraction", self.val_fraction, 0.0, 0.5, low_open=True)
+        _check_range("train_fraction", self.train_fraction, 0.0, 1.0, low_open=True)
+        self.train_fraction = float(self.train_fraction)
         for key in ("tau", "ce_tau"):
             _check_positive_finite(key, getattr(self, key))
         if self.entropy_tau is not None:
@@ -121,6 +157,7 @@ class RunConfig:
             raise ConfigError(f"neuron_tau must be a number > 1, not {self.neuron_tau!r}")
         if DATASETS[self.dataset].needs_data_dir and not self.data_dir:
             raise ConfigError(f"dataset {self.dataset} needs --data-dir (nothing is downloaded)")
+        _check_event_options(self)
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise ConfigError(f"name must be a plain folder name, not {self.name!r}")
         self.alpha, self.tau, self.lam = float(self.alpha), float(self.tau), float(self.lam)
@@ -150,6 +187,10 @@ class RunConfig:
             return cls(**values)
         except TypeError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+        except ConfigError as exc:  # a value from a file: say which file
+            if source == "options" or str(exc).startswith(source):
+                raise
+            raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
     def from_sources(cls, toml_path: str | Path | None, overrides: dict[str, Any],
@@ -157,7 +198,12 @@ class RunConfig:
         """Defaults, then a preset, then the TOML file, then the command line (``None``: not
         given)."""
         values = load_toml(preset_path(preset)) if preset else {}
-        values.update(load_toml(toml_path) if toml_path else {})
+        from_file = load_toml(toml_path) if toml_path else {}
+        try:  # the file's own values, also those an option overrides: a broken file is refused
+            check_values(cls, from_file)
+        except ConfigError as exc:
+            raise ConfigError(f"{toml_path}: {exc}") from None
+        values.update(from_file)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values, source=str(toml_path) if toml_path else "options")
 
@@ -181,15 +227,15 @@ def preset_path(name: str) -> Path:
 def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        text = read_small_text(path, "config file")
+    except NeuroKDError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"malformed TOML in {path}: {exc}") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise ConfigError(f"malformed TOML in {path}: nested too deeply") from None
     # A [distill] table is accepted as well as top-level keys.
     if set(values) == {"distill"} and isinstance(values["distill"], dict):
         values = values["distill"]
@@ -215,6 +261,21 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+def _check_event_options(config: RunConfig) -> None:
+    """--encoding belongs to static data sets, --event-size / --event-frames to event ones."""
+    spec = DATASETS[config.dataset]
+    if spec.events and config.encoding is not None:
+        raise ConfigError(f"--encoding {config.encoding}: {config.dataset} is event data, "
+                          "spikes already; drop --encoding")
+    for key in ("event_size", "event_frames"):
+        if not spec.events and getattr(config, key) is not None:
+            events = ", ".join(name for name, d in DATASETS.items() if d.events)
+            raise ConfigError(f"--{key.replace('_', '-')} applies to event data sets ({events}),"
+                              f" not {config.dataset}")
+    if config.event_size is not None:
+        downsampling(spec.sensor, config.event_size, config.dataset)
 
 
 def _is_number(value: Any) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from event_writers import write_corrupt_event_sets
 
 from helpers import assert_one_line_error, run_cli
 
@@ -51,9 +52,20 @@ def files(tmp_path: Path, trained_run: Path) -> dict[str, Path]:
     (tmp_path / "no_images" / "cat").mkdir()
     (tmp_path / "no_images" / "cat" / "notes.txt").write_text("no pictures here")
     (tmp_path / "no_config_run").mkdir()
+    write_corrupt_event_sets(tmp_path)
+    for name, text in (("garbage", "{not json"), ("list", "[1, 2]"), ("empty", '{"history": []}'),
+                       ("nan", '{"history": [{"epoch": 1, "loss": NaN, "val_accuracy": 0.5}]}'),
+                       ("terms", '{"history": [{"epoch": 1, "loss": 1, "val_accuracy": 0.5, '
+                                 '"terms": {"ce": "x"}}]}')):
+        (tmp_path / f"metrics_{name}").mkdir()
+        (tmp_path / f"metrics_{name}" / "metrics.json").write_text(text)
     torch.save({"format": "something.else", "version": 1}, tmp_path / "other.pt")
     (tmp_path / "typo_profile.toml").write_text('name = "x"\nsynop = 1\n')
     (tmp_path / "partial.toml").write_text('name = "x"\nmac_pj = 1\nsource = "a test"\n')
+    (tmp_path / "compute_only.toml").write_text(  # prices compute, not memory
+        'name = "x"\nmac_pj = 1\nsynop_pj = 1\nneuron_update_pj = 1\nsource = "a test"\n')
+    (tmp_path / "bad_layout.toml").write_text(
+        'name = "x"\nmac_pj = 1\nsource = "a test"\nmemory_layout = "int4"\n')
     (tmp_path / "not.npz").write_text("not a zip")
     np.savez(tmp_path / "wrong.npz", format=np.array("other"), version=np.array(1))
     header = dict(backend="lava", samples=1, timesteps=1, layer_names=["a"],
@@ -68,7 +80,43 @@ def files(tmp_path: Path, trained_run: Path) -> dict[str, Path]:
         "def pooled():\n"
         "    return nn.Sequential(layer.Conv2d(1, 4, 3, padding=1), neuron.LIFNode(),\n"
         "                         layer.MaxPool2d(2), layer.Flatten(), layer.Linear(64, 10))\n")
+    _nir_files(tmp_path)
     return {"good": good, "teacher": trained_run / "teacher.pt", "dir": tmp_path}
+
+
+def _nir_files(folder: Path) -> None:
+    """NIR graphs neurokd must refuse, naming the node: written by nir itself, so only the
+    one flaw differs from a good file."""
+    import nir
+
+    def graph(nodes: dict, edges=None, timesteps=True):
+        names = list(nodes)
+        return nir.NIRGraph(nodes=nodes, edges=edges or list(zip(names, names[1:], strict=False)),
+                            metadata={"timesteps": 2} if timesteps else {}, type_check=False)
+
+    def lif(n: int):
+        return nir.LIF(tau=np.full(n, 5e-4), r=np.ones(n), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n), v_reset=np.zeros(n))
+
+    def nodes(**extra):
+        return {"input": nir.Input(input_type={"input": np.array([8])}),
+                "fc": nir.Affine(np.ones((4, 8), np.float32), np.zeros(4, np.float32)),
+                "spiking": lif(4), **extra,
+                "output": nir.Output(output_type={"output": np.array([4])})}
+
+    (folder / "text.nir").write_text("not a NIR file\n")
+    nir.write(folder / "unknown_node.nir", graph(nodes(delay=nir.Delay(np.ones(4)))))
+    loop = nodes(back=nir.Linear(np.ones((4, 4), np.float32)))
+    nir.write(folder / "recurrent.nir", graph(loop, [("input", "fc"), ("fc", "spiking"),
+                                                     ("spiking", "back"), ("back", "spiking"),
+                                                     ("spiking", "output")]))
+    wrong = nodes()
+    wrong["fc"] = nir.Affine(np.ones((4, 9), np.float32), np.zeros(4, np.float32))
+    nir.write(folder / "bad_shapes.nir", graph(wrong))
+    nir.write(folder / "no_timesteps.nir", graph(nodes(), timesteps=False))
+    nir.write(folder / "dangling_edge.nir", graph(nodes(), [("input", "fc"), ("fc", "spiking"),
+                                                            ("spiking", "output"),
+                                                            ("spiking", "nowhere")]))
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +184,14 @@ CASES = [
     case("distill", "--lr", "0", contains="lr", id="lr"),
     case("distill", "--neuron-tau", "1.0", contains="neuron_tau", id="neuron-tau"),
     case("distill", "--name", "a/b", contains="name", id="name"),
+    case("distill", "--augment", contains="digits has no augmentation", id="augment-digits"),
+    case("distill", "--train-fraction", "0", contains="train_fraction", id="train-fraction-zero"),
+    case("distill", "--train-fraction", "1.5", contains="train_fraction",
+         id="train-fraction-high"),
+    case("distill", "--train-fraction", "nan", contains="train_fraction",
+         id="train-fraction-nan"),
+    case("distill", "--train-fraction", "0.005", contains="cannot draw a stratified share",
+         id="train-fraction-too-few"),
     case("distill", "--dataset", "cifar10", contains="data-dir", id="cifar-no-dir"),
     case("distill", "--dataset", "cifar10", "--data-dir", "{dir}/nowhere", contains="nowhere",
          id="cifar-missing-dir"),
@@ -145,6 +201,37 @@ CASES = [
          contains="no images", id="imagefolder-empty"),
     case("distill", "--dataset", "imagefolder", "--data-dir", "{dir}/nowhere",
          contains="class sub-folders", id="imagefolder-missing"),
+    # event data sets: folders, layouts, damaged files, options that do not apply
+    case("distill", "--dataset", "nmnist", contains="needs --data-dir", id="nmnist-no-dir"),
+    case("distill", "--dataset", "nmnist", "--data-dir", "{dir}/nowhere",
+         contains="nowhere (expected DIR/Train/<digit>/*.bin", id="nmnist-missing-dir"),
+    case("distill", "--dataset", "nmnist", "--data-dir", "{dir}/no_images",
+         contains="no_images/Train (expected DIR/Train/<digit>/*.bin", id="nmnist-layout"),
+    case("distill", "--dataset", "dvsgesture", "--data-dir", "{dir}/no_images",
+         contains="trials_to_train.txt (expected DIR/DvsGesture/", id="gesture-layout"),
+    case("distill", "--dataset", "cifar10dvs", "--data-dir", "{dir}/no_images",
+         contains="no class folder", id="cifar10dvs-layout"),
+    case("distill", "--dataset", "nmnist", "--data-dir", "{dir}/nmnist_corrupt",
+         contains="corrupt N-MNIST file", id="nmnist-corrupt"),
+    case("distill", "--dataset", "dvsgesture", "--data-dir", "{dir}/gesture_corrupt",
+         contains="corrupt AEDAT 3.1 file", id="gesture-corrupt"),
+    case("distill", "--dataset", "cifar10dvs", "--data-dir", "{dir}/cifar10dvs_corrupt",
+         contains="corrupt AEDAT 2.0 file", id="cifar10dvs-corrupt"),
+    case("distill", "--dataset", "digits-dvs", "--encoding", "rate", contains="spikes already",
+         id="encoding-on-events"),
+    case("distill", "--dataset", "nmnist", "--data-dir", "{dir}/nmnist_corrupt", "--encoding",
+         "direct", contains="spikes already", id="encoding-direct-on-events"),
+    case("distill", "--encoding", "poisson", contains="encoding", id="encoding-unknown"),
+    case("distill", "--event-size", "4", contains="applies to event data sets",
+         id="event-size-static"),
+    case("distill", "--dataset", "digits-dvs", "--event-size", "7",
+         contains="event_size must divide the 20x20 sensor", id="event-size-divide"),
+    case("distill", "--dataset", "digits-dvs", "--event-size", "0",
+         contains="event_size must divide", id="event-size-zero"),
+    case("distill", "--event-frames", "counts", contains="applies to event data sets",
+         id="event-frames-static"),
+    case("distill", "--dataset", "digits-dvs", "--cache-dir", "{dir}/nowhere",
+         contains="is not a folder", id="cache-dir-missing"),
     case("distill", "--config", "{dir}/bad.toml", contains="malformed TOML", id="toml-syntax"),
     case("distill", "--config", "{dir}/typo.toml", contains="unknown key 'lerning_rate'",
          id="toml-unknown-key"),
@@ -202,21 +289,71 @@ CASES = [
     case("export", "--target", "nir", "{good}", "--lava-samples", "0",
          contains="--lava-samples works with --target loihi only", id="lava-samples-nir"),
     case("export", "--target", "onnx", "--model", "nomodule_xyz:build", "--input-shape",
-         "1,8,8", "--timesteps", "4", contains="nomodule_xyz", id="model-import"),
-    case("export", "--target", "onnx", "--model", "torch.nn:Identity",
+         "1,8,8", "--timesteps", "4", "--random-weights", contains="cannot import 'nomodule_xyz'",
+         id="model-import"),
+    case("export", "--target", "onnx", "--model", "torch.nn:Identity", "--random-weights",
          contains="--input-shape", id="model-no-shape"),
     case("export", "--target", "onnx", "--model", "torch.nn:MaxPool2d", "--input-shape",
-         "1,8,8", "--timesteps", "2", contains="MaxPool2d() failed", id="model-fails"),
+         "1,8,8", "--timesteps", "2", "--random-weights", contains="MaxPool2d() failed",
+         id="model-fails"),
     case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
-         "--timesteps", "2", contains="--random-inputs", id="model-no-data"),
+         "--timesteps", "2", "--random-weights", contains="--random-inputs", id="model-no-data"),
+    case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
+         "--timesteps", "2", "--random-inputs",
+         contains="--model usermodels:pooled without --weights would export the random initial "
+         "weights its builder makes: give --weights W.pt (a state_dict), or --random-weights",
+         id="model-needs-weights"),
+    case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
+         "--timesteps", "2", "--weights", "{dir}/plain_state.pt", "--random-weights",
+         contains="give --weights W.pt or --random-weights, not both", id="random-and-weights"),
+    case("export", "--target", "onnx", "{good}", "--random-weights",
+         contains="--random-weights is for --model", id="random-weights-checkpoint"),
+    case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "3,8,8",
+         "--timesteps", "2", "--random-weights", "--random-inputs",
+         contains="--input-shape 3,8,8 does not fit usermodels:pooled: its first layer '0' "
+         "(Conv2d) takes C,H,W with C = 1 input channels", id="model-input-channels"),
+    case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "8,8",
+         "--timesteps", "2", "--random-weights", "--random-inputs",
+         contains="--input-shape 8,8 does not fit usermodels:pooled: its first layer '0' "
+         "(Conv2d) takes C,H,W", id="model-input-rank"),
+    case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape",
+         "1,100000,100000", "--timesteps", "2", "--random-weights", "--random-inputs",
+         contains="holds 10,000,000,000 values per sample", id="model-input-huge"),
+    case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "1,6,6",
+         "--timesteps", "2", "--random-weights", "--random-inputs",
+         contains="--input-shape 1,6,6 does not fit usermodels:pooled: a sample of that shape "
+         "fails in it (mat1 and mat2 shapes cannot be multiplied", id="model-input-size"),
     case("export", "--target", "nir", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
-         "--timesteps", "2", "--random-inputs", contains="pool", id="nir-maxpool"),
+         "--timesteps", "2", "--random-inputs", "--random-weights", contains="pool",
+         id="nir-maxpool"),
     case("export", "--target", "onnx", "--model", "usermodels:pooled", "--input-shape", "1,8,8",
          "--timesteps", "2", "--weights", "{dir}/plain_state.pt", contains="do not fit",
          id="model-weights"),
     case("export", "--target", "loihi", "--model", "usermodels:pooled", "--input-shape",
-         "1,8,8", "--timesteps", "2", "--random-inputs",
+         "1,8,8", "--timesteps", "2", "--random-inputs", "--random-weights",
          contains="2 (MaxPool2d: netx has no pooling layer", id="loihi-maxpool"),
+    # NIR files as sources: untrusted input, refused naming the node
+    case("export", "--target", "onnx", "{dir}/unknown_node.nir", "--random-inputs",
+         contains="node 'delay' has type 'Delay', which neurokd does not read",
+         id="nir-unknown-node"),
+    case("export", "--target", "loihi", "{dir}/recurrent.nir", "--random-inputs",
+         contains="recurrent edge", id="nir-recurrent-edge"),
+    case("energy report", "{dir}/bad_shapes.nir", "--random-inputs",
+         contains="node 'fc' (Affine): weight (4, 9) takes (9,) inputs, gets (8,)",
+         id="nir-inconsistent-shapes"),
+    case("export", "--target", "onnx", "{dir}/no_timesteps.nir", "--random-inputs",
+         contains="no timesteps (snnTorch, Norse and spikingjelly do not write it): give "
+         "--timesteps T", id="nir-missing-metadata"),
+    case("export", "--target", "onnx", "{dir}/dangling_edge.nir", "--random-inputs",
+         contains="Edge ('spiking', 'nowhere') references destination node 'nowhere'",
+         id="nir-dangling-edge"),
+    case("export", "--target", "onnx", "{dir}/text.nir", "--random-inputs",
+         contains="not a NIR file", id="nir-not-hdf5"),
+    case("export", "--target", "onnx", "{dir}/no_timesteps.nir", "--timesteps", "2",
+         "--nir-dt", "0", contains="--nir-dt", id="nir-dt-zero"),
+    case("export", "--target", "nir", "{dir}/no_timesteps.nir", "--timesteps", "2",
+         "--random-inputs", "--weights", "{dir}/plain_state.pt",
+         contains="--weights is for --model", id="nir-weights"),
     # simulate: missing, foreign and damaged exports
     case("simulate", "{dir}/missing.net", contains="no such export file", id="missing"),
     case("simulate", "{dir}/text.pt", "--backend", "lava", contains="cannot read the netx file",
@@ -234,8 +371,9 @@ CASES = [
     case("simulate", "{exports}/foreign.net", contains="no neurokd metadata", id="foreign"),
     case("simulate", "{exports}/short_names.net", contains="4 layers but 1 layer names",
          id="short-names"),
-    case("simulate", "{exports}/t0.net", contains="timesteps must be >= 1", id="t0"),
-    case("simulate", "{exports}/no_range.net", contains="input range 300..", id="no-range"),
+    case("simulate", "{exports}/t0.net", contains="neurokd.timesteps must be a whole number",
+         id="t0"),
+    case("simulate", "{exports}/no_range.net", contains="the input range is empty", id="no-range"),
     case("simulate", "{exports}/no_type.net", contains="cannot read the netx file (IndexError",
          id="no-type"),
     case("simulate", "{exports}/good.net", "--dataset", "mnist1d",
@@ -244,6 +382,16 @@ CASES = [
          id="garbage-onnx"),
     case("simulate", "{exports}/teacher.onnx", contains="not a student", id="teacher-onnx"),
     case("simulate", "{exports}/nospikes.onnx", contains="--spikes", id="onnx-no-spikes"),
+    # plot: the run's metrics.json is input too
+    case("plot", "{dir}/no_config_run", contains="no metrics.json", id="no-metrics"),
+    case("plot", "{dir}/metrics_garbage", contains="not JSON", id="garbage"),
+    case("plot", "{dir}/metrics_list", contains="no 'history' list", id="list"),
+    case("plot", "{dir}/metrics_empty", contains="holds no epochs", id="empty"),
+    case("plot", "{dir}/metrics_nan", contains="history[0].loss must be a finite number",
+         id="nan"),
+    case("plot", "{dir}/metrics_terms", contains="history[0].terms must map names", id="terms"),
+    case("plot", "{dir}/metrics_empty", "-o", "{dir}/nowhere/p.png", contains="no folder",
+         id="output-folder"),
     # energy report
     case("energy report", "{dir}/empty.pt", contains="empty", id="empty"),
     case("energy report", "{dir}/truncated.pt", contains="not a readable PyTorch file",
@@ -269,6 +417,15 @@ CASES = [
          id="profile-partial"),
     case("energy report", "--from-sim", "{dir}/v2.npz", "--profile", "{dir}/partial.toml",
          contains="lacks synop_pj", id="profile-partial-before-file"),
+    case("energy report", "{good}", "--energy-model", "lemaire", contains="--energy-model",
+         id="energy-model-unknown"),
+    case("energy report", "{good}", "--energy-model", "memory", "--profile",
+         "{dir}/compute_only.toml", contains="lacks address_add_pj, address_mac_pj, sram_8kib_pj",
+         id="profile-lacks-memory-cost"),
+    case("energy report", "{good}", "--profile", "{dir}/bad_layout.toml",
+         contains="memory_layout must be one of", id="profile-memory-layout"),
+    case("energy report", "--from-sim", "{dir}/v2.npz", "--neurobench",
+         contains="--neurobench needs the checkpoint", id="neurobench-without-model"),
     case("energy report", "{dir}/other.pt", contains="not a neurokd checkpoint",
          id="other-format"),
     case("energy report", "{dir}/missing.pt", contains="missing.pt", id="missing"),
@@ -319,10 +476,22 @@ def test_bad_input(command, args, code, contains, files, capsys, monkeypatch, re
     if command == ["energy", "report"]:
         args = ["--samples", "8", *args]
     before = sorted(folder.rglob("*"))
-    outcome = run_cli(capsys, *command, "--quiet", *args)
+    quiet = ["--quiet"] if _takes_quiet(command) else []
+    outcome = run_cli(capsys, *command, *quiet, *args)
     assert_one_line_error(outcome, code, contains)
     assert sorted(folder.rglob("*")) == before
     assert not (folder / "PWNED").exists()
+
+
+def _takes_quiet(command: list[str]) -> bool:
+    import click
+
+    from neurokd.cli import cli
+
+    found = cli
+    for name in command:
+        found = found.get_command(click.Context(found), name)
+    return any(p.name == "quiet" for p in found.params)
 
 
 def test_cuda_request_without_cuda_is_an_input_error(capsys, tmp_path, monkeypatch):

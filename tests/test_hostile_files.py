@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_hostile_exports import sampled
 
 from neurokd.config import RunConfig
 
@@ -65,7 +66,7 @@ def _assert_refused(outcome, path: Path, field: str) -> None:
     assert field in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("field, value", CHECKPOINT_CASES)
+@pytest.mark.parametrize("field, value", sampled(CHECKPOINT_CASES))
 def test_checkpoint_config_field(field, value, stored, tmp_path, capsys):
     damaged = copy.deepcopy(stored)
     damaged["config"][field] = value
@@ -138,7 +139,7 @@ TOML_CASES = [pytest.param(f.name, text, id=f"{f.name}={text:.20}")
               for text in (_toml_value(v) for v in _wrong_values(f.name)) if text is not None]
 
 
-@pytest.mark.parametrize("field, text", TOML_CASES)
+@pytest.mark.parametrize("field, text", sampled(TOML_CASES, 4))
 def test_config_toml_field(field, text, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "run.toml"

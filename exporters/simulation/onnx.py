@@ -12,17 +12,21 @@ layers after their outputs.
 from __future__ import annotations
 
 import ast
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from neurokd.encoding import batch_axis
 from neurokd.energy.spike_counts import layer_chain
 from neurokd.errors import NeuroKDError
 from neurokd.geometry import LayerGeometry
-from neurokd.inputs import dataset_split
+from neurokd.inputs import DataRef, split_inputs
 from neurokd.progress import Reporter
 
+from ..onnx_checks import check_metadata, check_per_sample, load_checked_onnx
+from ..verify import take
 from .result import SimulationResult
 
 CHUNK = 64
@@ -31,16 +35,10 @@ CHUNK = 64
 def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int | None = None,
                   reporter: Reporter | None = None,
                   data_dir: str | None = None) -> SimulationResult:
-    import onnx
     import onnxruntime as ort
 
     path = Path(export)
-    if not path.is_file():
-        raise NeuroKDError(f"no such export file: {path}")
-    try:
-        model = onnx.load(path)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
-        raise NeuroKDError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    model = load_checked_onnx(path)  # size, external data, onnx.checker: before anything runs
     props = {p.key: p.value for p in model.metadata_props}
     if props.get("neurokd.model") != "student":
         raise NeuroKDError(f"{path}: not a student exported by neurokd export --target onnx")
@@ -56,43 +54,58 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
         raise NeuroKDError(f"{path}: {len(layers)} conv/linear layers and {len(spike_outputs)} "
                            "neuron layers do not form a chain; the result file needs one")
     _check_chain(path, layers, [_per_sample_shape(o) for o in spike_outputs], input_shape)
-    x, labels, _ = dataset_split(dataset, "test", samples, input_shape,
-                                 *_data_location(props, dataset, data_dir, input_shape))
     reporter = reporter or Reporter()
+    recorded = _recorded(path, props, input_shape, timesteps)
+    x, labels, _ = split_inputs(DataRef.of(recorded, dataset, data_dir), "test", samples,
+                                input_shape, reporter)
+    axis = batch_axis(x, input_shape)   # 1: [T, N, ...] event frames or rate-coded spikes
+    count = x.shape[axis]
     session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
     names = ["logits", *(o.name for o in spike_outputs)]
-    task = reporter.start("ONNX Runtime (samples)", len(x))
+    task = reporter.start("ONNX Runtime (samples)", count)
     predictions, totals, started = [], [0.0] * len(spike_outputs), time.perf_counter()
-    for start in range(0, len(x), CHUNK):
-        outputs = session.run(names, {"input": x[start:start + CHUNK].numpy()})
+    for start in range(0, count, CHUNK):
+        outputs = session.run(names, {"input": take(x, slice(start, start + CHUNK),
+                                                    axis).numpy()})
         predictions.append(outputs[0].mean(0).argmax(-1))
         totals = [total + out.sum(axis=(0, 1)) for total, out in zip(totals, outputs[1:],
                                                                      strict=True)]
-        reporter.advance(task, min(CHUNK, len(x) - start))
+        reporter.advance(task, min(CHUNK, count - start))
     seconds = time.perf_counter() - started
     reporter.finish(task, f"{seconds:.1f} s")
     accuracy = float((np.concatenate(predictions) == labels).mean())
     spikes = [*totals] + [None] * (len(layers) - len(totals))
+    # Spikes in: the events are the spikes over samples and timesteps; graded input is
+    # repeated at every timestep, its events the non-zero values x T.
+    events = x.numpy().sum((0, 1)) if axis else (x.numpy() != 0).sum(0) * timesteps
     counts = layer_chain([(name, geometry, total) for (name, geometry), total
-                          in zip(layers, spikes, strict=True)],
-                         (x.numpy() != 0).sum(0) * timesteps, len(x), timesteps)
+                          in zip(layers, spikes, strict=True)], events, count, timesteps,
+                         input_spikes=axis == 1)
     return SimulationResult(
-        "onnx", str(path), dataset, len(x), timesteps, accuracy, None, None, None, {},
+        "onnx", str(path), dataset, count, timesteps, accuracy, None, None, None, {},
         {o.name[len("spikes."):]: int(total.sum()) for o, total in zip(spike_outputs, totals,
                                                                        strict=True)},
-        seconds / len(x), [name for name, _ in layers], [g.kind for _, g in layers], counts)
+        seconds / count, [name for name, _ in layers], [g.kind for _, g in layers], counts)
 
 
-def _data_location(props: dict[str, str], dataset: str, data_dir: str | None,
-                   input_shape: tuple[int, ...]) -> tuple[str | None, int]:
-    """Folder and image size of the export's own data set, as its metadata records them
-    (``data_dir`` wins); exports without them: the input's width for imagefolder."""
-    size = props.get("neurokd.image_size", "")
-    image_size = int(size) if size.isdigit() else \
-        (input_shape[-1] if dataset == "imagefolder" else 32)
-    if dataset == props.get("neurokd.dataset"):
-        data_dir = data_dir or props.get("neurokd.data_dir")
-    return data_dir, image_size
+def _recorded(path: Path, props: dict[str, str], input_shape: tuple[int, ...],
+              timesteps: int) -> dict:
+    """The data settings the export recorded (``neurokd.data``); exports made before it:
+    the data set, folder and image size (the input's width for imagefolder)."""
+    if "neurokd.data" in props:
+        try:
+            settings = json.loads(props["neurokd.data"])
+        except json.JSONDecodeError:
+            settings = None
+        if not isinstance(settings, dict):
+            raise NeuroKDError(f"{path}: metadata neurokd.data is not a JSON object")
+    else:
+        size = props.get("neurokd.image_size", "")
+        dataset = props.get("neurokd.dataset")
+        settings = {"dataset": dataset, "data_dir": props.get("neurokd.data_dir"),
+                    "image_size": int(size) if size.isdigit() else
+                    (input_shape[-1] if dataset == "imagefolder" else 32)}
+    return {**settings, "timesteps": timesteps}
 
 
 def _metadata(path: Path, props: dict[str, str]) -> tuple[int, tuple[int, ...]]:
@@ -108,9 +121,7 @@ def _metadata(path: Path, props: dict[str, str]) -> tuple[int, tuple[int, ...]]:
         raise NeuroKDError(f"{path}: metadata neurokd.timesteps={props['neurokd.timesteps']!r} "
                            f"/ neurokd.input_shape={props['neurokd.input_shape']!r} are not a "
                            "number and a shape like (1, 8, 8)") from None
-    if timesteps < 1 or not input_shape or min(input_shape) < 1:
-        raise NeuroKDError(f"{path}: metadata timesteps {timesteps} and input shape "
-                           f"{input_shape} must be >= 1")
+    check_metadata(path, timesteps, input_shape)
     return timesteps, input_shape
 
 
@@ -126,6 +137,8 @@ def _check_chain(path: Path, layers: list[tuple[str, LayerGeometry]],
     """Refuse a graph that is not a chain before any sample runs (the file states its shapes)."""
     if any(shape is None for shape in spike_shapes):
         return  # dynamic per-sample dims: layer_chain checks the real spikes after the run
+    for (name, _), shape in zip(layers, spike_shapes, strict=False):
+        check_per_sample(path, f"spikes after {name}", shape)
     zeros = [np.zeros(shape) for shape in spike_shapes] + [None] * (len(layers) - len(spike_shapes))
     try:
         layer_chain([(name, geometry, spikes) for (name, geometry), spikes

@@ -40,4 +40,4 @@ def write_result(path: str | Path, result: SimulationResult) -> Path:
     """The run's per-layer counts as a spike-count file (``neurokd.energy.spike_counts``)."""
     if result.counts is None:
         raise NeuroKDError(f"the {result.backend} run of {result.export} kept no per-layer counts")
-    return write_spike_counts(path, result.counts, result.backend)
+    return write_spike_counts(path, result.counts, result.backend, result.dataset)

@@ -42,16 +42,33 @@ def _apply(command, options):
     return command
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value):
+    """Options that only matter for a NIR source go to the context, not to every command."""
+    ctx.meta[f"neurokd.{param.name}"] = value
+    return value
+
+
 def source_options(command):
-    """Where the student comes from: a checkpoint, or a user's model (export and energy)."""
+    """Where the student comes from: a checkpoint, a NIR file, or a user's model (export and
+    energy)."""
+    from ..nir_import import CONVENTIONS
+
     return _apply(command, [
         click.argument("checkpoint", required=False, type=click.Path(dir_okay=False)),
         click.option("--model", "model_spec", metavar="PKG.MODULE:FN",
                      help="a function (or module attribute) returning your spikingjelly model"),
         click.option("--weights", type=click.Path(dir_okay=False),
                      help="state_dict for --model (loaded with weights_only=True)"),
-        click.option("--input-shape", help="input shape of --model, e.g. 1,8,8"),
-        click.option("--timesteps", type=int, help="timesteps T of --model"),
+        click.option("--input-shape", help="input shape of --model or a NIR file, e.g. 1,8,8"),
+        click.option("--timesteps", type=int, help="timesteps T of --model or a NIR file"),
+        click.option("--nir-convention", type=click.Choice(list(CONVENTIONS)), default="nir",
+                     show_default=True, expose_value=False, callback=_remember,
+                     help="how a .nir source's time constants are meant: " + "; ".join(
+                         f"{c.name}: {c.summary}" for c in CONVENTIONS.values())),
+        click.option("--nir-dt", type=click.FloatRange(min=0, min_open=True),
+                     expose_value=False, callback=_remember,
+                     help="seconds per step of a .nir source (default: its metadata, else the "
+                     "convention's)"),
     ])
 
 
@@ -85,7 +102,11 @@ def quiet_option(command):
     return click.option("--quiet", "-q", is_flag=True, help="no progress output")(command)
 
 
-def load_source(checkpoint, model_spec, weights, input_shape, timesteps):
+def load_source(checkpoint, model_spec, weights, input_shape, timesteps,
+                random_weights: bool | None = None):
     from ..sources import load_source as load
 
-    return load(checkpoint, model_spec, weights, input_shape, timesteps)
+    meta = click.get_current_context().meta
+    return load(checkpoint, model_spec, weights, input_shape, timesteps,
+                meta.get("neurokd.nir_convention") or "nir", meta.get("neurokd.nir_dt"),
+                random_weights)

@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from ..limits import check_bytes
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -31,7 +32,20 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
 
 
+MAX_BATCH_BYTES = 1 << 30   # the official batches are 31 MB (CIFAR-100's train file 155 MB)
+
+
 def read_batch(path: Path) -> dict[str, Any]:
+    """One batch file: a regular file (a link to /dev/zero is not one) whose size is checked
+    before it is read, unpickled with the allow-list above."""
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path} is not a regular file (a CIFAR batch is one)")
+    if path.is_file():
+        size = path.stat().st_size
+        if size > MAX_BATCH_BYTES:
+            raise DataError(f"{path} is {size:,} bytes; a CIFAR batch has at most "
+                            f"{MAX_BATCH_BYTES:,}")
+        check_bytes(3 * size, f"{path}: reading the CIFAR batch")  # bytes, arrays, images
     try:
         raw = path.read_bytes()
         entry = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
@@ -43,6 +57,30 @@ def read_batch(path: Path) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise DataError(f"{path} is not a CIFAR python batch (no dict inside)")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
+def _checked_data(path: Path, data: Any) -> np.ndarray:
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3072:
+        found = (f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray)
+                 else type(data).__name__)
+        raise DataError(f"{path}: 'data' must be a uint8 array [N, 3072] (32x32 RGB rows), "
+                        f"not {found}")
+    return data
+
+
+def _checked_labels(path: Path, targets: Any, count: int) -> list[int]:
+    if isinstance(targets, np.ndarray) and targets.dtype.kind in "iu" and targets.ndim == 1:
+        targets = targets.tolist()
+    if not isinstance(targets, list) or not all(
+            isinstance(t, int | np.integer) and not isinstance(t, bool) for t in targets):
+        raise DataError(f"{path}: 'labels' must be a list of whole numbers, not "
+                        f"{type(targets).__name__}" + (f" holding {type(targets[0]).__name__}"
+                                                       if isinstance(targets, list) and targets
+                                                       else ""))
+    if len(targets) != count:
+        raise DataError(f"{path}: {len(targets)} labels for {count} images")
+    return [int(t) for t in targets]
 
 
 class CifarPickle(Dataset):
@@ -58,11 +96,8 @@ class CifarPickle(Dataset):
             entry = read_batch(folder / name)
             data = entry.get("data")
             targets = entry.get("labels", entry.get("fine_labels"))
-            if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 \
-                    or targets is None or len(targets) != len(data):
-                raise DataError(f"{folder / name}: expected 'data' [N, 3072] uint8 and N labels")
-            images.append(data.astype(np.uint8, copy=False))
-            labels.extend(int(t) for t in targets)
+            images.append(_checked_data(folder / name, data))
+            labels.extend(_checked_labels(folder / name, targets, len(data)))
         self.data = np.vstack(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         self.targets = labels
         meta = read_batch(folder / spec.meta["filename"])
