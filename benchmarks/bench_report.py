@@ -103,19 +103,21 @@ def plot(result: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6), width_ratios=(2, 1, 1))
     # The features group reruns ce/kd/tser with its own code; label them apart.
-    features = {(f"{k} (feat. run)" if k in result["methods"] else k): v
+    methods = result.get("methods", {})  # a file of sweeps alone has no method rows
+    features = {(f"{k} (feat. run)" if k in methods else k): v
                 for k, v in result.get("features", {}).items()}
-    bars = {**result["methods"], **result.get("ablation", {}), **features}
-    colours = (["tab:blue"] * len(result["methods"]) + ["tab:gray"] * len(result.get("ablation", {}))
+    bars = {**methods, **result.get("ablation", {}), **features}
+    colours = (["tab:blue"] * len(methods) + ["tab:gray"] * len(result.get("ablation", {}))
                + ["tab:green"] * len(features))
-    axes[0].bar(list(bars), [100 * r["mean"] for r in bars.values()],
-                yerr=[100 * r["std"] for r in bars.values()], capsize=4, color=colours)
+    if bars:
+        axes[0].bar(list(bars), [100 * r["mean"] for r in bars.values()],
+                    yerr=[100 * r["std"] for r in bars.values()], capsize=4, color=colours)
+        low = min(100 * (r["mean"] - r["std"]) for r in bars.values())
+        axes[0].set_ylim(low - 2, 100 * result["teacher_accuracy"] + 1)
+        axes[0].tick_params(axis="x", rotation=60)
     axes[0].axhline(100 * result["teacher_accuracy"], color="k", ls="--", label="teacher")
-    low = min(100 * (r["mean"] - r["std"]) for r in bars.values())
-    axes[0].set_ylim(low - 2, 100 * result["teacher_accuracy"] + 1)
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].set_title("methods (blue), ablation (grey), feature-KD runs (green)")
-    axes[0].tick_params(axis="x", rotation=60)
     axes[0].legend()
     for group, ax, key in (("tau", axes[1], "tau="), ("timesteps", axes[2], "T=")):
         for method in ("kd", "tser"):
