@@ -68,6 +68,7 @@ def test_signal_events_follow_the_three_saccades(streams):
     assert shares.min() > 0.2, shares
 
 
+@pytest.mark.slow  # ONNX export / generation: seconds each, make test runs it
 def test_frames_are_the_binned_events_on_digits_own_split():
     events, labels = digits_dvs.generate(digits_dvs.SEED)
     bundle = load_data("digits-dvs", timesteps=4, event_frames="counts")

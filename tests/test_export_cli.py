@@ -43,6 +43,7 @@ def test_export_onnx_and_nir_from_a_checkpoint(trained_run, tmp_path, capsys):
     assert any(type(node).__name__ == "LIF" for node in graph.nodes.values())
 
 
+@pytest.mark.slow  # ONNX export / generation: seconds each, make test runs it
 def test_default_output_goes_beside_the_checkpoint(trained_run, capsys):
     outcome = run_cli(capsys, "export", "--target", "onnx", "--teacher",
                       str(trained_run / "student.pt"), "--check-samples", "32")

@@ -62,6 +62,7 @@ def assert_standard_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
+@pytest.mark.slow  # ONNX export / generation: seconds each, make test runs it
 @pytest.mark.parametrize("reset", ["hard", "soft"])
 def test_student_round_trip_matches_spikingjelly(reset, digits_x, tmp_path):
     model, config = make_student(reset=reset)
@@ -103,6 +104,7 @@ def test_residual_student_torchscript_exporter_logits_only(digits_x, tmp_path):
     assert all(s.mean() > 0.005 for s in ref_spikes.values())
 
 
+@pytest.mark.slow  # ONNX export / generation: seconds each, make test runs it
 def test_user_model_through_direct_encoding(tmp_path, digits_x):
     """A user's multi-step model (SeqToANN container, IF neurons) through DirectEncoding."""
     torch.manual_seed(3)
@@ -122,6 +124,7 @@ def test_user_model_through_direct_encoding(tmp_path, digits_x):
     assert 0.01 < ref_spikes["model.1"].mean() < 0.9
 
 
+@pytest.mark.slow  # ONNX export / generation: seconds each, make test runs it
 def test_teacher_export(tmp_path, digits_x):
     student, config = make_student()
     torch.manual_seed(2)
