@@ -4,9 +4,10 @@ While a command runs, both signals raise :class:`Stopped` (a ``KeyboardInterrupt
 main thread, so every ``finally`` and ``with`` on the way out runs: temporary files are
 removed (``fileio.atomic_path``), the Lava runner's process group is killed
 (``exporters/lava_host.py``), temporary folders go. The signal is also remembered, and
-``atomic_path`` checks it before it renames a finished file into place: an interrupt that some
-library swallowed (Python prints "Exception ignored ... KeyboardInterrupt" and goes on) still
-stops the file from being written. Training installs its own, gentler handler
+``atomic_path`` checks it before it renames a finished file into place, and the CLI once more
+when the command returns: an interrupt that landed in a finaliser (where Python can only print
+"Exception ignored ..." and go on; that print is silenced) or that a library swallowed still
+stops the file from being written and ends the command as interrupted. Training installs its own, gentler handler
 (``fitting.StopFlag``: finish the step, save the state) on top of this one.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 
 _pending: list[int] = []
@@ -57,8 +59,23 @@ def stoppable() -> Iterator[None]:
     except ValueError:  # not the main thread: leave the handlers alone
         yield
         return
+    hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_if_stopped(hook)
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _quiet_if_stopped(hook):
+    """An interrupt that lands in a finaliser (a ``__del__``, a weakref callback) cannot
+    propagate: Python would print "Exception ignored in ..." with a traceback and go on. The
+    signal is remembered (``_pending``), so the command still stops at the next ``check``;
+    only the traceback is dropped."""
+    def unraisable(info) -> None:
+        if isinstance(info.exc_value, Stopped):
+            return
+        hook(info)
+    return unraisable

@@ -92,3 +92,29 @@ def test_a_signal_during_an_export_leaves_no_temporary_file(trained_run, tmp_pat
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_inside_a_finaliser_is_silent_and_still_stops(monkeypatch):
+    """Python cannot raise out of a __del__ or weakref callback: it prints 'Exception ignored'
+    with a traceback and goes on. The signal must still stop the command, without that print."""
+    from neurokd import signals
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda info: seen.append(type(info.exc_value)))
+
+    class Interrupted:
+        def __del__(self):
+            signals._handle(signal.SIGINT, None)  # the handler, as if the signal landed here
+
+    class Broken:
+        def __del__(self):
+            raise ValueError("a finaliser's own bug is still reported")
+
+    with signals.stoppable():
+        Interrupted()  # collected at once: the handler raises inside __del__
+        Broken()
+        assert seen == [ValueError]
+        with pytest.raises(signals.Stopped) as stopped:
+            signals.check()
+    assert stopped.value.exit_code == 128 + signal.SIGINT
+    assert seen == [ValueError]

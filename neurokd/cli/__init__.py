@@ -14,6 +14,7 @@ import click
 
 from ..errors import Interrupted, NeuroKDError
 from ..signals import Stopped, received, stoppable
+from ..signals import check as check_stopped
 
 # command name -> module in this package: imported only when that command runs (or --help
 # lists them), so `neurokd distill` never needs the exporters or the energy package.
@@ -78,6 +79,7 @@ def _main(argv: list[str] | None) -> None:
     try:
         with stoppable():
             cli.main(args=args, prog_name="neurokd", standalone_mode=False)
+            check_stopped()  # a signal some library swallowed still ends the command as one
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:  # click's form of a KeyboardInterrupt (ours: Stopped)
