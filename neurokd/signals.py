@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 
 _pending: list[int] = []
+_active: list[int] = [0]  # how many stoppable() blocks are open (check() acts only inside)
 
 
 class Stopped(KeyboardInterrupt):
@@ -45,8 +46,9 @@ def received() -> int | None:
 
 
 def check() -> None:
-    """Raise :class:`Stopped` if a signal arrived and was swallowed on its way up."""
-    if _pending:
+    """Raise :class:`Stopped` if a signal arrived inside the open ``stoppable()`` block and was
+    swallowed on its way up (outside one, neurokd handles no signals: nothing to check)."""
+    if _pending and _active[0]:
         raise Stopped(_pending[-1])
 
 
@@ -61,9 +63,11 @@ def stoppable() -> Iterator[None]:
         return
     hook = sys.unraisablehook
     sys.unraisablehook = _quiet_if_stopped(hook)
+    _active[0] += 1
     try:
         yield
     finally:
+        _active[0] -= 1
         sys.unraisablehook = hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -117,4 +117,5 @@ def test_an_interrupt_inside_a_finaliser_is_silent_and_still_stops(monkeypatch):
         with pytest.raises(signals.Stopped) as stopped:
             signals.check()
     assert stopped.value.exit_code == 128 + signal.SIGINT
+    signals.check()  # outside the block the remembered signal stops nothing (library use)
     assert seen == [ValueError]
