@@ -57,25 +57,31 @@ def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
         raise NeuroKDError(f"{path}: not a readable .npz file ({_first(exc)})") from None
 
 
+def read_npy_header(handle) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data offset of the ``.npy`` stream at ``handle``'s
+    position, without reading its data (ValueError for anything that is not one)."""
+    version = npy.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran, dtype = npy.read_array_header_1_0(handle)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = npy.read_array_header_2_0(handle)
+    else:
+        raise ValueError(f"npy format version {version}")
+    return tuple(int(d) for d in shape), fortran, dtype, handle.tell()
+
+
 def _header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> ArrayHeader:
     name = member.filename.removesuffix(".npy")
     try:
         with archive.open(member) as handle:
-            version = npy.read_magic(handle)
-            if version == (1, 0):
-                shape, _fortran, dtype = npy.read_array_header_1_0(handle)
-            elif version in ((2, 0), (3, 0)):
-                shape, _fortran, dtype = npy.read_array_header_2_0(handle)
-            else:
-                raise ValueError(f"npy format version {version}")
-            offset = handle.tell()
+            shape, _fortran, dtype, offset = read_npy_header(handle)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
         raise NeuroKDError(f"{path}: member {name!r} is not a .npy array ({_first(exc)})") \
             from None
     if dtype.hasobject:
         raise NeuroKDError(f"{path}: array {name!r} has object dtype {dtype} (a pickle); "
                            "neurokd reads plain numeric and text arrays only")
-    return ArrayHeader(name, tuple(int(d) for d in shape), dtype, offset)
+    return ArrayHeader(name, shape, dtype, offset)
 
 
 def _check_complete(member: zipfile.ZipInfo, header: ArrayHeader, path: Path) -> None:

@@ -66,12 +66,18 @@ def _assert_refused(outcome, path: Path, field: str) -> None:
     assert field in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("field, value", sampled(CHECKPOINT_CASES))
-def test_checkpoint_config_field(field, value, stored, tmp_path, capsys):
+def _damaged(stored: dict, change, tmp_path: Path) -> Path:
+    """``stored`` changed by ``change`` (in a deep copy), saved as tmp_path/student.pt."""
     damaged = copy.deepcopy(stored)
-    damaged["config"][field] = value
+    change(damaged)
     path = tmp_path / "student.pt"
     torch.save(damaged, path)
+    return path
+
+
+@pytest.mark.parametrize("field, value", sampled(CHECKPOINT_CASES))
+def test_checkpoint_config_field(field, value, stored, tmp_path, capsys):
+    path = _damaged(stored, lambda c: c["config"].__setitem__(field, value), tmp_path)
     outcome = run_cli(capsys, "export", "--target", "onnx", str(path), "-o",
                       str(tmp_path / "out.onnx"), "--check-samples", "4")
     _assert_refused(outcome, path, field)
@@ -80,10 +86,7 @@ def test_checkpoint_config_field(field, value, stored, tmp_path, capsys):
 
 @pytest.mark.parametrize("field", ["input_shape", "num_classes", "student", "timesteps"])
 def test_checkpoint_config_field_missing(field, stored, tmp_path, capsys):
-    damaged = copy.deepcopy(stored)
-    del damaged["config"][field]
-    path = tmp_path / "student.pt"
-    torch.save(damaged, path)
+    path = _damaged(stored, lambda c: c["config"].pop(field), tmp_path)
     outcome = run_cli(capsys, "energy", "report", str(path), "-q", "--samples", "4")
     if field in ("input_shape", "num_classes"):
         _assert_refused(outcome, path, field)
@@ -109,10 +112,7 @@ def test_checkpoint_config_field_missing(field, stored, tmp_path, capsys):
 ], ids=["missing-weight", "extra-weight", "weight-shape", "weight-dtype", "inf-bias",
         "nan-teacher", "class-count", "class-type", "state-type", "classes-vs-weights"])
 def test_checkpoint_weights_and_names(change, field, stored, tmp_path, capsys):
-    damaged = copy.deepcopy(stored)
-    change(damaged)
-    path = tmp_path / "student.pt"
-    torch.save(damaged, path)
+    path = _damaged(stored, change, tmp_path)
     outcome = run_cli(capsys, "export", "--target", "nir", str(path), "-o",
                       str(tmp_path / "out.nir"), "--check-samples", "4")
     _assert_refused(outcome, path, field)

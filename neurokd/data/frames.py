@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError, WriteError
+from ..npz_file import read_npy_header
 from ..progress import Reporter
 from .event_files import Events
 
@@ -235,18 +236,14 @@ def _frames_header(path: Path) -> tuple[tuple[int, ...], int]:
     rebuild = f"delete its folder {path.parent} to rebuild it"
     try:
         with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read(handle)
-            offset = handle.tell()
+            shape, fortran, dtype, offset = read_npy_header(handle)
     except (OSError, ValueError) as exc:
         raise DataError(f"frames cache file {path} is unreadable ({exc}); {rebuild}") from None
     expected = offset + int(np.prod(shape)) * FRAME_DTYPE.itemsize
     if dtype != FRAME_DTYPE or fortran or len(shape) != 5 or path.stat().st_size != expected:
         raise DataError(f"frames cache file {path} is damaged (dtype {dtype}, shape {shape}, "
                         f"{path.stat().st_size} bytes); {rebuild}")
-    return tuple(int(d) for d in shape), offset
+    return shape, offset
 
 
 def _labels(path: Path, count: int) -> np.ndarray:
