@@ -54,9 +54,10 @@ demo: $(STAMP)
 test: $(STAMP) $(LAVA_STAMP) $(SINABS_STAMP) lint
 	$(BIN)/python -m pytest -q
 
-# The tests without the `slow` mark (trainings, Lava, torchrun): under a minute.
+# The tests without the `slow` mark (trainings, Lava, torchrun): under a minute, one worker per
+# core (pytest-xdist; each worker builds the session's trained run and exports once).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/python tools/lint_imports.py

@@ -21,7 +21,7 @@ from torch import nn
 
 from .checkpoint import FORMAT, TEACHER_FORMAT, load_checkpoint, save_checkpoint, save_teacher
 from .config import RunConfig, to_toml
-from .data import DataBundle, Indexed, load_run_data, make_loader
+from .data import DATASETS, DataBundle, Indexed, load_run_data, make_loader
 from .distributed import World, world
 from .errors import CheckpointError, ConfigError
 from .evaluation import evaluate, resolve_device
@@ -101,6 +101,10 @@ def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = 
 def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: World,
              overwrite: bool = False) -> Result:
     started = time.perf_counter()
+    if config.teacher:  # a teacher for other data is refused before the data set is loaded
+        spec = DATASETS[config.dataset]
+        _stored_teacher(config.teacher, spec.sample_shape(config.to_dict()), spec.classes,
+                        config)
     data = load_run_data(config, reporter).with_student_share(config.train_fraction, config.seed)
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes)
@@ -121,7 +125,7 @@ def _distill_with(config: RunConfig, data: DataBundle, device: torch.device,
     if resume and not (config.run_dir / "config.toml").exists():
         raise ConfigError(f"nothing to resume in {config.run_dir} (no config.toml)")
     if config.teacher:  # a bad teacher file must fail before anything is written
-        _stored_teacher(config.teacher, data, config)
+        _stored_teacher(config.teacher, data.input_shape, data.num_classes, config)
     if uses_features(config.method) and not config.teacher:  # so must a bad tap path
         check_taps(config.to_dict())
     with claimed(config.run_dir, resume, overwrite, w.is_main):
@@ -269,7 +273,7 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
 def _load_teacher(path: str | Path, data: DataBundle, device: torch.device,
                   config: RunConfig) -> Teacher:
     """A teacher from ``teacher.pt`` or from the teacher inside a ``student.pt``."""
-    stored = _stored_teacher(path, data, config)
+    stored = _stored_teacher(path, data.input_shape, data.num_classes, config)
     saved = checked_config(stored["config"], path)
     arch = {"teacher_arch": saved["teacher_arch"], "teacher_width": saved["teacher_width"]}
     model = checked_model(build_teacher, {**config.to_dict(), **arch}, stored["teacher"],
@@ -281,18 +285,20 @@ def _load_teacher(path: str | Path, data: DataBundle, device: torch.device,
     return Teacher(model, accuracy, arch, stored["metrics"].get(key))
 
 
-def _stored_teacher(path: str | Path, data: DataBundle, config: RunConfig) -> dict[str, Any]:
-    """The teacher file's contents, once it is known to fit this data set."""
+def _stored_teacher(path: str | Path, input_shape: tuple[int, ...], num_classes: int | None,
+                    config: RunConfig) -> dict[str, Any]:
+    """The teacher file's contents, once it is known to fit samples of ``input_shape`` in
+    ``num_classes`` classes (None: not known yet, not checked)."""
     stored = load_checkpoint(path, formats=(TEACHER_FORMAT, FORMAT))
     if stored.get("teacher") is None:
         raise CheckpointError(f"{path}: this checkpoint holds no teacher")
     saved = stored["config"]
-    if list(saved.get("input_shape") or []) != list(data.input_shape) or \
-            saved.get("num_classes") != data.num_classes:
+    if list(saved.get("input_shape") or []) != list(input_shape) or \
+            num_classes not in (None, saved.get("num_classes")):
+        has = f"{list(input_shape)}" + ("" if num_classes is None else f" and {num_classes}")
         raise CheckpointError(
             f"{path}: teacher was trained on input {saved.get('input_shape')} with "
-            f"{saved.get('num_classes')} classes, but {config.dataset} has "
-            f"{list(data.input_shape)} and {data.num_classes}")
+            f"{saved.get('num_classes')} classes, but {config.dataset} has {has}")
     return stored
 
 

@@ -62,14 +62,21 @@ class DataRef:
         return cls(name, tuple(sorted(settings.items())))
 
     def load(self, input_shape: tuple[int, ...], split: str, reporter=None):
-        from .data import load_data
+        from .data import DATASETS, load_data
 
+        if self.dataset in DATASETS:  # before loading: a data set can take minutes to read
+            _check_shape(self.dataset, DATASETS[self.dataset].sample_shape(
+                dict(self.settings)), input_shape)
         bundle = load_data(self.dataset, **dict(self.settings), augment=False,
                            reporter=reporter)
-        if tuple(bundle.input_shape) != tuple(input_shape):
-            raise DataError(f"{self.dataset} samples have shape {tuple(bundle.input_shape)}, "
-                            f"the model takes {tuple(input_shape)}")
+        _check_shape(self.dataset, bundle.input_shape, input_shape)
         return getattr(bundle, split)
+
+
+def _check_shape(dataset: str, samples: tuple[int, ...], model: tuple[int, ...]) -> None:
+    if tuple(samples) != tuple(model):
+        raise DataError(f"{dataset} samples have shape {tuple(samples)}, the model takes "
+                        f"{tuple(model)}")
 
 
 def _check_settings(name: str, settings: dict) -> None:

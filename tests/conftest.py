@@ -7,7 +7,9 @@ import pytest
 import torch
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
-torch.set_num_threads(2)
+# Two threads in one test process; one per pytest-xdist worker (make test-fast runs a worker
+# per core: more threads than cores make every worker wait).
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +74,35 @@ def trained_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained")
     distill(RunConfig(out=str(out), name="run", epochs=2, teacher_epochs=2))
     return out / "run"
+
+
+class Exports:
+    """The trained run's student (and teacher) as each target writes it, exported on first use
+    and kept for the session: ``exports / "student.net"``. Tests copy a file before they damage
+    it. student.onnx and student-spikes.onnx come from the faster TorchScript exporter (the
+    same file format); the teacher needs the dynamo exporter (TorchScript bakes the check
+    batch into the teacher's reshapes), so tests that use it are marked slow."""
+
+    def __init__(self, folder: Path, checkpoint: Path):
+        from neurokd.exporters import export_loihi, export_nir, export_onnx
+
+        self.folder = folder
+        self._makers = {
+            "student.net": lambda p: export_loihi(checkpoint, p, max_samples=16, lava_samples=0),
+            "student.nir": lambda p: export_nir(checkpoint, p, max_samples=16),
+            "student.onnx": lambda p: export_onnx(checkpoint, p, max_samples=16, dynamo=False),
+            "student-spikes.onnx": lambda p: export_onnx(checkpoint, p, spike_outputs=True,
+                                                         max_samples=16, dynamo=False),
+            "teacher.onnx": lambda p: export_onnx(checkpoint, p, teacher=True, max_samples=16),
+        }
+
+    def __truediv__(self, name: str) -> Path:
+        path = self.folder / name
+        if not path.exists():
+            self._makers[name](path)
+        return path
+
+
+@pytest.fixture(scope="session")
+def trained_exports(trained_run, tmp_path_factory) -> Exports:
+    return Exports(tmp_path_factory.mktemp("exports"), trained_run / "student.pt")

@@ -4,7 +4,9 @@ no traceback, nothing written."""
 from __future__ import annotations
 
 import errno
+import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,20 @@ def _no_temp_files(folder: Path) -> None:
 
 
 @pytest.fixture
-def files(tmp_path: Path, trained_run: Path) -> dict[str, Path]:
-    """Every kind of broken file the commands below are given."""
+def files(broken_files: Path, trained_run: Path, tmp_path: Path) -> dict[str, Path]:
+    """A fresh copy of the broken files for each test (a test that wrongly writes into its
+    folder cannot change what the next one reads), the trained checkpoint and its teacher."""
+    folder = tmp_path / "files"  # hard links: the names are the test's own, and fast
+    shutil.copytree(broken_files, folder, symlinks=True, copy_function=os.link)
+    return {"good": trained_run / "student.pt", "teacher": trained_run / "teacher.pt",
+            "dir": folder, "canary": broken_files / "PWNED"}
+
+
+@pytest.fixture(scope="module")
+def broken_files(trained_run: Path, tmp_path_factory) -> Path:
+    """Every kind of broken file the commands below are given, written once per module. The
+    crafted pickles would create ``PWNED`` here if they ran."""
+    tmp_path = tmp_path_factory.mktemp("broken-files")
     good = trained_run / "student.pt"
     raw = good.read_bytes()
     (tmp_path / "empty.pt").write_bytes(b"")
@@ -81,7 +95,7 @@ def files(tmp_path: Path, trained_run: Path) -> dict[str, Path]:
         "    return nn.Sequential(layer.Conv2d(1, 4, 3, padding=1), neuron.LIFNode(),\n"
         "                         layer.MaxPool2d(2), layer.Flatten(), layer.Linear(64, 10))\n")
     _nir_files(tmp_path)
-    return {"good": good, "teacher": trained_run / "teacher.pt", "dir": tmp_path}
+    return tmp_path
 
 
 def _nir_files(folder: Path) -> None:
@@ -120,17 +134,14 @@ def _nir_files(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def exports(trained_run, tmp_path_factory) -> Path:
+def exports(trained_exports, tmp_path_factory) -> Path:
     """A good Loihi export and broken variants of it, and broken ONNX files."""
-    import shutil
 
     import h5py
 
-    from neurokd.exporters import export_loihi, export_onnx
-
     folder = tmp_path_factory.mktemp("exports")
     good = folder / "good.net"
-    export_loihi(trained_run / "student.pt", good, max_samples=32, lava_samples=0)
+    shutil.copy(trained_exports / "student.net", good)
     for name in ("reshaped.net", "v99.net", "foreign.net", "short_names.net", "t0.net",
                  "no_type.net", "no_range.net"):
         shutil.copy(good, folder / name)
@@ -153,18 +164,17 @@ def exports(trained_run, tmp_path_factory) -> Path:
         for key in list(handle.attrs):
             del handle.attrs[key]
     (folder / "garbage.onnx").write_bytes(b"\x08\x07garbage that is not protobuf")
-    export_onnx(trained_run / "student.pt", folder / "teacher.onnx", teacher=True,
-                max_samples=16)
-    export_onnx(trained_run / "student.pt", folder / "nospikes.onnx", max_samples=16,
-                dynamo=False)
+    shutil.copy(trained_exports / "student.onnx", folder / "nospikes.onnx")
     return folder
 
 
-def case(command: str, *args: str, code: int = 2, contains: str, id: str):
+def case(command: str, *args: str, code: int = 2, contains: str, id: str, slow: bool = False):
     """One row: ``neurokd COMMAND ARGS`` must fail with ``code`` and one line containing
     ``contains``. ``{dir}`` is the folder of broken files, ``{good}`` a trained checkpoint,
-    ``{teacher}`` its teacher.pt, ``{exports}`` a folder of good and damaged exports."""
-    return pytest.param(command.split(), list(args), code, contains, id=f"{command}:{id}")
+    ``{teacher}`` its teacher.pt, ``{exports}`` a folder of good and damaged exports,
+    ``{teacher_onnx}`` the teacher's ONNX export."""
+    return pytest.param(command.split(), list(args), code, contains, id=f"{command}:{id}",
+                        marks=[pytest.mark.slow] if slow else [])
 
 
 CASES = [
@@ -253,6 +263,9 @@ CASES = [
     case("distill", "--teacher", "{dir}/evil.pkl", contains="refused", id="teacher-evil-pkl"),
     case("distill", "--dataset", "mnist1d", "--teacher", "{teacher}",
          contains="teacher was trained on input", id="teacher-other-data"),
+    case("distill", "--dataset", "cifar10", "--data-dir", "{dir}/nowhere", "--teacher",
+         "{teacher}", contains="but cifar10 has [3, 32, 32] and 10",
+         id="teacher-other-data-before-loading"),
     case("distill", "--resume", "{dir}/no_config_run", contains="nothing to resume",
          id="resume-nothing"),
     case("distill", "--resume", "{dir}/no_config_run", "--epochs", "3", contains="drop --epochs",
@@ -378,9 +391,13 @@ CASES = [
          id="no-type"),
     case("simulate", "{exports}/good.net", "--dataset", "mnist1d",
          contains="the model takes (1, 8, 8)", id="other-data"),
+    case("simulate", "{exports}/good.net", "--dataset", "cifar10", "--data-dir",
+         "{dir}/nowhere", contains="cifar10 samples have shape (3, 32, 32), the model takes",
+         id="other-data-before-loading"),
     case("simulate", "{exports}/garbage.onnx", contains="not a readable ONNX file",
          id="garbage-onnx"),
-    case("simulate", "{exports}/teacher.onnx", contains="not a student", id="teacher-onnx"),
+    case("simulate", "{teacher_onnx}", contains="not a student", id="teacher-onnx",
+         slow=True),  # a dynamo export
     case("simulate", "{exports}/nospikes.onnx", contains="--spikes", id="onnx-no-spikes"),
     # plot: the run's metrics.json is input too
     case("plot", "{dir}/no_config_run", contains="no metrics.json", id="no-metrics"),
@@ -468,6 +485,8 @@ def test_bad_input(command, args, code, contains, files, capsys, monkeypatch, re
     places = {"dir": folder, "good": files["good"], "teacher": files["teacher"]}
     if any("{exports}" in a for a in args):
         places["exports"] = request.getfixturevalue("exports")
+    if any("{teacher_onnx}" in a for a in args):
+        places["teacher_onnx"] = request.getfixturevalue("trained_exports") / "teacher.onnx"
     args = [a.format(**places) for a in args]
     if command == ["distill"] and "--name" not in args and "--resume" not in args:
         args = ["--name", "bad", *args]
@@ -480,7 +499,7 @@ def test_bad_input(command, args, code, contains, files, capsys, monkeypatch, re
     outcome = run_cli(capsys, *command, *quiet, *args)
     assert_one_line_error(outcome, code, contains)
     assert sorted(folder.rglob("*")) == before
-    assert not (folder / "PWNED").exists()
+    assert not (folder / "PWNED").exists() and not files["canary"].exists()
 
 
 def _takes_quiet(command: list[str]) -> bool:
@@ -501,7 +520,6 @@ def test_cuda_request_without_cuda_is_an_input_error(capsys, tmp_path, monkeypat
 
 
 def test_disk_full_keeps_the_previous_file_and_leaves_no_temp(files, capsys, monkeypatch):
-    import os
 
     folder = files["dir"]
     target = folder / "student.nir"

@@ -73,6 +73,7 @@ def test_teacher_is_reused_and_config_file_applies(demo_run, tmp_path, capsys, m
     assert not Path("runs/reuse/teacher.pt").exists()  # nothing retrained
 
 
+@pytest.mark.slow  # a training
 def test_teacher_logits_are_computed_once_without_augmentation(tmp_path, monkeypatch):
     import importlib
 

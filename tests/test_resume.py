@@ -54,6 +54,7 @@ def _untimed(metrics: dict) -> dict:
     return kept
 
 
+@pytest.mark.slow  # a training
 def test_same_seed_gives_identical_runs(tmp_path):
     a = distill_module.distill(_config(tmp_path, "a", epochs=2))
     b = distill_module.distill(_config(tmp_path, "b", epochs=2))
@@ -63,6 +64,7 @@ def test_same_seed_gives_identical_runs(tmp_path):
         assert torch.equal(x, y), name
 
 
+@pytest.mark.slow  # a training
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, signum):
     reference = distill_module.distill(_config(tmp_path, "whole"))

@@ -34,6 +34,7 @@ def test_a_folder_being_written_is_refused_naming_the_writer(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".neurokd.lock"]
 
 
+@pytest.mark.slow  # a training
 def test_a_finished_run_is_not_replaced_unless_asked(tmp_path, capsys):
     first = neurokd.distill(_config(tmp_path))
     (tmp_path / "run" / "student.onnx").write_bytes(b"an export of the first run")
@@ -49,6 +50,7 @@ def test_a_finished_run_is_not_replaced_unless_asked(tmp_path, capsys):
     assert neurokd.load(first.checkpoint).config["seed"] == 3
 
 
+@pytest.mark.slow  # a training
 def test_resume_refuses_a_changed_setting(tmp_path, monkeypatch):
     from neurokd import distillation, fitting
 

@@ -61,13 +61,16 @@ def _range(bundle: DataBundle) -> tuple[torch.Tensor, torch.Tensor]:
     return low_t, high_t
 
 
+RATE_AUGMENT = ("{name}: --augment transforms whole batches, which rate-coded spike trains are "
+                "not; drop --augment or --encoding rate")
+
+
 def rate_encoded(bundle: DataBundle, timesteps: int, seed: int) -> DataBundle:
     """``bundle`` with every split rate-encoded over ``timesteps`` steps."""
     if bundle.time_major:
         raise DataError(f"{bundle.name} is already spikes; drop --encoding")
     if getattr(bundle, "train_transform", None) is not None:
-        raise DataError(f"{bundle.name}: --augment transforms whole batches, which rate-coded "
-                        "spike trains are not; drop --augment or --encoding rate")
+        raise DataError(RATE_AUGMENT.format(name=bundle.name))
     low, high = _range(bundle)
 
     def encode(dataset: Dataset, split: str) -> RateEncoded:
