@@ -64,8 +64,9 @@ lint: $(STAMP)
 
 # The README's demo figures (accuracies, SOPs, SNN/ANN energy) from a fresh demo distill, into
 # benchmarks/results/figures.md with the threads and load they were made with (about 2 min).
+# One thread: the figures then do not depend on how busy the machine is (docs/training.md).
 figures: $(STAMP)
-	$(BIN)/python benchmarks/figures.py --publish
+	$(BIN)/python benchmarks/figures.py --threads 1 --publish
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compare_methods.py

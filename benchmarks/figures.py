@@ -1,7 +1,7 @@
 """The README's demo figures from one command: a fresh demo distill, then its accuracies, SOPs
 and SNN / ANN energy under every profile and energy model.
 
-    python benchmarks/figures.py [--threads N] [--publish]     # `make figures`: --publish
+    python benchmarks/figures.py [--threads N] [--publish]     # `make figures`: --threads 1 --publish
 
 Trains the demo student (`neurokd distill --name demo`, the `make demo` job) into
 benchmarks/runs/figures/ (runs/demo is left alone), then counts and prices it on the digits

@@ -98,8 +98,9 @@ class RunConfig:
     weight_decay: float = _opt("weight decay", 0.0)
     seed: int = _opt("random seed (data order, initialisation)", 0)
     device: str = _opt("auto picks CUDA when present", "auto", choices=DEVICES)
-    threads: int | None = _opt("torch intra-op threads (default: picked for the model's size; "
-                               "OMP_NUM_THREADS is honoured)")
+    threads: int | None = _opt("torch intra-op threads (default: the cores other jobs leave "
+                               "free at start, recorded in metrics.json; OMP_NUM_THREADS is "
+                               "honoured; give the same N to repeat a run bit for bit)")
     log_dir: str | None = _opt("also write every epoch as TensorBoard scalars and CSV here")
     amp: bool = _opt("mixed precision (float16 autocast) on CUDA", False)
     detect_anomaly: bool = _opt("torch.autograd anomaly detection (slow; for debugging NaNs)", False)

@@ -33,7 +33,7 @@ from .losses import LossValue, Method, needs_teacher, uses_features
 from .models import build_student, build_teacher, count_parameters
 from .progress import EpochCallback, Reporter
 from .run_folder import check_resume, claimed
-from .threads import ThreadChoice, choose_threads, dense_macs
+from .threads import CpuReading, ThreadChoice, choose_threads, cpu_reading
 from .threads import used as used_threads
 from .training_log import TrainingLog
 
@@ -68,9 +68,15 @@ class _Context:
     stop: StopFlag
     resume: bool
     world: World = World()
+    threads: int | None = None  # the count chosen for this run: kept in its training state
 
     def eval_loader(self, dataset) -> Any:
         return make_loader(self.world.shard(dataset), 256)
+
+    def run_settings(self) -> dict[str, Any]:
+        """What a training state records of the run (checked, and its threads reused, on
+        --resume)."""
+        return {**self.config.to_dict(), "threads": self.threads or self.config.threads}
 
 
 def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = False,
@@ -101,6 +107,7 @@ def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = 
 def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: World,
              overwrite: bool = False) -> Result:
     started = time.perf_counter()
+    load_since = cpu_reading()  # other jobs' CPU use while the data loads: the free cores
     if config.teacher:  # a teacher for other data is refused before the data set is loaded
         spec = DATASETS[config.dataset]
         _stored_teacher(config.teacher, spec.sample_shape(config.to_dict()), spec.classes,
@@ -109,7 +116,7 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes)
     device = resolve_device(config.device, w.local_rank)
-    with used_threads(_choose_threads(config, w)) as threads:
+    with used_threads(_choose_threads(config, w, load_since, resume)) as threads:
         return _distill_with(config, data, device, threads, reporter, resume, w, started,
                              overwrite)
 
@@ -138,7 +145,8 @@ def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
     if not resume and w.is_main:
         write_text(config.run_dir / "config.toml", to_toml(config.to_dict()))
     with StopFlag().installed() as stop:
-        ctx = _Context(config, data, device, reporter or Reporter(), stop, resume, w)
+        ctx = _Context(config, data, device, reporter or Reporter(), stop, resume, w,
+                       threads.threads)
         torch.manual_seed(config.seed)
         teacher = _prepare_teacher(ctx)
         ctx.config = config = dataclasses.replace(config, **teacher.config)
@@ -170,11 +178,22 @@ def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
                   teacher.model.eval() if teacher.model else None, w.rank)
 
 
-def _choose_threads(config: RunConfig, w: World) -> ThreadChoice:
-    """Threads for this run's work (neurokd.threads), applied now: before any training."""
-    student = build_student(config.to_dict())
-    sample = torch.zeros(1, *config.input_shape)
-    return choose_threads(config.threads, dense_macs(student.eval(), sample), w.size)
+def _choose_threads(config: RunConfig, w: World, since: CpuReading,
+                    resume: bool) -> ThreadChoice:
+    """Threads for this run's work (neurokd.threads), applied now: before any training. A
+    resumed run keeps the count it trained with, so it ends as the uninterrupted run would."""
+    resumed = None
+    if resume:
+        for name, label in (("last.pt", "student"), ("last-teacher.pt", "teacher")):
+            state = load_state(config.run_dir / name, label)
+            if state is not None:
+                resumed = (state.get("run_config") or {}).get("threads")
+                break
+    if resumed is not None and (not isinstance(resumed, int) or isinstance(resumed, bool)
+                                or not 1 <= resumed <= 4096):
+        raise CheckpointError(f"{config.run_dir}: the training state records {resumed!r} "
+                              "threads; expected a whole number from 1 to 4096")
+    return choose_threads(config.threads, w.size, since, resumed)
 
 
 def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
@@ -216,7 +235,7 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     resume = _resumed_state(ctx, state_path, "student")
     settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
                            config.detect_anomaly, config.optimizer, config.momentum, config.amp,
-                           config.to_dict(), config.num_classes)
+                           ctx.run_settings(), config.num_classes)
     try:
         fitted = fit(student, train_loader, ctx.eval_loader(ctx.data.val), batch_loss, settings,
                      device, ctx.reporter, ctx.stop, resume, ctx.world, extra=method)
@@ -258,7 +277,7 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
     state_path = config.run_dir / "last-teacher.pt"
     settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
                            "teacher", state_path, config.detect_anomaly, config.optimizer,
-                           config.momentum, config.amp, config.to_dict(), config.num_classes)
+                           config.momentum, config.amp, ctx.run_settings(), config.num_classes)
     resume = _resumed_state(ctx, state_path, "teacher")
     fitted = fit(model, train_loader, ctx.eval_loader(data.val), batch_loss, settings, device,
                  ctx.reporter, ctx.stop, resume, ctx.world)

@@ -77,7 +77,7 @@ def check_resume(saved: dict[str, Any], stored: dict[str, Any] | None, where: Pa
     if not stored:
         return  # a state from before settings were stored: nothing to compare
     for key, value in stored.items():
-        if key in RESUMABLE_CHANGES or key in ("input_shape", "num_classes"):
+        if key in RESUMABLE_CHANGES or key in ("input_shape", "num_classes", "threads"):
             continue
         if saved.get(key) != value:
             raise ConfigError(f"--resume: {where} says {key} = {saved.get(key)!r} but the "

@@ -65,9 +65,10 @@ def load_source(checkpoint: str | Path | None = None, model: str | None = None,
     """Exactly one of ``checkpoint`` (a ``.pt`` checkpoint or a ``.nir`` file) or ``model``
     ("pkg.module:build_fn").
 
-    ``random_weights``: ``False`` refuses a ``model`` without ``weights`` (``export``: a file
-    of random initial weights is almost never what was meant), ``True`` asks for exactly that;
-    ``None`` (the Python API, ``energy report``) takes the model as its builder returns it."""
+    ``random_weights``: ``False`` refuses a ``model`` without ``weights`` (``export`` and
+    ``energy report``: a file or an estimate of random initial weights is almost never what
+    was meant), ``True`` asks for exactly that; ``None`` (the Python API) takes the model as
+    its builder returns it."""
     if (checkpoint is None) == (model is None):
         raise ConfigError("give either a checkpoint or --model pkg.module:build_fn")
     _check_weights_choice(model, weights, random_weights)
@@ -114,7 +115,7 @@ def _check_weights_choice(model: str | None, weights, random_weights: bool | Non
     if random_weights and weights is not None:
         raise ConfigError("give --weights W.pt or --random-weights, not both")
     if model is not None and weights is None and random_weights is False:
-        raise ConfigError(f"--model {model} without --weights would export the random initial "
+        raise ConfigError(f"--model {model} without --weights would use the random initial "
                           "weights its builder makes: give --weights W.pt (a state_dict), or "
                           "--random-weights if that is what you want")
 

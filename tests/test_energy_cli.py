@@ -139,7 +139,7 @@ def test_user_model_from_elsewhere(user_module, tmp_path, capsys):
     out = tmp_path / "u.json"
     outcome = run_cli(capsys, "energy", "report", "--model", f"{user_module}:build",
                       "--input-shape", "1,8,8", "--timesteps", "3", "--random-inputs",
-                      "--samples", "24", "--ann", "twin", "--json", str(out), "-q")
+                      "--random-weights", "--samples", "24", "--ann", "twin", "--json", str(out), "-q")
     assert outcome.code == 0, outcome.err
     data = json.loads(out.read_text())
     assert [r["name"] for r in data["layers"]] == ["stem", "down", "head"]
@@ -166,7 +166,7 @@ def test_user_model_from_elsewhere(user_module, tmp_path, capsys):
 
     outcome = run_cli(capsys, "energy", "report", "--model", f"{user_module}:build",
                       "--input-shape", "1,8,8", "--timesteps", "2", "--dataset", "digits",
-                      "--samples", "30", "-q")
+                      "--random-weights", "--samples", "30", "-q")
     assert outcome.code == 0, outcome.err
     assert "digits test split (30 samples)" in outcome.out
     assert "no ANN reference" in outcome.out

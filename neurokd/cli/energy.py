@@ -11,6 +11,7 @@ from .options import (
     load_source,
     output_option,
     quiet_option,
+    random_weights_option,
     samples_option,
     source_options,
 )
@@ -40,13 +41,14 @@ def energy() -> None:
 @click.option("--from-sim", "--from-lava", "spike_counts", type=click.Path(dir_okay=False),
               help="RESULT.npz of `neurokd simulate --save`: price the deployed run's spike "
               "counts (--from-lava is the older name)")
+@random_weights_option("count and price")
 @output_option("--json", "json_path", "write every number of the table to this JSON file")
 @output_option("--plot", "plot_path", "write this PNG: per-layer energy bars of the SNN and "
                "the ANN (log scale, each labelled; by part), and input vs break-even rates")
 @quiet_option
 def energy_report(checkpoint, model_spec, weights, input_shape, timesteps, dataset, data_dir,
                   random_inputs, samples, batch_size, profile, energy_model, ann, neurobench,
-                  spike_counts, json_path, plot_path, quiet) -> None:
+                  spike_counts, random_weights, json_path, plot_path, quiet) -> None:
     """Per-layer SOPs, MACs, neuron updates and energy of a student versus its ANN, with
     the input spike rate at which each layer breaks even.
 
@@ -69,7 +71,8 @@ def energy_report(checkpoint, model_spec, weights, input_shape, timesteps, datas
             check_writable(output, reads=(checkpoint, weights, spike_counts, profile))
     source = None
     if checkpoint or model_spec or not spike_counts:
-        source = load_source(checkpoint, model_spec, weights, input_shape, timesteps)
+        source = load_source(checkpoint, model_spec, weights, input_shape, timesteps,
+                             random_weights)
     with make_reporter(quiet) as reporter:
         result = estimate_from_options(source, profile, ann, dataset, data_dir, samples,
                                        batch_size, spike_counts, reporter,

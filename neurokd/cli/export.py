@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from .options import data_options, load_source, output_option, quiet_option, source_options
+from .options import (
+    data_options,
+    load_source,
+    output_option,
+    quiet_option,
+    random_weights_option,
+    source_options,
+)
 
 # Target-only keyword options of the exporters and the flags that set them; which target
 # takes which comes from the registry (Exporter.options).
@@ -42,9 +49,7 @@ class _Targets(click.Choice):
               help=f"export the ANN teacher instead of the student {_only('teacher')}")
 @click.option("--spikes", is_flag=True,
               help=f"also output every neuron layer's spikes {_only('spike_outputs')}")
-@click.option("--random-weights", is_flag=True,
-              help="export --model with the random initial weights its builder makes (without "
-              "it, --model needs --weights)")
+@random_weights_option("export")
 @click.option("--check-samples", type=click.IntRange(min=1), default=512, show_default=True,
               help="test samples the written file is checked on")
 @click.option("--lava-samples", type=click.IntRange(min=0), default=None,

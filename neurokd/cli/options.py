@@ -98,6 +98,12 @@ def output_option(flag: str, dest: str, what: str):
     return click.option(flag, dest, type=click.Path(dir_okay=False), help=what)
 
 
+def random_weights_option(what: str):
+    return click.option("--random-weights", is_flag=True,
+                        help=f"{what} --model with the random initial weights its builder makes "
+                        "(without it, --model needs --weights)")
+
+
 def quiet_option(command):
     return click.option("--quiet", "-q", is_flag=True, help="no progress output")(command)
 
