@@ -92,8 +92,8 @@ def test_zoo_exports_to_onnx_and_is_priced(zoo, capsys, name):
                       "--random-weights", "-o", str(out), "--check-samples", "4", "--quiet")
     assert outcome.code == 0, outcome.err
     assert "spikes identical" in outcome.out and "argmax 100.00%" in outcome.out, outcome.out
-    outcome = run_cli(capsys, "energy", "report", *_model_args(name), "--samples", "4",
-                      "--ann", "twin", "--quiet")
+    outcome = run_cli(capsys, "energy", "report", *_model_args(name), "--random-weights",
+                      "--samples", "4", "--ann", "twin", "--quiet")
     assert outcome.code == 0, outcome.err
     assert "ReLU twin" in outcome.out, outcome.out
 
