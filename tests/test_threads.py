@@ -84,3 +84,24 @@ def test_without_proc_stat_the_load_average_is_used():
     free, how = free_cores(empty, dataclasses.replace(empty, wall=1.0), 4)
     assert how == "load average"
     assert free == pytest.approx(max(0.0, 4 - os.getloadavg()[0]), abs=0.2)
+
+
+@pytest.mark.parametrize("recorded", ["many", 0, True, 10 ** 6])
+def test_a_resumed_run_refuses_a_damaged_recorded_count(tmp_path, monkeypatch, recorded):
+    from neurokd.config import RunConfig
+    from neurokd.distillation import _choose_threads
+    from neurokd.distributed import World
+    from neurokd.errors import CheckpointError
+    from neurokd.fitting import STATE_FORMAT
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    config = RunConfig(out=str(tmp_path), name="run")
+    config.run_dir.mkdir()
+    torch.save({"format": STATE_FORMAT, "version": 1, "label": "student",
+                "run_config": {"threads": recorded}}, config.run_dir / "last.pt")
+    with pytest.raises(CheckpointError, match="the training state records"):
+        _choose_threads(config, World(), cpu_reading(), resume=True)
+    torch.save({"format": STATE_FORMAT, "version": 1, "label": "student",
+                "run_config": {"threads": 3}}, config.run_dir / "last.pt")
+    assert _choose_threads(config, World(), cpu_reading(), resume=True).threads == 3
