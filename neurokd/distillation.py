@@ -69,6 +69,7 @@ class _Context:
     resume: bool
     world: World = World()
     threads: int | None = None  # the count chosen for this run: kept in its training state
+    states: dict[str, dict] = dataclasses.field(default_factory=dict)  # of _interrupted()
 
     def eval_loader(self, dataset) -> Any:
         return make_loader(self.world.shard(dataset), 256)
@@ -116,14 +117,15 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
     config = dataclasses.replace(config, input_shape=list(data.input_shape),
                                  num_classes=data.num_classes)
     device = resolve_device(config.device, w.local_rank)
-    with used_threads(_choose_threads(config, w, load_since, resume)) as threads:
+    states = _interrupted(config.run_dir) if resume else {}
+    with used_threads(_choose_threads(config, w, load_since, states)) as threads:
         return _distill_with(config, data, device, threads, reporter, resume, w, started,
-                             overwrite)
+                             overwrite, states)
 
 
 def _distill_with(config: RunConfig, data: DataBundle, device: torch.device,
                   threads: ThreadChoice, reporter: Reporter | None, resume: bool, w: World,
-                  started: float, overwrite: bool) -> Result:
+                  started: float, overwrite: bool, states: dict[str, dict]) -> Result:
     if w.active and uses_features(config.method):
         raise ConfigError(f"--method {config.method} is not supported under torchrun yet (its "
                           "feature heads are trained outside DistributedDataParallel)")
@@ -131,22 +133,25 @@ def _distill_with(config: RunConfig, data: DataBundle, device: torch.device,
         raise ConfigError("--amp (mixed precision) needs a CUDA device; this run is on the CPU")
     if resume and not (config.run_dir / "config.toml").exists():
         raise ConfigError(f"nothing to resume in {config.run_dir} (no config.toml)")
-    if config.teacher:  # a bad teacher file must fail before anything is written
+    if config.teacher and DATASETS[config.dataset].classes is None:
+        # checked before loading but for the class count, known only now (ImageFolder): a
+        # teacher for other classes must fail before anything is written
         _stored_teacher(config.teacher, data.input_shape, data.num_classes, config)
     if uses_features(config.method) and not config.teacher:  # so must a bad tap path
         check_taps(config.to_dict())
     with claimed(config.run_dir, resume, overwrite, w.is_main):
-        return _train_and_write(config, data, device, threads, reporter, resume, w, started)
+        return _train_and_write(config, data, device, threads, reporter, resume, w, started,
+                                states)
 
 
 def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
                      threads: ThreadChoice, reporter: Reporter | None, resume: bool, w: World,
-                     started: float) -> Result:
+                     started: float, states: dict[str, dict]) -> Result:
     if not resume and w.is_main:
         write_text(config.run_dir / "config.toml", to_toml(config.to_dict()))
     with StopFlag().installed() as stop:
         ctx = _Context(config, data, device, reporter or Reporter(), stop, resume, w,
-                       threads.threads)
+                       threads.threads, states)
         torch.manual_seed(config.seed)
         teacher = _prepare_teacher(ctx)
         ctx.config = config = dataclasses.replace(config, **teacher.config)
@@ -178,17 +183,22 @@ def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
                   teacher.model.eval() if teacher.model else None, w.rank)
 
 
+STATE_FILES = {"student": "last.pt", "teacher": "last-teacher.pt"}  # phase -> training state
+
+
+def _interrupted(run_dir: Path, phases=tuple(STATE_FILES)) -> dict[str, dict]:
+    """The training states an interrupted run left of ``phases``, read once: for its thread
+    count and for the phase that resumes."""
+    states = {label: load_state(run_dir / STATE_FILES[label], label) for label in phases}
+    return {label: state for label, state in states.items() if state is not None}
+
+
 def _choose_threads(config: RunConfig, w: World, since: CpuReading,
-                    resume: bool) -> ThreadChoice:
+                    states: dict[str, dict]) -> ThreadChoice:
     """Threads for this run's work (neurokd.threads), applied now: before any training. A
     resumed run keeps the count it trained with, so it ends as the uninterrupted run would."""
-    resumed = None
-    if resume:
-        for name, label in (("last.pt", "student"), ("last-teacher.pt", "teacher")):
-            state = load_state(config.run_dir / name, label)
-            if state is not None:
-                resumed = (state.get("run_config") or {}).get("threads")
-                break
+    state = states.get("student") or states.get("teacher") or {}
+    resumed = (state.get("run_config") or {}).get("threads")
     if resumed is not None and (not isinstance(resumed, int) or isinstance(resumed, bool)
                                 or not 1 <= resumed <= 4096):
         raise CheckpointError(f"{config.run_dir}: the training state records {resumed!r} "
@@ -203,8 +213,9 @@ def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
                                  num_classes=data.num_classes, method="kd", teacher=None)
     make_folder(config.run_dir)
     with StopFlag().installed() as stop:
+        states = _interrupted(config.run_dir, ("teacher",))
         ctx = _Context(config, data, resolve_device(config.device), reporter or Reporter(), stop,
-                       resume=(config.run_dir / "last-teacher.pt").exists())
+                       resume="teacher" in states, states=states)
         _prepare_teacher(ctx)
     return config.run_dir / "teacher.pt"
 
@@ -231,8 +242,8 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
                       teacher_features)
         return Step(loss, (student_logits.detach().mean(0).argmax(-1) == y).sum(), len(y))
 
-    state_path = config.run_dir / "last.pt"
-    resume = _resumed_state(ctx, state_path, "student")
+    state_path = config.run_dir / STATE_FILES["student"]
+    resume = _resumed_state(ctx, "student")
     settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
                            config.detect_anomaly, config.optimizer, config.momentum, config.amp,
                            ctx.run_settings(), config.num_classes)
@@ -244,9 +255,9 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     return student, fitted
 
 
-def _resumed_state(ctx: _Context, path: Path, label: str) -> dict[str, Any] | None:
+def _resumed_state(ctx: _Context, label: str) -> dict[str, Any] | None:
     """The interrupted phase's training state, refused if config.toml has changed since."""
-    state = load_state(path, label) if ctx.resume else None
+    state = ctx.states.get(label) if ctx.resume else None
     if state is not None:
         check_resume(ctx.config.to_dict(), state.get("run_config"),
                      ctx.config.run_dir / "config.toml")
@@ -274,11 +285,11 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
         return Step(LossValue.of(ce=F.cross_entropy(logits, y)),
                     (logits.detach().argmax(-1) == y).sum(), len(y))
 
-    state_path = config.run_dir / "last-teacher.pt"
+    state_path = config.run_dir / STATE_FILES["teacher"]
     settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
                            "teacher", state_path, config.detect_anomaly, config.optimizer,
                            config.momentum, config.amp, ctx.run_settings(), config.num_classes)
-    resume = _resumed_state(ctx, state_path, "teacher")
+    resume = _resumed_state(ctx, "teacher")
     fitted = fit(model, train_loader, ctx.eval_loader(data.val), batch_loss, settings, device,
                  ctx.reporter, ctx.stop, resume, ctx.world)
     accuracy, _ = evaluate(model, ctx.eval_loader(data.test), device, ctx.world)

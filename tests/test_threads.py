@@ -89,7 +89,7 @@ def test_without_proc_stat_the_load_average_is_used():
 @pytest.mark.parametrize("recorded", ["many", 0, True, 10 ** 6])
 def test_a_resumed_run_refuses_a_damaged_recorded_count(tmp_path, monkeypatch, recorded):
     from neurokd.config import RunConfig
-    from neurokd.distillation import _choose_threads
+    from neurokd.distillation import _choose_threads, _interrupted
     from neurokd.distributed import World
     from neurokd.errors import CheckpointError
     from neurokd.fitting import STATE_FORMAT
@@ -101,7 +101,8 @@ def test_a_resumed_run_refuses_a_damaged_recorded_count(tmp_path, monkeypatch, r
     torch.save({"format": STATE_FORMAT, "version": 1, "label": "student",
                 "run_config": {"threads": recorded}}, config.run_dir / "last.pt")
     with pytest.raises(CheckpointError, match="the training state records"):
-        _choose_threads(config, World(), cpu_reading(), resume=True)
+        _choose_threads(config, World(), cpu_reading(), _interrupted(config.run_dir))
     torch.save({"format": STATE_FORMAT, "version": 1, "label": "student",
                 "run_config": {"threads": 3}}, config.run_dir / "last.pt")
-    assert _choose_threads(config, World(), cpu_reading(), resume=True).threads == 3
+    assert _choose_threads(config, World(), cpu_reading(),
+                           _interrupted(config.run_dir)).threads == 3
