@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from neurokd.fileio import write_atomic, write_json, write_text
+from neurokd.files.safe_io import write_atomic, write_json, write_text
 
 TITLES = {"methods": "Methods",
           "features": "Feature and hybrid KD (feature weight 1)",

@@ -55,7 +55,6 @@ from bench_merge import load_previous, merge  # noqa: E402
 from bench_report import write_outputs  # noqa: E402
 
 from neurokd.config import RunConfig  # noqa: E402
-from neurokd.distillation import distill, train_teacher  # noqa: E402
 from neurokd.losses import (  # noqa: E402
     LOSS_SPECS,
     MethodParts,
@@ -63,6 +62,7 @@ from neurokd.losses import (  # noqa: E402
     method_names,
     method_params,
 )
+from neurokd.train.distillation import distill, train_teacher  # noqa: E402
 
 HERE = Path(__file__).parent
 LAMS = (0.0, 0.01, 0.05, 0.1, 0.2)
@@ -361,7 +361,7 @@ def code_version() -> str:
 
 
 def json_teacher_accuracy(teacher: Path) -> float:
-    from neurokd.checkpoint import TEACHER_FORMAT, load_checkpoint
+    from neurokd.student.checkpoint import TEACHER_FORMAT, load_checkpoint
 
     return float(load_checkpoint(teacher, formats=(TEACHER_FORMAT,))["metrics"]["accuracy"])
 
@@ -370,10 +370,10 @@ def teacher_fit(teacher: Path, dataset: str, data_dir: str | None) -> dict:
     """What the teacher's soft targets can tell a student about its training samples (clean,
     the whole training split): its accuracy there and its mean probability of the label at
     τ = 1 (near 1: it has memorised them, and KD's target is the one-hot label)."""
-    from neurokd.checkpoint import TEACHER_FORMAT, load_checkpoint
     from neurokd.data import load_run_data, make_loader
-    from neurokd.evaluation import predict
     from neurokd.models import build_teacher
+    from neurokd.student.checkpoint import TEACHER_FORMAT, load_checkpoint
+    from neurokd.train.evaluation import predict
 
     stored = load_checkpoint(teacher, formats=(TEACHER_FORMAT,))
     # The teacher's own data settings (event frames need its T), clean: no augmentation.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import results_dir
 
-from neurokd.fileio import write_text
+from neurokd.files.safe_io import write_text
 
 ABORT = "terminate called without an active exception"
 

@@ -22,10 +22,10 @@ import torch
 
 from neurokd.config import RunConfig
 from neurokd.data import load_data, make_loader
-from neurokd.evaluation import predict
-from neurokd.fileio import write_text
+from neurokd.files.safe_io import write_text
 from neurokd.losses import get_loss
 from neurokd.models import build_student, build_teacher
+from neurokd.train.evaluation import predict
 
 
 def demo_wall_time() -> tuple[float, dict]:

@@ -42,9 +42,9 @@ from spikingjelly.activation_based.op_counter import (
 
 from neurokd.energy import ENERGY_MODELS, PROFILES, estimate
 from neurokd.exporters.verify import private_copy
-from neurokd.fileio import write_json, write_text
-from neurokd.inputs import source_batches
-from neurokd.sources import load_source
+from neurokd.files.safe_io import write_json, write_text
+from neurokd.student.inputs import source_batches
+from neurokd.student.sources import load_source
 
 
 def timed(fn) -> float:

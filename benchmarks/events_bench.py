@@ -90,7 +90,7 @@ def _dvs_runs() -> dict[str, list[Path]]:
 def _ratios(path: Path) -> dict:
     """SNN/ANN energy of one student under every profile, teacher and ReLU twin."""
     from neurokd.energy import PROFILES, estimate_from_options
-    from neurokd.sources import load_source
+    from neurokd.student.sources import load_source
 
     source, rows = load_source(path), {}
     for profile in PROFILES:
@@ -311,7 +311,7 @@ def main() -> None:
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         figures[part] = runs[part]() | {"load": load, "command": figures["command"]}
     out = results_dir.folder(args)
-    from neurokd.fileio import write_json, write_text
+    from neurokd.files.safe_io import write_json, write_text
 
     previous = out / "events.json"  # parts run at another time are kept
     if previous.is_file():

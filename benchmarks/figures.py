@@ -31,9 +31,9 @@ import torch
 from energy_bench import energy_lines, profile_table
 from publish import machine
 
-from neurokd.fileio import write_json, write_text
-from neurokd.inputs import source_batches
-from neurokd.sources import load_source
+from neurokd.files.safe_io import write_json, write_text
+from neurokd.student.inputs import source_batches
+from neurokd.student.sources import load_source
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "benchmarks" / "runs" / "figures"

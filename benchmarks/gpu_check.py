@@ -155,7 +155,7 @@ def run_config(scale: Scale, data_dir: Path, out: Path, name: str, device: str, 
 
 
 def check_training(scale: Scale, data_dir: Path, out: Path, device: str) -> list[Check]:
-    from neurokd.distillation import distill
+    from neurokd.train.distillation import distill
 
     cuda = device == "cuda"
     checks, teacher = [], None
@@ -258,7 +258,7 @@ def ddp_worker(device: str, tiny: bool) -> None:
     report = {"backend": dist.get_backend(), "world_size": dist.get_world_size(),
               "loss": float(loss), "all_reduce_ok": bool((ones == dist.get_world_size()).all())}
     print(json.dumps(report), flush=True)
-    # As neurokd.distributed.end_worker: torch 2.14's process group can abort at interpreter
+    # As neurokd.train.distributed.end_worker: torch 2.14's process group can abort at interpreter
     # teardown after DDP, once everything is written.
     sys.stderr.flush()
     os._exit(0)
@@ -356,7 +356,7 @@ def main() -> int:
     checks = run_checks(scale, args.device)
     env = environment(args.device)
     command = "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:])
-    from neurokd.fileio import write_json, write_text
+    from neurokd.files.safe_io import write_json, write_text
 
     write_text(args.out, markdown(checks, env, scale, command))
     write_json(args.out.with_suffix(".json"), {"environment": env, "scale": asdict(scale),

@@ -28,8 +28,8 @@ import results_dir
 
 from neurokd.exporters import export_loihi
 from neurokd.exporters.simulation import simulate
-from neurokd.fileio import make_folder, write_json, write_text
-from neurokd.progress import PlainReporter
+from neurokd.files.safe_io import make_folder, write_json, write_text
+from neurokd.runtime.progress import PlainReporter
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "runs" / "demo" / "student.pt"

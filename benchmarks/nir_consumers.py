@@ -36,8 +36,8 @@ from neurokd import RunConfig, distill
 from neurokd.data import load_data
 from neurokd.exporters import export_loihi, export_nir
 from neurokd.exporters.simulation import simulate
-from neurokd.fileio import make_folder
-from neurokd.sources import StudentSource, load_source, nir_source
+from neurokd.files.safe_io import make_folder
+from neurokd.student.sources import StudentSource, load_source, nir_source
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "benchmarks" / "runs" / "nir"

@@ -26,9 +26,9 @@ import torch
 from spikingjelly.activation_based import functional
 
 from neurokd.exporters import export_onnx
-from neurokd.fileio import write_text
-from neurokd.inputs import source_inputs
-from neurokd.sources import load_source
+from neurokd.files.safe_io import write_text
+from neurokd.student.inputs import source_inputs
+from neurokd.student.sources import load_source
 
 BATCHES = (1, 64)
 

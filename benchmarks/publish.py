@@ -7,7 +7,7 @@ import platform
 from collections.abc import Callable
 from pathlib import Path
 
-from neurokd.fileio import write_json, write_text
+from neurokd.files.safe_io import write_json, write_text
 
 
 def machine() -> dict[str, str]:

@@ -38,10 +38,10 @@ import results_dir
 import torch
 
 from neurokd.config import RunConfig
-from neurokd.distributed import end_worker, world
-from neurokd.fileio import write_text
+from neurokd.files.safe_io import write_text
 from neurokd.losses import tser_loss
 from neurokd.models import build_student, build_teacher, count_parameters
+from neurokd.train.distributed import end_worker, world
 
 
 def _config(student: str, teacher: str) -> dict:

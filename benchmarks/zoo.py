@@ -29,11 +29,11 @@ from spikingjelly.activation_based.model import (
 )
 
 from neurokd import energy
-from neurokd.encoding import DirectEncoding
+from neurokd.data.encoding import DirectEncoding
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import EXPORTERS
-from neurokd.fileio import make_folder
-from neurokd.sources import StudentSource
+from neurokd.files.safe_io import make_folder
+from neurokd.student.sources import StudentSource
 
 RUNS = Path(__file__).resolve().parent / "runs" / "zoo"
 T = 2

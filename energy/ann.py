@@ -19,9 +19,9 @@ import torch
 from spikingjelly.activation_based import neuron
 from torch import nn
 
-from neurokd.encoding import DirectEncoding, unwrap_encoding
+from neurokd.data.encoding import DirectEncoding, unwrap_encoding
 from neurokd.errors import ConfigError, NeuroKDError
-from neurokd.sources import StudentSource
+from neurokd.student.sources import StudentSource
 
 from .count import LayerEvents, count_events, eval_mode
 

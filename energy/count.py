@@ -50,9 +50,9 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import functional, neuron
 from torch import nn
 
-from neurokd.encoding import unwrap_encoding
+from neurokd.data.encoding import unwrap_encoding
 from neurokd.errors import NeuroKDError
-from neurokd.geometry import LayerGeometry
+from neurokd.student.geometry import LayerGeometry
 
 _SYNAPTIC = (nn.Conv1d, nn.Conv2d, nn.Linear)
 _BATCH_NORM = nn.modules.batchnorm._BatchNorm

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from neurokd.errors import ConfigError
-from neurokd.inputs import source_batches
-from neurokd.sources import StudentSource, as_source
+from neurokd.student.inputs import source_batches
+from neurokd.student.sources import StudentSource, as_source
 
 from .ann import ann_layer_events, ann_reference, check_ann, sample_of
 from .count import EventCounts, count_events, eval_mode, iter_batches
@@ -66,7 +66,7 @@ def estimate(model, inputs, profile: str | Path | EnergyProfile = "45nm-fp32", a
     ``ann``: ``None`` (the teacher when the source has one), ``"teacher"``, ``"twin"`` (the
     student's architecture with ReLU), ``"none"``, or any ANN module. ``energy_model``: a
     name of ``ENERGY_MODELS`` (``compute``, ``memory``). ``neurobench``: also compute the
-    NeuroBench metrics (``report.neurobench``). ``reporter``: a ``neurokd.progress.Reporter``
+    NeuroBench metrics (``report.neurobench``). ``reporter``: a ``neurokd.runtime.progress.Reporter``
     for the progress bar over ``total`` samples.
     """
     pricing = _Pricing.of(profile, energy_model)
@@ -149,7 +149,7 @@ def estimate_from_options(source: StudentSource | None, profile: str = "45nm-fp3
                           energy_model: str = "compute",
                           neurobench: bool = False) -> EnergyReport:
     """``neurokd energy report`` in one call: the float estimate of ``source`` on the inputs
-    the options choose (``neurokd.inputs`` policy) and/or the energy of the deployed run in
+    the options choose (``neurokd.student.inputs`` policy) and/or the energy of the deployed run in
     the ``spike_counts`` file.
 
     With both, the float estimate runs on as many test samples as the deployed run (unless

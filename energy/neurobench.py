@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurokd.encoding import unwrap_encoding
+from neurokd.data.encoding import unwrap_encoding
 
 from .count import EventCounts, LayerEvents
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from neurokd.encoding import batch_axis
+from neurokd.data.encoding import batch_axis
 from neurokd.errors import NeuroKDError
-from neurokd.sources import StudentSource
+from neurokd.student.sources import StudentSource
 
 from .count import EventCounts, count_events, eval_mode, iter_batches
 from .spike_counts import SpikeCountFile

@@ -42,7 +42,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from neurokd.errors import ConfigError, NeuroKDError
-from neurokd.fileio import read_small_text
+from neurokd.files.safe_io import read_small_text
 from neurokd.validation import MAX_TEXT
 
 from .memory import LAYOUTS

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from neurokd.fileio import atomic_path, write_json
+from neurokd.files.safe_io import atomic_path, write_json
 
 from .pricing import EnergyReport
 from .profiles import BUILTIN, EnergyProfile, profile_keys

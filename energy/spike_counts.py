@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from neurokd.errors import NeuroKDError
-from neurokd.fileio import write_atomic
-from neurokd.npz_file import read_npz
+from neurokd.files.npz import read_npz
+from neurokd.files.safe_io import write_atomic
 
 from .count import EventCounts, LayerEvents, LayerGeometry
 
@@ -147,7 +147,7 @@ def read_spike_counts(path: str | Path) -> tuple[EventCounts, str]:
 
 
 def read_spike_file(path: str | Path) -> SpikeCountFile:
-    """A result file, every array's header checked before it is read (``neurokd.npz_file``:
+    """A result file, every array's header checked before it is read (``neurokd.files.npz``:
     sizes within the memory budget, no object arrays)."""
     path = Path(path)
     arrays = read_npz(path, "result file")

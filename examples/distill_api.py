@@ -4,7 +4,7 @@ import torch
 
 import neurokd
 from neurokd.data import load_data, make_loader
-from neurokd.evaluation import evaluate
+from neurokd.train.evaluation import evaluate
 
 config = neurokd.RunConfig(name="api-example", method="tser", epochs=5, teacher_epochs=10,
                            alpha=0.5, tau=1.0, lam=0.05, timesteps=4)

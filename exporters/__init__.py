@@ -8,10 +8,10 @@ exporter shares; ``simulation`` runs written files (``BACKENDS``).
 
 from .base import Exporter, ExportResult
 from .graph import LayerRecord, NeuronParams, StudentGraph, fold_batchnorm, trace_student
-from .loihi import LoihiExportResult, export_loihi
-from .nir import NirExportResult, export_nir, to_nir_graph
-from .nir_simulator import NirSimulator, load_nir_simulator
-from .onnx import OnnxExportResult, export_onnx
+from .loihi.export import LoihiExportResult, export_loihi
+from .nir.export import NirExportResult, export_nir, to_nir_graph
+from .nir.simulator import NirSimulator, load_nir_simulator
+from .onnx.export import OnnxExportResult, export_onnx
 from .registry import EXPORTERS, exporter
 from .verify import Agreement
 

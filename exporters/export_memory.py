@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from neurokd import limits
 from neurokd.errors import NeuroKDError
+from neurokd.files import budget as limits
 
 if TYPE_CHECKING:
     from .graph import StudentGraph

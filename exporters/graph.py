@@ -1,7 +1,7 @@
 """A spiking student as a flat list of layer records, shared by the exporters.
 
 ``trace_student`` walks a multi-step spikingjelly model (a neurokd student, a user's model
-wrapped by ``neurokd.encoding.DirectEncoding``, or any module taking ``[T, B, ...]``) with
+wrapped by ``neurokd.data.encoding.DirectEncoding``, or any module taking ``[T, B, ...]``) with
 ``torch.fx`` and returns a :class:`StudentGraph`: one :class:`LayerRecord` per layer in
 execution order, each naming its inputs, so chains and residual additions are both plain data.
 Every record carries its per-sample shapes (no T or B axis) and, for neurons, their
@@ -33,7 +33,7 @@ import torch.fx as fx
 from spikingjelly.activation_based import base, layer, neuron
 from torch import nn
 
-from neurokd.encoding import time_major, unwrap_encoding
+from neurokd.data.encoding import time_major, unwrap_encoding
 from neurokd.errors import NeuroKDError
 
 from .export_memory import require_memory

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from neurokd.errors import ConfigError
 
-from . import loihi, nir, onnx
 from .base import Exporter
+from .loihi import export as loihi
+from .nir import export as nir
+from .onnx import export as onnx
 
 EXPORTERS: dict[str, Exporter] = {e.name: e for e in (
     onnx.EXPORTER,

@@ -1,7 +1,7 @@
 """What every exporter needs to prove an export right: a private copy, a reference run, a comparison.
 
 An export is compared with the PyTorch model it came from (eager spikingjelly, the
-independent computation) on inputs chosen by ``neurokd.inputs.source_inputs`` (the run's test
+independent computation) on inputs chosen by ``neurokd.student.inputs.source_inputs`` (the run's test
 split; random inputs only when asked for). ``compare`` walks the inputs in chunks, so the
 batch axis of the exported model is exercised at several sizes (1, ``batch_size`` and the
 remainder). Inputs with a time axis (event frames, rate-coded spikes, ``[T, N, ...]``) are

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .data import DATASETS, EVENT_FRAMES
+from .data.encoding import ENCODINGS
 from .data.frames import downsampling
-from .encoding import ENCODINGS
 from .errors import ConfigError, NeuroKDError
-from .fileio import read_small_text
+from .files.safe_io import read_small_text
 from .losses import method_names, method_rule, param_readers, parse_method, uses_features
 from .validation import check_field_types, check_values
 

@@ -46,7 +46,7 @@ def assert_one_line_error(outcome: Outcome, code: int = 2, contains: str = "") -
 
 def lava_present() -> bool:
     from neurokd.errors import NeuroKDError
-    from neurokd.exporters.lava_host import lava_python
+    from neurokd.exporters.loihi.lava_host import lava_python
 
     try:
         lava_python()

@@ -46,7 +46,7 @@ def test_checkpoint_loads_weights_only_and_reproduces_accuracy(demo_run):
 
     import neurokd
     from neurokd.data import load_data, make_loader
-    from neurokd.evaluation import evaluate
+    from neurokd.train.evaluation import evaluate
 
     run = neurokd.load(demo_run / "student.pt")  # the checkpoint alone rebuilds both models
     assert not run.student.training and not run.teacher.training
@@ -80,7 +80,7 @@ def test_teacher_logits_are_computed_once_without_augmentation(tmp_path, monkeyp
     from neurokd.config import RunConfig
     from neurokd.models import build_teacher
 
-    distill_module = importlib.import_module("neurokd.distillation")  # the module, not the function
+    distill_module = importlib.import_module("neurokd.train.distillation")  # the module, not the function
     calls = []
 
     def counting_teacher(config):

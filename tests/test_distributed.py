@@ -34,7 +34,7 @@ def test_two_processes_under_torchrun_train_in_sync(tmp_path):
     # Accuracy was reduced over both ranks' shards of the full test split: recompute it here.
     import neurokd
     from neurokd.data import load_data, make_loader
-    from neurokd.evaluation import evaluate
+    from neurokd.train.evaluation import evaluate
 
     loaded = neurokd.load(run / "student.pt")
     accuracy, _ = evaluate(loaded.student, make_loader(load_data("mnist1d").test, 500),

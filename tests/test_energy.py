@@ -12,10 +12,10 @@ from spikingjelly.activation_based import functional, layer, neuron
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
 from torch import nn
 
-from neurokd.encoding import DirectEncoding
+from neurokd.data.encoding import DirectEncoding
 from neurokd.energy import EnergyProfile, count_events, estimate, load_profile, price, synops
 from neurokd.errors import ConfigError
-from neurokd.geometry import LayerGeometry
+from neurokd.student.geometry import LayerGeometry
 
 from helpers import covering_outputs
 

@@ -11,7 +11,7 @@ from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
 from neurokd.energy import EnergyProfile, estimate, load_profile
-from neurokd.sources import StudentSource
+from neurokd.student.sources import StudentSource
 
 T, B = 4, 5
 

@@ -149,7 +149,7 @@ def test_user_model_from_elsewhere(user_module, tmp_path, capsys):
     assert down["neuron_updates"] == 8 * 16 * 3 and head["neuron_updates"] == 0
     assert down["synops"] > 0 and head["synops"] > 0
     # SOPs agree with op_counter on the same seeded inputs.
-    from neurokd.sources import load_source
+    from neurokd.student.sources import load_source
 
     source = load_source(model=f"{user_module}:build", input_shape="1,8,8", timesteps=3)
     x = torch.randn(24, 1, 8, 8, generator=torch.Generator().manual_seed(0))

@@ -18,7 +18,7 @@ from spikingjelly.activation_based.op_counter import (
 )
 from torch import nn
 
-from neurokd.encoding import DirectEncoding
+from neurokd.data.encoding import DirectEncoding
 from neurokd.energy import EnergyProfile, Prices, count_events, price, price_ann
 from neurokd.energy.ann import ann_layer_events
 from neurokd.energy.memory import sram_pj_per_byte

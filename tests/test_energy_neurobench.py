@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from neurokd.energy import estimate
 from neurokd.models.snn import SpikingCNN
-from neurokd.sources import StudentSource
+from neurokd.student.sources import StudentSource
 
 from helpers import run_cli
 

@@ -11,7 +11,7 @@ import torch
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
-from neurokd.encoding import DirectEncoding
+from neurokd.data.encoding import DirectEncoding
 from neurokd.energy import LayerGeometry, count_events, read_spike_counts, write_spike_counts
 from neurokd.errors import NeuroKDError
 
@@ -140,7 +140,7 @@ def test_zero_cost_mac_profile_prints_a_dash(trained_run, tmp_path, capsys):
 def test_what_cannot_be_counted_or_exported_is_one_error():
     from neurokd.energy import estimate
     from neurokd.exporters import export_onnx
-    from neurokd.sources import as_source
+    from neurokd.student.sources import as_source
 
     with pytest.raises(NeuroKDError, match="cannot count a int"):
         estimate(3, torch.zeros(1, 1, 8, 8))
@@ -160,7 +160,7 @@ def test_estimate_from_options_prices_a_spike_count_file_beside_the_float_run(tr
     import neurokd
     from neurokd.data import load_data
     from neurokd.energy import estimate_from_options, price_spike_counts
-    from neurokd.sources import load_source
+    from neurokd.student.sources import load_source
 
     source = load_source(checkpoint=trained_run / "student.pt")
     run = neurokd.load(trained_run / "student.pt")
@@ -253,7 +253,7 @@ def test_quantized_layer_geometry_is_the_energy_geometry(tmp_path):
     """Pools folded into the next conv/linear: the geometry must still give each layer's
     output shape, as the exporter computed it."""
     from neurokd.exporters import export_loihi
-    from neurokd.exporters.netx_file import read_netx
+    from neurokd.exporters.loihi.netx_file import read_netx
 
     export_loihi(_chain_net(pool=True), tmp_path / "p.net", max_samples=32, lava_samples=0,
                  random_inputs=True)

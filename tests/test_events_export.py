@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from neurokd.checkpoint import save_checkpoint
 from neurokd.config import RunConfig
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import export_loihi, export_onnx
 from neurokd.models import build_student, build_teacher
+from neurokd.student.checkpoint import save_checkpoint
 
 from helpers import covering_outputs, randomise_batchnorm, requires_lava
 
@@ -113,9 +113,9 @@ def _first_layer_spikes(network, spikes: np.ndarray) -> np.ndarray:
 
 
 def test_loihi_export_feeds_binary_spikes_every_timestep(event_student, tmp_path):
-    from neurokd.exporters.fixed_point import run_fixed_point
-    from neurokd.exporters.loihi import SPIKE_ENCODING
-    from neurokd.exporters.netx_file import read_netx
+    from neurokd.exporters.loihi.export import SPIKE_ENCODING
+    from neurokd.exporters.loihi.fixed_point import run_fixed_point
+    from neurokd.exporters.loihi.netx_file import read_netx
 
     path = tmp_path / "dvs.net"
     result = export_loihi(event_student, path, max_samples=SAMPLES, lava_samples=0,
@@ -199,9 +199,9 @@ def test_energy_of_a_rate_coded_student_is_synaptic_from_the_first_layer(tmp_pat
 def test_a_rate_coded_export_records_how_to_make_the_same_spikes(tmp_path):
     """`simulate` needs nothing but the file: the netx metadata re-creates the very spike
     trains the export was checked on (the run's seed, T and encoding)."""
-    from neurokd.exporters.netx_file import read_netx
-    from neurokd.inputs import DataRef, source_inputs, split_inputs
-    from neurokd.sources import load_source
+    from neurokd.exporters.loihi.netx_file import read_netx
+    from neurokd.student.inputs import DataRef, source_inputs, split_inputs
+    from neurokd.student.sources import load_source
 
     student = _checkpoint(tmp_path, "rate", shape=(1, 8, 8), encoding="rate", seed=7)
     export_loihi(student, tmp_path / "rate.net", max_samples=SAMPLES, lava_samples=0,

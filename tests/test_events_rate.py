@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neurokd.data import load_data, make_loader
-from neurokd.encoding import rate_spikes, sample_seed
+from neurokd.data.encoding import rate_spikes, sample_seed
 from neurokd.errors import DataError
 
 

@@ -16,14 +16,14 @@ from torch import nn
 
 from neurokd.config import RunConfig
 from neurokd.data import load_data
-from neurokd.encoding import DirectEncoding
+from neurokd.data.encoding import DirectEncoding
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import export_loihi
-from neurokd.exporters.fixed_point import run_fixed_point
-from neurokd.exporters.lava_host import RUNNER, lava_python
-from neurokd.exporters.netx_file import read_netx, run_float
+from neurokd.exporters.loihi.fixed_point import run_fixed_point
+from neurokd.exporters.loihi.lava_host import RUNNER, lava_python
+from neurokd.exporters.loihi.netx_file import read_netx, run_float
 from neurokd.models import build_student
-from neurokd.sources import StudentSource
+from neurokd.student.sources import StudentSource
 
 from helpers import assert_one_line_error, requires_lava, run_cli
 
@@ -201,7 +201,7 @@ def test_failed_integer_check_writes_nothing(trained_run, tmp_path):
 def test_export_refuses_a_file_lava_runs_differently(trained_run, tmp_path, monkeypatch):
     """The export's Lava check compares every spike: one flipped spike in the integer
     model's replay (as a wrong decay or rounding would give) stops the export."""
-    from neurokd.exporters import loihi
+    from neurokd.exporters.loihi import export as loihi
 
     real = loihi.run_fixed_point
 
@@ -304,7 +304,7 @@ def test_shrunk_scale_names_the_activation_register():
     """A readout of 70,000 small weights that round up to 2 and one large one: the weights
     limit comes first, the rounded sums then overflow and shrink the scale."""
     from neurokd.exporters.graph import trace_student
-    from neurokd.exporters.loihi import loihi_chain, quantize
+    from neurokd.exporters.loihi.export import loihi_chain, quantize
 
     model = nn.Sequential(layer.Flatten(step_mode="m"), layer.Linear(64, 70_000, step_mode="m"),
                           neuron.LIFNode(step_mode="m"),
@@ -340,8 +340,8 @@ def _user_net() -> Path:
 
 def test_check_inputs_are_the_split_with_labels_and_random_only_when_asked(trained_run):
     from neurokd.errors import DataError
-    from neurokd.inputs import source_inputs
-    from neurokd.sources import load_source
+    from neurokd.student.inputs import source_inputs
+    from neurokd.student.sources import load_source
 
     x, labels, described = source_inputs(load_source(trained_run / "student.pt"), "test", 30)
     test = load_data("digits").test
@@ -357,7 +357,7 @@ def test_check_inputs_are_the_split_with_labels_and_random_only_when_asked(train
 
 
 def test_adaptive_pool_windows_shared_by_nir_and_loihi():
-    from neurokd.exporters.pool_fold import adaptive_window
+    from neurokd.exporters.loihi.pool_fold import adaptive_window
 
     assert adaptive_window((None, 2), 8, 6) == (1, 3)
     assert adaptive_window(2, 8, 8) == (4, 4)
@@ -376,7 +376,7 @@ def test_missing_lava_fails_before_the_data_set_loads(trained_export, capsys, mo
 def test_simulate_in_blocks_equals_one_pass(trained_export, tmp_path):
     """Blocks of 3 (the last one short) give what one block of 7 gives, to the last count."""
     from neurokd.exporters.simulation import write_result
-    from neurokd.exporters.simulation.lava import simulate_lava
+    from neurokd.exporters.simulation.lava_backend import simulate_lava
 
     whole = simulate_lava(trained_export[0], samples=7, block=7)
     blocks = simulate_lava(trained_export[0], samples=7, block=3)
@@ -395,7 +395,7 @@ def test_simulate_in_blocks_equals_one_pass(trained_export, tmp_path):
 def test_lava_environment_is_found_from_the_working_folder(tmp_path, monkeypatch):
     """NEUROKD_LAVA_PYTHON first, then .venv-lava in the working folder or above it (a
     checkout the user works in), whatever file the package itself was loaded from."""
-    from neurokd.exporters import lava_host
+    from neurokd.exporters.loihi import lava_host
 
     python = tmp_path / "checkout" / ".venv-lava" / "bin" / "python"
     python.parent.mkdir(parents=True)

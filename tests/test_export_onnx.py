@@ -13,11 +13,11 @@ from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 
 from neurokd.data import load_data
-from neurokd.encoding import DirectEncoding
+from neurokd.data.encoding import DirectEncoding
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import export_onnx
 from neurokd.models import build_teacher
-from neurokd.sources import StudentSource
+from neurokd.student.sources import StudentSource
 
 from helpers import make_student
 

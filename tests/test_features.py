@@ -8,9 +8,9 @@ from spikingjelly.activation_based import functional, neuron
 from torch import nn
 
 from neurokd.config import RunConfig
-from neurokd.features import FeatureTap, default_taps
 from neurokd.losses import Method, MethodParts, parse_method
 from neurokd.models import build_student, build_teacher
+from neurokd.train.features import FeatureTap, default_taps
 
 
 def _config(**kw) -> dict:
@@ -93,7 +93,7 @@ def test_feature_run_saves_only_student_and_teacher(tmp_path):
 
     import neurokd
 
-    distill = importlib.import_module("neurokd.distillation")
+    distill = importlib.import_module("neurokd.train.distillation")
     result = distill.distill(RunConfig(out=str(tmp_path), name="fit", method="tser+fitnet",
                                        epochs=1, teacher_epochs=1, width=8))
     [epoch] = json.loads((tmp_path / "fit" / "metrics.json").read_text())["history"]

@@ -140,7 +140,7 @@ def test_a_lava_child_dies_with_a_killed_parent(tmp_path):
     pid_file = tmp_path / "child.pid"
     parent = subprocess.Popen([sys.executable, "-c", (
         "import sys, time\n"
-        "from neurokd.exporters.lava_host import start_child\n"
+        "from neurokd.exporters.loihi.lava_host import start_child\n"
         "child = start_child([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
         f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
         "time.sleep(120)\n")])

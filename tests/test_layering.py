@@ -33,16 +33,34 @@ def test_a_core_module_importing_energy_breaks_them(tmp_path):
 
 def test_the_lava_runner_importing_neurokd_breaks_them(tmp_path):
     root = _copy_checkout(tmp_path / "checkout")
-    runner = root / "exporters" / "lava_runner.py"
-    runner.write_text("from neurokd.exporters.netx_file import read_netx  # noqa\n"
+    runner = root / "exporters" / "loihi" / "lava_runner.py"
+    runner.write_text("from neurokd.exporters.loihi.netx_file import read_netx  # noqa\n"
                       + runner.read_text())
     assert lint_imports.check(root, tmp_path / "tree") != 0
 
 
 def test_an_import_cycle_inside_a_package_breaks_them(tmp_path):
     root = _copy_checkout(tmp_path / "checkout")
-    (root / "neurokd" / "geometry.py").write_text(
-        "from neurokd import inputs  # noqa\n" + (root / "neurokd" / "geometry.py").read_text())
-    (root / "neurokd" / "inputs.py").write_text(
-        "from neurokd import geometry  # noqa\n" + (root / "neurokd" / "inputs.py").read_text())
+    geometry = root / "neurokd" / "student" / "geometry.py"
+    inputs = root / "neurokd" / "student" / "inputs.py"
+    geometry.write_text("from neurokd.student import inputs  # noqa\n" + geometry.read_text())
+    inputs.write_text("from neurokd.student import geometry  # noqa\n" + inputs.read_text())
     assert lint_imports.check(root, tmp_path / "tree") != 0
+
+
+def test_a_bottom_room_importing_a_higher_one_breaks_them(tmp_path):
+    """files/ is below train/: a file check that imported the training loop would tie every
+    reader to torch's training stack (and form a cycle through the checkpoint)."""
+    root = _copy_checkout(tmp_path / "checkout")
+    budget = root / "neurokd" / "files" / "budget.py"
+    budget.write_text("from neurokd.train import fitting  # noqa\n" + budget.read_text())
+    assert lint_imports.check(root, tmp_path / "tree") != 0
+
+
+def test_a_new_core_room_must_be_placed_in_the_layers(tmp_path):
+    root = _copy_checkout(tmp_path / "checkout")
+    (root / "neurokd" / "sweeps").mkdir()
+    (root / "neurokd" / "sweeps" / "__init__.py").write_text('"""A room nobody placed."""\n')
+    tree = lint_imports.build_tree(root, tmp_path / "tree")
+    assert lint_imports.unplaced_rooms(tree) == ["neurokd.sweeps"]
+    assert lint_imports.check(root, tmp_path / "tree2") != 0

@@ -135,8 +135,8 @@ def test_train_fraction_is_stratified_and_seeded():
 def test_teacher_runs_on_the_augmented_batch(augmented):
     """With --augment the teacher's logits are those of the batch the student sees (no cache)."""
     from neurokd.config import RunConfig
-    from neurokd.features import TeacherSignal
     from neurokd.models import build_teacher
+    from neurokd.train.features import TeacherSignal
 
     from helpers import make_student
 
@@ -163,9 +163,9 @@ def test_augmented_low_data_run_resumes_to_the_uninterrupted_result(tmp_path, mo
     from test_resume import _signal_at_step, _untimed
 
     from neurokd.config import RunConfig
-    from neurokd.fitting import Interrupted
+    from neurokd.train.fitting import Interrupted
 
-    distill_module = importlib.import_module("neurokd.distillation")
+    distill_module = importlib.import_module("neurokd.train.distillation")
 
     def config(name: str) -> RunConfig:
         return RunConfig(dataset="mnist1d", augment=True, train_fraction=0.5, method="tser",

@@ -17,10 +17,10 @@ from spikingjelly.activation_based import neuron
 
 from neurokd.config import RunConfig
 from neurokd.exporters import export_nir
-from neurokd.exporters.consumers import CONSUMERS, TOLERANCE, sinabs_site
+from neurokd.exporters.nir.consumers import CONSUMERS, TOLERANCE, sinabs_site
 from neurokd.models import build_student
 from neurokd.models.snn import SpikingCNN
-from neurokd.sources import StudentSource
+from neurokd.student.sources import StudentSource
 
 from helpers import assert_one_line_error, make_student, randomise_batchnorm, run_cli
 

@@ -11,12 +11,12 @@ from torch import nn
 
 from neurokd.config import RunConfig
 from neurokd.data import load_data
-from neurokd.encoding import DirectEncoding
+from neurokd.data.encoding import DirectEncoding
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import export_nir, export_onnx, load_nir_simulator
 from neurokd.models import build_student
-from neurokd.nir_import import read_nir
-from neurokd.sources import StudentSource
+from neurokd.student.nir.reader import read_nir
+from neurokd.student.sources import StudentSource
 
 from helpers import make_student, randomise_batchnorm
 

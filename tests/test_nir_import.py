@@ -2,7 +2,7 @@
 
 Each network is built in its own framework, run there for T steps (the independent
 computation), exported with that framework's own NIR writer, read back by
-``neurokd.nir_import.read_nir`` and run as a spikingjelly model: the outputs must be the
+``neurokd.student.nir.reader.read_nir`` and run as a spikingjelly model: the outputs must be the
 framework's own, spike for spike. The read network then goes on to ONNX, Loihi (integer model
 and Lava) and the energy report like any checkpoint.
 """
@@ -22,8 +22,8 @@ from torch import nn
 
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import export_loihi, export_onnx
-from neurokd.nir_import import read_nir
-from neurokd.sources import StudentSource, load_source
+from neurokd.student.nir.reader import read_nir
+from neurokd.student.sources import StudentSource, load_source
 
 from helpers import requires_lava, run_cli
 

@@ -33,13 +33,13 @@ def test_package_list_is_the_tree():
 
 def test_no_package_hides_a_submodule_behind_another_object():
     """``neurokd.distill`` the function must not stand where ``neurokd.distill`` the module
-    would (the module is ``neurokd.distillation``); likewise in every subpackage."""
+    would (the module is ``neurokd.train.distillation``); likewise in every subpackage."""
     import importlib
     import pkgutil
     import types
 
-    for package_name in ("neurokd", "neurokd.cli", "neurokd.data", "neurokd.losses", "neurokd.models",
-                         "neurokd.exporters", "neurokd.exporters.simulation", "neurokd.energy"):
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package_name in setuptools["packages"]:
         package = importlib.import_module(package_name)
         for info in pkgutil.iter_modules(package.__path__):
             value = getattr(package, info.name, None)

@@ -14,9 +14,9 @@ import torch
 
 from neurokd.config import RunConfig
 from neurokd.errors import TrainingError
-from neurokd.fitting import Interrupted
+from neurokd.train.fitting import Interrupted
 
-distill_module = importlib.import_module("neurokd.distillation")
+distill_module = importlib.import_module("neurokd.train.distillation")
 
 
 def _config(tmp_path: Path, name: str, **kw) -> RunConfig:

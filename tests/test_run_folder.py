@@ -15,7 +15,7 @@ import pytest
 import neurokd
 from neurokd.config import load_toml
 from neurokd.errors import ConfigError
-from neurokd.run_folder import claimed
+from neurokd.train.run_folder import claimed
 
 from helpers import assert_one_line_error, run_cli
 
@@ -52,7 +52,7 @@ def test_a_finished_run_is_not_replaced_unless_asked(tmp_path, capsys):
 
 @pytest.mark.slow  # a training
 def test_resume_refuses_a_changed_setting(tmp_path, monkeypatch):
-    from neurokd import distillation, fitting
+    from neurokd.train import distillation, fitting
 
     config = _config(tmp_path, epochs=3)
     real = fitting._end_epoch
@@ -99,7 +99,7 @@ def test_a_signal_during_an_export_leaves_no_temporary_file(trained_run, tmp_pat
 def test_an_interrupt_inside_a_finaliser_is_silent_and_still_stops(monkeypatch):
     """Python cannot raise out of a __del__ or weakref callback: it prints 'Exception ignored'
     with a traceback and goes on. The signal must still stop the command, without that print."""
-    from neurokd import signals
+    from neurokd.runtime import signals
 
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", lambda info: seen.append(type(info.exc_value)))

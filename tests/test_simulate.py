@@ -103,10 +103,10 @@ def test_onnx_export_records_its_data_folder_for_simulate(tmp_path):
     from spikingjelly.activation_based import layer
     from torch import nn
 
-    from neurokd.encoding import DirectEncoding
+    from neurokd.data.encoding import DirectEncoding
     from neurokd.exporters import export_onnx
     from neurokd.exporters.simulation import simulate
-    from neurokd.sources import StudentSource
+    from neurokd.student.sources import StudentSource
 
     root = tmp_path / "images"
     rng = np.random.default_rng(0)

@@ -18,9 +18,9 @@ from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 
 from neurokd.data import load_data
-from neurokd.encoding import DirectEncoding
+from neurokd.data.encoding import DirectEncoding
 from neurokd.errors import DataError
-from neurokd.sources import StudentSource
+from neurokd.student.sources import StudentSource
 
 from helpers import requires_lava
 
@@ -85,7 +85,7 @@ def test_onnx_export_records_the_split_and_simulate_uses_it(tiny_run, tmp_path):
 
 @requires_lava
 def test_loihi_export_records_the_split_and_simulate_uses_it(tiny_run, tmp_path):
-    from neurokd.exporters.loihi import export_loihi
+    from neurokd.exporters.loihi.export import export_loihi
     from neurokd.exporters.simulation import simulate
 
     source, root = tiny_run

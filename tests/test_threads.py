@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from neurokd.threads import (
+from neurokd.runtime.threads import (
     CpuReading,
     _core_ticks,
     choose_threads,
@@ -89,10 +89,10 @@ def test_without_proc_stat_the_load_average_is_used():
 @pytest.mark.parametrize("recorded", ["many", 0, True, 10 ** 6])
 def test_a_resumed_run_refuses_a_damaged_recorded_count(tmp_path, monkeypatch, recorded):
     from neurokd.config import RunConfig
-    from neurokd.distillation import _choose_threads, _interrupted
-    from neurokd.distributed import World
     from neurokd.errors import CheckpointError
-    from neurokd.fitting import STATE_FORMAT
+    from neurokd.train.distillation import _choose_threads, _interrupted
+    from neurokd.train.distributed import World
+    from neurokd.train.fitting import STATE_FORMAT
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)

@@ -135,7 +135,7 @@ def test_plot_draws_every_panel(logged_run, tmp_path, capsys):
 
 def test_the_run_summary_states_the_threads(logged_run):
     result, _, _ = logged_run
-    from neurokd.threads import usable_cores
+    from neurokd.runtime.threads import usable_cores
 
     assert 1 <= result.metrics["threads"] <= usable_cores()
     assert re.fullmatch(r"\d+\.\d of \d+ cores free at start \(/proc/stat\)",

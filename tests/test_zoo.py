@@ -15,11 +15,11 @@ import torch
 from spikingjelly.activation_based import functional, layer, neuron
 from torch import nn
 
-from neurokd.encoding import DirectEncoding
+from neurokd.data.encoding import DirectEncoding
 from neurokd.errors import NeuroKDError
 from neurokd.exporters import export_nir, export_onnx
 from neurokd.exporters.graph import GraphExecutor, trace_student
-from neurokd.sources import StudentSource
+from neurokd.student.sources import StudentSource
 
 from helpers import assert_one_line_error, run_cli
 

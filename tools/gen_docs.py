@@ -61,7 +61,7 @@ def event_sets_table() -> str:
 
 def encodings_table() -> str:
     from neurokd.data import EVENT_FRAMES
-    from neurokd.encoding import ENCODINGS
+    from neurokd.data.encoding import ENCODINGS
 
     rows = ["| option | value | the student's first layer gets |", "|---|---|---|"]
     rows += [f"| `--encoding` | `{e.name}` | {e.summary} |" for e in ENCODINGS.values()]

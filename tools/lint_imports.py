@@ -4,9 +4,11 @@ Contracts (DESIGN.md, "Layering"):
   1. the training core (every ``neurokd.X`` but ``cli``, ``exporters``, ``energy``) never
      imports the exporters, energy or the CLI;
   2. energy never imports the exporters;
-  3. ``exporters/lava_runner.py`` (it runs inside ``.venv-lava``) and
-     ``exporters/consumer_runner.py`` (a script run beside Sinabs) import no other neurokd module;
-  4. no import cycles among the modules of any package (``acyclic_siblings``).
+  3. ``exporters/loihi/lava_runner.py`` (it runs inside ``.venv-lava``) and
+     ``exporters/nir/consumer_runner.py`` (a script run beside Sinabs) import no other neurokd module;
+  4. no import cycles among the modules of any package (``acyclic_siblings``);
+  5. the core's rooms in layers (``CORE_LAYERS``): a room imports only rooms below it, so
+     ``files``, ``runtime`` and ``errors`` at the bottom import nothing above them.
 The module lists are read from the tree each run, so a new module is covered without editing
 any list here.
 
@@ -30,9 +32,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTSIDE_CORE = ("cli", "exporters", "energy")
-RUNNER = "neurokd.exporters.lava_runner"
+RUNNER = "neurokd.exporters.loihi.lava_runner"
 # runs as a script in a subprocess whose path holds a NIR consumer (Sinabs): no neurokd either
-CONSUMER_RUNNER = "neurokd.exporters.consumer_runner"
+CONSUMER_RUNNER = "neurokd.exporters.nir.consumer_runner"
+# The core's rooms, top to bottom ("a | b": neither imports the other). A new room of the core
+# must be placed here: the test of this file fails for a room left out.
+CORE_LAYERS = ["cli", "train", "student", "config", "models", "data | losses", "validation",
+               "files", "runtime", "errors"]
 
 
 def build_tree(root: Path, tree: Path) -> Path:
@@ -80,6 +86,8 @@ def contracts(tree: Path) -> str:
         ("consumer_runner.py (a script beside other libraries) imports no neurokd module",
          "forbidden", {"source_modules": [CONSUMER_RUNNER], "forbidden_modules": everything_else}),
         ("no import cycles inside a package", "acyclic_siblings", {"ancestors": ["neurokd"]}),
+        ("the core's rooms in layers, top to bottom", "layers",
+         {"containers": ["neurokd"], "layers": CORE_LAYERS}),
     ]
     # annotations only (TYPE_CHECKING blocks) are not imports that run
     lines = ["[tool.importlinter]", 'root_package = "neurokd"',
@@ -91,9 +99,22 @@ def contracts(tree: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def unplaced_rooms(tree: Path) -> list[str]:
+    """The core's modules and packages that ``CORE_LAYERS`` does not place (``__main__`` is the
+    CLI's entry point, ``exporters`` and ``energy`` are outside the core)."""
+    placed = {name.strip() for layer in CORE_LAYERS for name in layer.split("|")}
+    return [m for m in _modules(tree / "neurokd", "neurokd")
+            if m.rsplit(".", 1)[1] not in placed | {"__main__", "exporters", "energy"}]
+
+
 def check(root: Path = ROOT, tree: Path | None = None) -> int:
     """lint-imports' exit code (0: every contract kept) for the checkout at ``root``."""
     tree = build_tree(root, tree or root / "build" / "import-tree")
+    unplaced = unplaced_rooms(tree)
+    if unplaced:
+        print(f"lint_imports: place {', '.join(unplaced)} in CORE_LAYERS (tools/lint_imports.py)",
+              file=sys.stderr)
+        return 1
     config = tree / "importlinter.toml"
     config.write_text(contracts(tree))
     lint = Path(sys.executable).with_name("lint-imports")

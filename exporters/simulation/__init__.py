@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurokd.errors import ConfigError
-from neurokd.progress import Reporter
+from neurokd.runtime.progress import Reporter
 
-from .lava import simulate_lava
-from .onnx import simulate_onnx
+from .lava_backend import simulate_lava
+from .onnx_backend import simulate_onnx
 from .result import SimulationResult, write_result
 
 

@@ -13,8 +13,8 @@ import sys
 import click
 
 from ..errors import Interrupted, NeuroKDError
-from ..signals import Stopped, received, stoppable
-from ..signals import check as check_stopped
+from ..runtime.signals import Stopped, received, stoppable
+from ..runtime.signals import check as check_stopped
 
 # command name -> module in this package: imported only when that command runs (or --help
 # lists them), so `neurokd distill` never needs the exporters or the energy package.
@@ -41,7 +41,7 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="neurokd")
 def cli(debug: bool, max_memory: str | None) -> None:
     """Distil ANN teachers into spiking students (TSER), export them, estimate their energy."""
-    from ..limits import set_budget
+    from ..files.budget import set_budget
 
     set_budget(max_memory)
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _end_worker(code: int) -> None:
     """Under torchrun, exit without interpreter finalisation (see distributed.end_worker)."""
-    distributed = sys.modules.get("neurokd.distributed")  # never imported: not under torchrun
+    distributed = sys.modules.get("neurokd.train.distributed")  # never imported: not under torchrun
     if distributed is not None:
         distributed.end_worker(code)
 

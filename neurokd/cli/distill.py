@@ -35,9 +35,9 @@ def distill(config_path: str | None, preset: str | None, quiet: bool, resume_dir
       neurokd distill --config runs/demo/config.toml --lr 1e-3 --name demo-lr
       neurokd distill --resume runs/demo               # after Ctrl-C
     """
-    from ..console import print_distill_summary
-    from ..distillation import distill as run_distill
-    from ..progress import make_reporter
+    from ..runtime.progress import make_reporter
+    from ..train.distillation import distill as run_distill
+    from .console import print_distill_summary
 
     if resume_dir:
         config = _resume_config(resume_dir, config_path or preset, options)

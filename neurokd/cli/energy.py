@@ -63,8 +63,8 @@ def energy_report(checkpoint, model_spec, weights, input_shape, timesteps, datas
     """
     from ..energy.estimation import estimate_from_options
     from ..energy.render import print_report, write_plot, write_report_json
-    from ..fileio import check_writable
-    from ..progress import make_reporter
+    from ..files.safe_io import check_writable
+    from ..runtime.progress import make_reporter
 
     for output in (json_path, plot_path):  # refused before any counting, not after it
         if output:

@@ -74,9 +74,9 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
       neurokd export --target onnx --model mypkg.nets:build --weights w.pt \\
           --input-shape 1,8,8 --timesteps 4 --dataset digits
     """
-    from ..console import print_lines
-    from ..fileio import check_writable
-    from ..progress import make_reporter
+    from ..files.safe_io import check_writable
+    from ..runtime.progress import make_reporter
+    from .console import print_lines
 
     chosen = _targets()[target]
     given = {"teacher": export_teacher or None, "spike_outputs": spikes or None,

@@ -51,7 +51,7 @@ def _remember(ctx: click.Context, param: click.Parameter, value):
 def source_options(command):
     """Where the student comes from: a checkpoint, a NIR file, or a user's model (export and
     energy)."""
-    from ..nir_import import CONVENTIONS
+    from ..student.nir.reader import CONVENTIONS
 
     return _apply(command, [
         click.argument("checkpoint", required=False, type=click.Path(dir_okay=False)),
@@ -110,7 +110,7 @@ def quiet_option(command):
 
 def load_source(checkpoint, model_spec, weights, input_shape, timesteps,
                 random_weights: bool | None = None):
-    from ..sources import load_source as load
+    from ..student.sources import load_source as load
 
     meta = click.get_current_context().meta
     return load(checkpoint, model_spec, weights, input_shape, timesteps,

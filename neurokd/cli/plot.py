@@ -20,9 +20,9 @@ def plot(run: str, output: str | None) -> None:
       neurokd plot runs/demo
       neurokd plot runs/demo/metrics.json -o demo.png
     """
-    from ..console import print_lines
-    from ..fileio import check_writable
-    from ..history_plot import write_history_plot
+    from ..files.safe_io import check_writable
+    from .console import print_lines
+    from .history_plot import write_history_plot
 
     if output:
         check_writable(output, reads=(run, Path(run) / "metrics.json"))

@@ -47,11 +47,11 @@ def simulate(export_path, backend, dataset, data_dir, samples, json_path, save_p
       neurokd simulate runs/demo/student.net --samples 50 --json sim.json --save sim.npz
       neurokd simulate runs/demo/student.spikes.onnx          # ONNX Runtime (--spikes export)
     """
-    from ..console import print_simulation
     from ..exporters.simulation import simulate as run_simulation
     from ..exporters.simulation import write_result
-    from ..fileio import check_writable, write_json
-    from ..progress import make_reporter
+    from ..files.safe_io import check_writable, write_json
+    from ..runtime.progress import make_reporter
+    from .console import print_simulation
 
     for output in (json_path, save_path):  # refused before the run, not after it
         if output:

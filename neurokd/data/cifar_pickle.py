@@ -16,7 +16,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..limits import check_bytes
+from ..files.budget import check_bytes
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),

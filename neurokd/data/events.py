@@ -15,7 +15,7 @@ from pathlib import Path
 from torch.utils.data import Subset
 
 from ..errors import DataError
-from ..progress import Reporter
+from ..runtime.progress import Reporter
 from .frames import (
     CachedFrames,
     SplitSource,

@@ -35,8 +35,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError, WriteError
-from ..npz_file import read_npy_header
-from ..progress import Reporter
+from ..files.npz import read_npy_header
+from ..runtime.progress import Reporter
 from .event_files import Events
 
 CACHE_ENV = "NEUROKD_CACHE_DIR"

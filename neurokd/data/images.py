@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Subset
 
 from ..errors import DataError
-from ..limits import check_bytes
+from ..files.budget import check_bytes
 from .splits import DataBundle, stratified_split
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}

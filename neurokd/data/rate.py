@@ -1,7 +1,7 @@
 """Rate encoding of a static data set: every split's samples as seeded Bernoulli spike trains.
 
 Sample ``i`` of split ``s`` in a run seeded ``seed`` becomes ``[T, C, H, W]`` 0/1 spikes, each 1
-with probability equal to its intensity normalised to [0, 1] (``neurokd.encoding.rate_spikes``),
+with probability equal to its intensity normalised to [0, 1] (``neurokd.data.encoding.rate_spikes``),
 drawn from a generator seeded by ``(seed, s, i)``. So the spike trains are a deterministic
 transform of the data: the test split's spikes are the same in every evaluation, export check,
 simulation and energy count, and the teacher (which sees their time average) can be cached per
@@ -15,8 +15,8 @@ import dataclasses
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from ..encoding import rate_spikes, sample_seed
 from ..errors import DataError
+from .encoding import rate_spikes, sample_seed
 from .splits import DataBundle, dataset_labels
 
 

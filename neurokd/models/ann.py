@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..encoding import time_average
+from ..data.encoding import time_average
 
 
 class _TimeAverage:

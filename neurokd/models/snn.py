@@ -14,7 +14,7 @@ import torch
 from spikingjelly.activation_based import layer, neuron, surrogate
 from torch import nn
 
-from ..encoding import time_average, time_major
+from ..data.encoding import time_average, time_major
 
 
 def lif_factory(tau: float = 2.0, v_threshold: float = 1.0, reset: str = "hard") -> Callable[[], nn.Module]:

@@ -1,0 +1,303 @@
+"""ONNX export of a spiking student (unrolled over its T timesteps) or of its ANN teacher.
+
+spikingjelly 2.0 runs LIF neurons through a custom op (``sj_lif::forward``) that torch.onnx
+cannot translate, so the student is exported through :class:`~neurokd.exporters.graph.
+GraphExecutor`: the same layers and weights, with the neuron loop written out in plain torch
+ops (charge: Add/Sub/Div; fire: GreaterOrEqual + Cast; reset: Where). The file has one input
+``input`` ``[batch, *input_shape]`` (static data, direct encoding inside the file) or
+``[T, batch, C, H, W]`` (event frames, rate-coded spikes: the spikes themselves), and the output
+``logits`` ``[T, batch, K]`` (teacher: ``[batch, K]``), with a dynamic batch axis, and optionally
+``spikes.<layer>`` ``[T, batch, ...]`` per neuron layer. Exporter: the torch.export-based ``torch.onnx.export(dynamo=True)`` (the
+default since torch 2.9; it gives plain ``ai.onnx`` ops and fuses BatchNorm into Conv), with
+the deprecated TorchScript exporter as a fallback for models torch.export cannot capture.
+
+Nothing is written until the serialized model passes ``onnx.checker`` (full check), uses only
+the standard domain, and ONNX Runtime reproduces the PyTorch model on the verification inputs:
+identical spikes, logits within 1e-5 (times max(1, |logit|)), identical predictions.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from neurokd.data.encoding import ENCODINGS, batch_axis
+from neurokd.errors import NeuroKDError
+from neurokd.files.safe_io import atomic_path
+from neurokd.student.inputs import recorded_settings, source_inputs
+from neurokd.student.sources import StudentSource, as_source
+
+from ..base import Exporter, ExportResult
+from ..graph import GraphExecutor, StudentGraph, trace_student
+from ..verify import chunks, compare, eager_run, private_copy, take
+
+ONNX_KINDS = ("conv", "linear", "batchnorm", "flatten", "avgpool", "maxpool", "neuron", "add")
+STANDARD_DOMAINS = ("", "ai.onnx")
+LOGIT_TOLERANCE = 1e-5
+
+
+@dataclass
+class OnnxExportResult(ExportResult):
+    model: str                       # "student" or "teacher"
+    exporter: str                    # which torch.onnx path produced the file
+    opset: int
+    input_name: str
+    input_shape: tuple[int | str, ...]     # "batch" marks the dynamic axis
+    output_names: list[str]
+    output_shape: tuple[int | str, ...]    # logits
+    timesteps: int | None            # None for the teacher
+    ops: dict[str, int]              # op type -> count, all in the standard domain
+    neuron_layers: list[str] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        shape = ",".join(str(d) for d in self.input_shape)
+        out = ",".join(str(d) for d in self.output_shape)
+        steps = f", T={self.timesteps}" if self.timesteps else ""
+        return [f"wrote {self.path} ({self.file_bytes / 1024:.0f} kB): {self.model}{steps}, "
+                f"input [{shape}] -> logits [{out}]",
+                f"  {self.exporter}, opset {self.opset}, standard ops only: "
+                + " ".join(sorted(self.ops)),
+                self.agreement_line("onnxruntime")]
+
+
+def onnx_limits(graph: StudentGraph) -> list[str]:
+    """Layers ONNX export cannot take (the neuron loop is written out, so nearly anything)."""
+    return graph.offending(ONNX_KINDS)
+
+
+class _Unrolled(nn.Module):
+    """``[B, ...] -> (logits [T, B, K], *spikes)``: tuples export as separate outputs."""
+
+    def __init__(self, graph: StudentGraph):
+        super().__init__()
+        self.executor = GraphExecutor(graph)
+
+    def forward(self, x: torch.Tensor):
+        logits, spikes = self.executor(x)
+        return (logits, *spikes)
+
+
+def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path,
+                teacher: bool = False, spike_outputs: bool = False, max_samples: int = 512,
+                dataset: str | None = None, data_dir: str | None = None,
+                random_inputs: bool = False, batch_size_check: int = 64,
+                input_shape: tuple[int, ...] | None = None, timesteps: int | None = None,
+                dynamo: bool = True) -> OnnxExportResult:
+    """Export, verify with ONNX Runtime, then write ``path`` atomically.
+
+    ``source``: a StudentSource, a checkpoint path, or a module (with ``input_shape`` and
+    ``timesteps``). The check runs on ``max_samples`` inputs chosen by
+    ``neurokd.student.inputs.source_inputs`` (``dataset``, ``data_dir``, ``random_inputs``).
+    ``batch_size_check``: chunk size of the verification run (which also runs batch 1).
+    ``spike_outputs`` keeps the per-layer spike outputs in the written file.
+    ``dynamo=False`` uses the (deprecated, faster) TorchScript exporter directly.
+    """
+    source = as_source(source, input_shape, timesteps)
+    if teacher:
+        if source.teacher is None:
+            raise NeuroKDError(f"{source.label} has no teacher to export")
+        model = private_copy(source.teacher)
+        wrapper, neuron_records = model, []
+    else:
+        model = private_copy(source.model)
+        graph = trace_student(model, source.input_shape, source.timesteps)
+        graph.refuse(onnx_limits(graph), "ONNX")
+        wrapper, neuron_records = _Unrolled(graph).eval(), graph.neurons
+    inputs, _, described = source_inputs(source, "test", max_samples, dataset, data_dir,
+                                         random_inputs)  # after the cheap checks
+    neurons = [r.name for r in neuron_records]
+    names = ["logits"] + [f"spikes.{name}" for name in neurons]
+    axis = batch_axis(inputs, source.input_shape)  # 1: [T, batch, C, H, W] spikes or frames
+    example = take(inputs, slice(0, 2), axis)
+    proto, exporter = _to_onnx(wrapper, example, names, dynamo, axis)
+    _declare_output_shapes(proto, wrapper, example, batch_axis=0 if teacher else 1)
+    _describe(proto, source, teacher, axis == 1)
+    _check_standard(proto)
+    reference = eager_run(model, [r.module for r in neuron_records])
+    agreement = compare(reference, _ort_run(proto), inputs, batch_size_check, neurons, axis)
+    agreement.check("ONNX", LOGIT_TOLERANCE, spikes_exact=True)
+    if not spike_outputs and len(names) > 1:
+        full, proto, names = proto, keep_outputs(proto, ["logits"]), ["logits"]
+        _check_standard(proto)
+        _same_logits(full, proto, inputs, batch_size_check, axis)
+    data = proto.SerializeToString()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return OnnxExportResult(
+        Path(path), len(data), described, agreement, "teacher" if teacher else "student",
+        exporter, max(o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS),
+        "input", _shape_of(proto.graph.input[0]), names,
+        _shape_of(proto.graph.output[0]), None if teacher else source.timesteps,
+        dict(sorted(Counter(n.op_type for n in proto.graph.node).items())), neurons)
+
+
+def _to_onnx(module: nn.Module, example: torch.Tensor, names: list[str], dynamo: bool,
+             input_batch_axis: int = 0):
+    """ModelProto with a dynamic batch axis (``input_batch_axis`` of the input: 1 for
+    ``[T, batch, ...]``); dynamo exporter first, TorchScript as fallback."""
+    import onnx
+
+    first = "not tried"
+    if dynamo:
+        try:
+            batch = torch.export.Dim("batch", min=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
+                                            input_names=["input"], output_names=names,
+                                            dynamic_shapes=({input_batch_axis: batch},))
+            return program.model_proto, f"torch.onnx dynamo (torch {torch.__version__})"
+        except Exception as exc:  # noqa: BLE001 - any capture failure: try the old path
+            first = _first_line(exc)
+    buffer = io.BytesIO()
+    batch_axis = 1 if isinstance(module, _Unrolled) else 0  # students: [T, batch, ...]
+    axes = {"input": {input_batch_axis: "batch"}} | {name: {batch_axis: "batch"}
+                                                     for name in names}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), buffer, dynamo=False, input_names=["input"],
+                              output_names=names, dynamic_axes=axes)
+    except Exception as exc:  # noqa: BLE001
+        raise NeuroKDError(f"torch.onnx cannot export the model (dynamo: {first}; "
+                           f"TorchScript: {_first_line(exc)})") from None
+    label = "fallback" if dynamo else "requested"
+    return onnx.load_from_string(buffer.getvalue()), f"torch.onnx TorchScript ({label})"
+
+
+def _declare_output_shapes(proto, module: nn.Module, example: torch.Tensor,
+                           batch_axis: int) -> None:
+    """Static sizes for every output axis but the batch (the TorchScript exporter leaves
+    names such as ``Reshapelogits_dim_0`` where T and K are known)."""
+    with torch.no_grad():
+        outputs = module(example)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    for value_info, tensor in zip(proto.graph.output, outputs, strict=True):
+        shape = value_info.type.tensor_type.shape
+        del shape.dim[:]
+        for axis, size in enumerate(tensor.shape):
+            dim = shape.dim.add()
+            if axis == batch_axis:
+                dim.dim_param = "batch"
+            else:
+                dim.dim_value = int(size)
+
+
+def _describe(proto, source: StudentSource, teacher: bool, time_major: bool) -> None:
+    """Model properties, so a user of the bare file knows how to read its inputs and outputs
+    (and ``neurokd simulate --backend onnx`` finds the data set, as with netx files)."""
+    import json
+
+    import onnx
+
+    props = {"producer": "neurokd", "neurokd.model": "teacher" if teacher else "student",
+             "neurokd.source": source.label, "neurokd.input_shape": str(source.input_shape)}
+    settings = recorded_settings(source.config)
+    if settings.get("dataset"):
+        props["neurokd.dataset"] = settings["dataset"]
+        props["neurokd.image_size"] = str(settings.get("image_size", 32))
+        if settings.get("data_dir"):
+            props["neurokd.data_dir"] = str(settings["data_dir"])
+        props["neurokd.data"] = json.dumps(settings)
+    encoding = (source.config or {}).get("encoding")
+    if time_major:
+        what = (f"rate: {ENCODINGS['rate'].summary}" if encoding == "rate" else
+                "events: [T, batch, 2, H, W] event frames, channel 0 OFF and 1 ON")
+        props["neurokd.input"] = f"[T, batch, C, H, W] spikes, T={source.timesteps}; {what}"
+    if not teacher:
+        props |= {"neurokd.timesteps": str(source.timesteps),
+                  "neurokd.logits": "[T, batch, classes], one row per timestep; the prediction "
+                                    "is the argmax of the mean over T",
+                  "neurokd.encoding": "spikes: the input already has its time axis" if
+                  time_major else "direct: the static input is repeated at every timestep"}
+    onnx.helper.set_model_props(proto, props)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def _check_standard(proto) -> None:
+    """Full checker pass, and no op outside the standard domain (no custom ops, no functions)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise NeuroKDError(f"exported ONNX model fails onnx.checker: {_first_line(exc)}") from None
+    custom = sorted({f"{n.domain}::{n.op_type}" for n in proto.graph.node
+                     if n.domain not in STANDARD_DOMAINS}
+                    | {f"{f.domain}::{f.name} (function)" for f in proto.functions})
+    if custom:
+        raise NeuroKDError(f"exported ONNX model uses non-standard ops: {', '.join(custom)}")
+
+
+def _ort_run(proto):
+    """ONNX Runtime on the serialized model, default session options (what users get)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def run(x: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]:
+        try:
+            outputs = session.run(None, {"input": x.numpy()})
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own types for a bad graph
+            raise NeuroKDError(f"the exported ONNX model fails in ONNX Runtime at batch "
+                               f"{len(x)} ({_first_line(exc)}); nothing written") from None
+        return outputs[0], list(outputs[1:])
+
+    return run
+
+
+def _same_logits(full, stripped, inputs: torch.Tensor, batch_size: int, axis: int) -> None:
+    """Dropping the spike outputs must not change a single logit."""
+    full_run, stripped_run = _ort_run(full), _ort_run(stripped)
+    for part in chunks(inputs.shape[axis], batch_size):
+        x = take(inputs, part, axis)
+        if not np.array_equal(full_run(x)[0], stripped_run(x)[0]):
+            raise NeuroKDError("ONNX export: removing the spike outputs changed the logits; "
+                               "use spike_outputs=True")
+
+
+def keep_outputs(proto, names: list[str]):
+    """The model with only the named outputs, minus the nodes nothing needs any more."""
+    import onnx
+
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    graph = model.graph
+    kept = [o for o in graph.output if o.name in names]
+    del graph.output[:]
+    graph.output.extend(kept)
+    needed = set(names)
+    live = []
+    for node in reversed(graph.node):
+        if any(out in needed for out in node.output):
+            live.append(node)
+            needed.update(i for i in node.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    infos = [v for v in graph.value_info if v.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+    return model
+
+
+def _shape_of(value_info) -> tuple[int | str, ...]:
+    dims = value_info.type.tensor_type.shape.dim
+    return tuple(d.dim_param or d.dim_value for d in dims)
+
+
+EXPORTER = Exporter("onnx", ".onnx", "the student unrolled over T (or the ANN teacher), checked "
+                    "in ONNX Runtime", export_onnx, onnx_limits, ("teacher", "spike_outputs"))

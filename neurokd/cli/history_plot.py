@@ -1,0 +1,168 @@
+"""``neurokd plot RUN``: a run's training history (metrics.json) as one PNG.
+
+Four panels over epochs: the loss and each of its terms (student solid, teacher dashed),
+train and validation accuracy, the firing rate overall and per neuron layer, the learning rate
+(with the epoch time on a second axis). metrics.json is read as untrusted input: a file that
+is not a neurokd history is one error naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..errors import NeuroKDError
+from ..files.safe_io import atomic_path
+
+MAX_METRICS_BYTES = 64 * 1024 * 1024   # a 300-epoch history with every term is ~1 MB
+
+
+def read_history(run: str | Path) -> tuple[Path, dict[str, Any]]:
+    """metrics.json of a run folder (or the file itself), checked field by field."""
+    path = Path(run)
+    path = path / "metrics.json" if path.is_dir() else path
+    if not path.is_file():
+        raise NeuroKDError(f"no metrics.json at {path}: give a run folder written by "
+                           "neurokd distill")
+    if path.stat().st_size > MAX_METRICS_BYTES:
+        raise NeuroKDError(f"{path}: {path.stat().st_size:,} bytes is not a run history")
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NeuroKDError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("history"), list):
+        raise NeuroKDError(f"{path}: no 'history' list: not a neurokd metrics.json")
+    for key in ("history", "teacher_history"):
+        for i, record in enumerate(metrics.get(key) or []):
+            _check_record(path, key, i, record)
+    if not metrics["history"]:
+        raise NeuroKDError(f"{path}: the history holds no epochs")
+    return path, metrics
+
+
+def _check_record(path: Path, key: str, index: int, record: Any) -> None:
+    where = f"{path}: {key}[{index}]"
+    if not isinstance(record, dict):
+        raise NeuroKDError(f"{where} is a {type(record).__name__}, not an epoch record")
+    for field in ("epoch", "loss", "val_accuracy"):
+        if not _number(record.get(field)):
+            raise NeuroKDError(f"{where}.{field} must be a finite number, not "
+                               f"{record.get(field)!r}")
+    for group in ("terms", "layer_firing_rates"):
+        values = record.get(group) or {}
+        if not isinstance(values, dict) or not all(_number(v) for v in values.values()):
+            raise NeuroKDError(f"{where}.{group} must map names to finite numbers")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _series(history: list[dict], field: str) -> tuple[list[float], list[float]]:
+    points = [(r["epoch"], r[field]) for r in history if _number(r.get(field))]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def write_history_plot(run: str | Path, output: str | Path | None = None) -> Path:
+    """Draw the run's history; returns the PNG's path (default: RUN/training.png)."""
+    import matplotlib.pyplot as plt
+
+    path, metrics = read_history(run)
+    output = Path(output) if output else path.parent / "training.png"
+    figure = history_figure(path.parent.name, metrics)
+    try:
+        with atomic_path(output) as tmp:
+            figure.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(figure)
+    return output
+
+
+def history_figure(name: str, metrics: dict[str, Any]):
+    """The four panels of a checked history (:func:`read_history`) as a matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed (CI, ssh)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    student, teacher = metrics["history"], metrics.get("teacher_history") or []
+    figure, axes = plt.subplots(2, 2, figsize=(12, 8))
+    for axis in axes.flat:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    _loss_panel(axes[0][0], student, teacher)
+    _accuracy_panel(axes[0][1], student, teacher)
+    _rate_panel(axes[1][0], student)
+    _lr_panel(axes[1][1], student)
+    for axis in axes.flat:
+        if not any(len(line.get_xdata()) for line in axis.lines):
+            # an older metrics.json: say so instead of drawing empty axes
+            if axis.get_legend():
+                axis.get_legend().remove()
+            axis.text(0.5, 0.5, "not recorded in this metrics.json\n(written before neurokd "
+                      "logged it)", ha="center", va="center", transform=axis.transAxes)
+            axis.set_xticks([])
+            axis.set_yticks([])
+    figure.suptitle(f"{name}: {metrics.get('method', '?')} on "
+                    f"{metrics.get('dataset', '?')}, T={metrics.get('timesteps', '?')}; test "
+                    f"accuracy student {_pct(metrics.get('student_accuracy'))}, teacher "
+                    f"{_pct(metrics.get('teacher_accuracy'))}")
+    figure.tight_layout()
+    return figure
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.2f}%" if _number(value) else "—"
+
+
+def _loss_panel(axis, student: list[dict], teacher: list[dict]) -> None:
+    axis.plot(*_series(student, "loss"), color="black", label="student loss")
+    names = [n for r in student for n in (r.get("terms") or {})]
+    for name in dict.fromkeys(names):
+        epochs = [r["epoch"] for r in student if name in (r.get("terms") or {})]
+        values = [r["terms"][name] for r in student if name in (r.get("terms") or {})]
+        axis.plot(epochs, values, label=f"term {name}")
+    if teacher:
+        axis.plot(*_series(teacher, "loss"), color="gray", linestyle="--", label="teacher loss")
+    axis.axhline(0.0, color="lightgray", linewidth=0.8)
+    axis.set(title="training loss and its terms (per epoch mean)", xlabel="epoch",
+             ylabel="loss")
+    axis.legend(fontsize="small")
+
+
+def _accuracy_panel(axis, student: list[dict], teacher: list[dict]) -> None:
+    for history, who, style in ((student, "student", "-"), (teacher, "teacher", "--")):
+        for field in ("train_accuracy", "val_accuracy"):
+            epochs, values = _series(history, field)
+            if values:
+                axis.plot(epochs, [100 * v for v in values], linestyle=style,
+                          label=f"{who} {field.split('_')[0]}")
+    axis.set(title="accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    axis.legend(fontsize="small")
+
+
+def _rate_panel(axis, student: list[dict]) -> None:
+    axis.plot(*_series(student, "firing_rate"), color="black", linewidth=2, label="all layers")
+    layers = [n for r in student for n in (r.get("layer_firing_rates") or {})]
+    for name in dict.fromkeys(layers):
+        points = [(r["epoch"], r["layer_firing_rates"][name]) for r in student
+                  if name in (r.get("layer_firing_rates") or {})]
+        axis.plot([p[0] for p in points], [p[1] for p in points], label=name)
+    axis.set(title="student firing rate on the validation split", xlabel="epoch",
+             ylabel="spikes per neuron and timestep")
+    axis.legend(fontsize="small")
+
+
+def _lr_panel(axis, student: list[dict]) -> None:
+    axis.plot(*_series(student, "lr"), color="tab:blue", label="learning rate")
+    axis.set(title="learning rate and epoch time", xlabel="epoch", ylabel="learning rate")
+    seconds = _series(student, "epoch_seconds")
+    if seconds[1]:
+        twin = axis.twinx()
+        twin.plot(*seconds, color="tab:orange", label="epoch time")
+        twin.set_ylabel("seconds per epoch")
+        twin.legend(loc="upper right", fontsize="small")
+    axis.legend(loc="upper left", fontsize="small")

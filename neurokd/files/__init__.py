@@ -1,0 +1,11 @@
+"""Files as untrusted input, and writes that never leave half a file.
+
+Here: ``safe_io`` (atomic writes, bounded text reads, writability checks), ``budget`` (the one
+memory budget every size claim from a file goes through), ``npz`` (``.npz``/``.npy`` headers
+before data), ``hdf5`` (an HDF5 file walked from its headers) and ``torch_file`` (what a
+``torch.load``-able file is, sniffed before it is loaded). A new generic file check goes here;
+a check of one target's format lives with that target (``exporters/onnx/checks.py``,
+``exporters/loihi/netx_checks.py``), of one data set's format with the data set
+(``data/event_files.py``). Nothing here imports above ``neurokd.errors`` and
+``neurokd.runtime``.
+"""

@@ -1,0 +1,63 @@
+"""An HDF5 file (a Loihi ``.net``, a ``.nir``) walked from its headers before any array is read.
+
+HDF5 can point outside the file: a dataset may keep its bytes in another file (external
+storage, e.g. ``/dev/urandom``), a virtual dataset maps other files, a soft link names another
+object, an external link another file. neurokd writes none of these, so each is refused by
+name: a file handed over must not make neurokd read whatever else is on the machine. The
+arrays' sizes, as their headers declare them, are added up and checked against the memory
+budget (``neurokd.files.budget``) before anything is read, so a 200 KB file that claims a
+10**6 x 10**6 weight (compressed chunks of nothing) is refused with the size it would need.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..errors import NeuroKDError
+from .budget import check_bytes
+
+MAX_OBJECTS = 100_000   # groups and datasets: a file of millions of tiny objects is no network
+
+
+def dataset_bytes(dataset) -> int:
+    """What reading ``dataset`` allocates, from its header (Python ints: no overflow)."""
+    return math.prod(int(d) for d in (dataset.shape or ())) * max(1, dataset.dtype.itemsize)
+
+
+def check_hdf5_tree(handle, path: str | Path, factor: int = 2) -> int:
+    """Refuse links and outside storage anywhere in the open file ``handle``; the total bytes
+    of its datasets (refused if ``factor`` times that exceeds the memory budget)."""
+    import h5py
+
+    problems: list[str] = []
+    total = objects = 0
+
+    def visit(name: str, link) -> None:
+        nonlocal total, objects
+        objects += 1
+        if objects > MAX_OBJECTS:
+            raise NeuroKDError(f"{path}: holds more than {MAX_OBJECTS:,} HDF5 objects")
+        if isinstance(link, h5py.SoftLink):
+            problems.append(f"/{name} is a soft link to {link.path}")
+            return
+        if isinstance(link, h5py.ExternalLink):
+            problems.append(f"/{name} is an external link to {link.filename}")
+            return
+        item = handle.get(name)
+        if isinstance(item, h5py.Dataset):
+            if item.is_virtual:
+                problems.append(f"dataset /{name} is virtual (maps other files)")
+            elif item.id.get_create_plist().get_external_count() > 0:
+                target = item.id.get_create_plist().get_external(0)[0]
+                problems.append(f"dataset /{name} keeps its data outside the file "
+                                f"(external storage in {target.decode(errors='replace')})")
+            total += dataset_bytes(item)
+
+    handle.visititems_links(visit)
+    if problems:
+        raise NeuroKDError(f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)"
+                                                      if len(problems) > 1 else "")
+                           + "; neurokd reads self-contained files only")
+    check_bytes(factor * total, f"{path}: reading its arrays")
+    return total

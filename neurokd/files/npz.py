@@ -1,0 +1,107 @@
+"""An ``.npz`` file read as untrusted input: every array's header before its data.
+
+``np.load`` of a member allocates whatever its header claims: a 2 KB file whose header says
+10**11 elements asks for 745 GiB. Here each member's ``.npy`` header (shape, dtype) is read
+first (``numpy.lib.format.read_magic`` / ``read_array_header_*``); object dtypes are refused
+(they are pickles), the sizes together are checked against the memory budget
+(``neurokd.files.budget``), and the member must hold the bytes its header promises, before any
+array is read (with ``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npy
+
+from ..errors import NeuroKDError
+from .budget import check_bytes
+
+MAX_MEMBERS = 10_000
+
+
+@dataclass(frozen=True)
+class ArrayHeader:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int          # where the data starts in the member
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: no overflow
+
+
+def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` (``what`` names it in errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeuroKDError(f"no such {what}: {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if len(members) > MAX_MEMBERS:
+                raise NeuroKDError(f"{path}: holds {len(members):,} members; a {what} has at "
+                                   f"most {MAX_MEMBERS:,}")
+            headers = [_header(archive, member, path) for member in members]
+            check_bytes(sum(h.nbytes for h in headers), f"{path}: its arrays")
+            for member, header in zip(members, headers, strict=True):
+                _check_complete(member, header, path)
+            return {header.name: _array(archive, member, header, path)
+                    for member, header in zip(members, headers, strict=True)}
+    except (OSError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
+        raise NeuroKDError(f"{path}: not a readable .npz file ({_first(exc)})") from None
+
+
+def read_npy_header(handle) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data offset of the ``.npy`` stream at ``handle``'s
+    position, without reading its data (ValueError for anything that is not one)."""
+    version = npy.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran, dtype = npy.read_array_header_1_0(handle)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = npy.read_array_header_2_0(handle)
+    else:
+        raise ValueError(f"npy format version {version}")
+    return tuple(int(d) for d in shape), fortran, dtype, handle.tell()
+
+
+def _header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> ArrayHeader:
+    name = member.filename.removesuffix(".npy")
+    try:
+        with archive.open(member) as handle:
+            shape, _fortran, dtype, offset = read_npy_header(handle)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
+        raise NeuroKDError(f"{path}: member {name!r} is not a .npy array ({_first(exc)})") \
+            from None
+    if dtype.hasobject:
+        raise NeuroKDError(f"{path}: array {name!r} has object dtype {dtype} (a pickle); "
+                           "neurokd reads plain numeric and text arrays only")
+    return ArrayHeader(name, shape, dtype, offset)
+
+
+def _check_complete(member: zipfile.ZipInfo, header: ArrayHeader, path: Path) -> None:
+    if member.file_size < header.offset + header.nbytes:
+        raise NeuroKDError(f"{path}: array {header.name!r} claims {header.shape} {header.dtype} "
+                           f"({header.nbytes:,} bytes) but its member holds "
+                           f"{member.file_size - header.offset:,}: the file is truncated or "
+                           "forged")
+
+
+def _array(archive: zipfile.ZipFile, member: zipfile.ZipInfo, header: ArrayHeader,
+           path: Path) -> np.ndarray:
+    try:
+        with archive.open(member) as handle:
+            return npy.read_array(handle, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise NeuroKDError(f"{path}: cannot read array {header.name!r} ({_first(exc)})") \
+            from None
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,344 @@
+"""``distill(config) -> Result``: teacher, spiking student, loss, checkpoint. The CLI calls this.
+
+A run folder holds ``config.toml`` (written first), ``last-teacher.pt`` / ``last.pt`` (training
+state after every epoch, for ``--resume``), ``teacher.pt`` (as soon as the teacher is trained),
+then ``student.pt`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import functional
+from torch import nn
+
+from ..config import RunConfig, to_toml
+from ..data import DATASETS, DataBundle, Indexed, load_run_data, make_loader
+from ..errors import CheckpointError, ConfigError
+from ..files.safe_io import make_folder, write_json, write_text
+from ..losses import LossValue, Method, needs_teacher, uses_features
+from ..models import build_student, build_teacher, count_parameters
+from ..runtime.device import resolve_device
+from ..runtime.progress import EpochCallback, Reporter
+from ..runtime.signals import StopFlag
+from ..runtime.threads import CpuReading, ThreadChoice, choose_threads, cpu_reading
+from ..runtime.threads import used as used_threads
+from ..student.checkpoint import (
+    FORMAT,
+    TEACHER_FORMAT,
+    load_checkpoint,
+    save_checkpoint,
+    save_teacher,
+)
+from ..student.loading import checked_config, checked_model
+from .distributed import World, world
+from .evaluation import evaluate
+from .features import TeacherSignal, check_taps
+from .fitting import FitSettings, Step, fit, load_state
+from .run_folder import check_resume, claimed
+from .training_log import TrainingLog
+
+
+@dataclass
+class Result:
+    """What a run produced; ``metrics`` is also written to ``metrics.json``."""
+
+    config: RunConfig
+    run_dir: Path
+    checkpoint: Path
+    metrics: dict[str, Any]
+    student: nn.Module
+    teacher: nn.Module | None
+    rank: int = 0  # under torchrun only rank 0 writes files and prints
+
+
+@dataclass
+class Teacher:
+    model: nn.Module | None
+    accuracy: float | None
+    config: dict[str, Any]  # teacher_arch / teacher_width of the model actually used
+    history: list[dict] | None = None  # its training epochs, where the file records them
+
+
+@dataclass
+class _Context:
+    config: RunConfig
+    data: DataBundle
+    device: torch.device
+    reporter: Reporter
+    stop: StopFlag
+    resume: bool
+    world: World = World()
+    threads: int | None = None  # the count chosen for this run: kept in its training state
+    states: dict[str, dict] = dataclasses.field(default_factory=dict)  # of _interrupted()
+
+    def eval_loader(self, dataset) -> Any:
+        return make_loader(self.world.shard(dataset), 256)
+
+    def run_settings(self) -> dict[str, Any]:
+        """What a training state records of the run (checked, and its threads reused, on
+        --resume)."""
+        return {**self.config.to_dict(), "threads": self.threads or self.config.threads}
+
+
+def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = False,
+            on_epoch: Callable[[str, dict], None] | None = None,
+            overwrite: bool = False) -> Result:
+    """Train (or load) the teacher, distil the student, write the run folder.
+
+    ``resume=True`` continues the run in ``config.run_dir`` from its saved training state.
+    ``reporter`` shows progress (``neurokd.runtime.progress``: the CLI's bars and lines);
+    ``on_epoch(phase, record)`` is called after every epoch with the record the history keeps
+    (``phase`` is "teacher" or "student"). A folder that already holds a run is refused
+    unless ``overwrite`` (``neurokd.train.run_folder``).
+    """
+    with world(config.device) as w:
+        reporter = reporter if w.is_main else None
+        if on_epoch is not None and w.is_main:
+            reporter = EpochCallback(reporter or Reporter(), on_epoch)
+        log = TrainingLog(config.log_dir, resume) if config.log_dir and w.is_main else None
+        if log is not None:
+            reporter = EpochCallback(reporter or Reporter(), log)
+        try:
+            return _distill(config, reporter, resume, w, overwrite)
+        finally:
+            if log is not None:
+                log.close()
+
+
+def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: World,
+             overwrite: bool = False) -> Result:
+    started = time.perf_counter()
+    load_since = cpu_reading()  # other jobs' CPU use while the data loads: the free cores
+    if config.teacher:  # a teacher for other data is refused before the data set is loaded
+        spec = DATASETS[config.dataset]
+        _stored_teacher(config.teacher, spec.sample_shape(config.to_dict()), spec.classes,
+                        config)
+    data = load_run_data(config, reporter).with_student_share(config.train_fraction, config.seed)
+    config = dataclasses.replace(config, input_shape=list(data.input_shape),
+                                 num_classes=data.num_classes)
+    device = resolve_device(config.device, w.local_rank)
+    states = _interrupted(config.run_dir) if resume else {}
+    with used_threads(_choose_threads(config, w, load_since, states)) as threads:
+        return _distill_with(config, data, device, threads, reporter, resume, w, started,
+                             overwrite, states)
+
+
+def _distill_with(config: RunConfig, data: DataBundle, device: torch.device,
+                  threads: ThreadChoice, reporter: Reporter | None, resume: bool, w: World,
+                  started: float, overwrite: bool, states: dict[str, dict]) -> Result:
+    if w.active and uses_features(config.method):
+        raise ConfigError(f"--method {config.method} is not supported under torchrun yet (its "
+                          "feature heads are trained outside DistributedDataParallel)")
+    if config.amp and device.type != "cuda":
+        raise ConfigError("--amp (mixed precision) needs a CUDA device; this run is on the CPU")
+    if resume and not (config.run_dir / "config.toml").exists():
+        raise ConfigError(f"nothing to resume in {config.run_dir} (no config.toml)")
+    if config.teacher and DATASETS[config.dataset].classes is None:
+        # checked before loading but for the class count, known only now (ImageFolder): a
+        # teacher for other classes must fail before anything is written
+        _stored_teacher(config.teacher, data.input_shape, data.num_classes, config)
+    if uses_features(config.method) and not config.teacher:  # so must a bad tap path
+        check_taps(config.to_dict())
+    with claimed(config.run_dir, resume, overwrite, w.is_main):
+        return _train_and_write(config, data, device, threads, reporter, resume, w, started,
+                                states)
+
+
+def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
+                     threads: ThreadChoice, reporter: Reporter | None, resume: bool, w: World,
+                     started: float, states: dict[str, dict]) -> Result:
+    if not resume and w.is_main:
+        write_text(config.run_dir / "config.toml", to_toml(config.to_dict()))
+    with StopFlag().installed() as stop:
+        ctx = _Context(config, data, device, reporter or Reporter(), stop, resume, w,
+                       threads.threads, states)
+        torch.manual_seed(config.seed)
+        teacher = _prepare_teacher(ctx)
+        ctx.config = config = dataclasses.replace(config, **teacher.config)
+        student, fitted = _train_student(ctx, teacher)
+    accuracy, firing_rate = evaluate(student, ctx.eval_loader(data.test), device, w)
+    metrics = {
+        "student_accuracy": accuracy, "teacher_accuracy": teacher.accuracy,
+        "firing_rate": firing_rate, "method": config.method, "timesteps": config.timesteps,
+        "epochs": config.epochs, "best_epoch": fitted.best_epoch,
+        "student_val_accuracy": fitted.best_val_accuracy, "dataset": config.dataset,
+        "alpha": config.alpha, "tau": config.tau, "lam": config.lam, "ce_tau": config.ce_tau,
+        "entropy_tau": config.entropy_tau, "seed": config.seed,
+        "student_parameters": count_parameters(student),
+        "student_train_samples": len(data.for_student().train),  # --train-fraction's share
+        "teacher_parameters": count_parameters(teacher.model) if teacher.model else None,
+        "device": str(device), "history": fitted.history,
+        "teacher_history": teacher.history, "world_size": w.size,
+        "rank_parameter_max_difference": w.max_parameter_difference(student),
+        "threads": threads.threads, "threads_reason": threads.reason,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }
+    checkpoint = config.run_dir / "student.pt"
+    if w.is_main:
+        save_checkpoint(checkpoint, config.to_dict(), _cpu_state(student),
+                        _cpu_state(teacher.model) if teacher.model else None, metrics,
+                        data.class_names)
+        write_json(config.run_dir / "metrics.json", metrics)
+    return Result(config, config.run_dir, checkpoint, metrics, student.eval(),
+                  teacher.model.eval() if teacher.model else None, w.rank)
+
+
+STATE_FILES = {"student": "last.pt", "teacher": "last-teacher.pt"}  # phase -> training state
+
+
+def _interrupted(run_dir: Path, phases=tuple(STATE_FILES)) -> dict[str, dict]:
+    """The training states an interrupted run left of ``phases``, read once: for its thread
+    count and for the phase that resumes."""
+    states = {label: load_state(run_dir / STATE_FILES[label], label) for label in phases}
+    return {label: state for label, state in states.items() if state is not None}
+
+
+def _choose_threads(config: RunConfig, w: World, since: CpuReading,
+                    states: dict[str, dict]) -> ThreadChoice:
+    """Threads for this run's work (neurokd.runtime.threads), applied now: before any training. A
+    resumed run keeps the count it trained with, so it ends as the uninterrupted run would."""
+    state = states.get("student") or states.get("teacher") or {}
+    resumed = (state.get("run_config") or {}).get("threads")
+    if resumed is not None and (not isinstance(resumed, int) or isinstance(resumed, bool)
+                                or not 1 <= resumed <= 4096):
+        raise CheckpointError(f"{config.run_dir}: the training state records {resumed!r} "
+                              "threads; expected a whole number from 1 to 4096")
+    return choose_threads(config.threads, w.size, since, resumed)
+
+
+def train_teacher(config: RunConfig, reporter: Reporter | None = None) -> Path:
+    """Train only the teacher of ``config``; writes RUN_DIR/teacher.pt for ``--teacher`` reuse."""
+    data = load_run_data(config, reporter)
+    config = dataclasses.replace(config, input_shape=list(data.input_shape),
+                                 num_classes=data.num_classes, method="kd", teacher=None)
+    make_folder(config.run_dir)
+    with StopFlag().installed() as stop:
+        states = _interrupted(config.run_dir, ("teacher",))
+        ctx = _Context(config, data, resolve_device(config.device), reporter or Reporter(), stop,
+                       resume="teacher" in states, states=states)
+        _prepare_teacher(ctx)
+    return config.run_dir / "teacher.pt"
+
+
+def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
+    config, device = ctx.config, ctx.device
+    data = ctx.data.for_student()  # its --train-fraction share; the teacher saw all of train
+    train_loader = make_loader(Indexed(data.train), config.batch_size, shuffle=True,
+                               seed=config.seed, world=ctx.world, transform=data.train_transform)
+    torch.manual_seed(config.seed)
+    student = build_student(config.to_dict()).to(device)
+    trained = ctx.world.wrap(student, device)
+    signal = TeacherSignal(config, student, teacher.model, data, device)
+    # Each part of the method takes the RunConfig fields its LossSpec lists.
+    method = Method(config.method, config.to_dict(), *signal.feature_shapes())
+    method.to(device)
+
+    def batch_loss(batch) -> Step:
+        x, y, index = (t.to(device) for t in batch)
+        functional.reset_net(student)
+        student_logits = trained(x)
+        teacher_logits, teacher_features = signal.teacher_outputs(x, index)
+        loss = method(student_logits, teacher_logits, y, signal.student_features(),
+                      teacher_features)
+        return Step(loss, (student_logits.detach().mean(0).argmax(-1) == y).sum(), len(y))
+
+    state_path = config.run_dir / STATE_FILES["student"]
+    resume = _resumed_state(ctx, "student")
+    settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
+                           config.detect_anomaly, config.optimizer, config.momentum, config.amp,
+                           ctx.run_settings(), config.num_classes)
+    try:
+        fitted = fit(student, train_loader, ctx.eval_loader(ctx.data.val), batch_loss, settings,
+                     device, ctx.reporter, ctx.stop, resume, ctx.world, extra=method)
+    finally:
+        signal.close()
+    return student, fitted
+
+
+def _resumed_state(ctx: _Context, label: str) -> dict[str, Any] | None:
+    """The interrupted phase's training state, refused if config.toml has changed since."""
+    state = ctx.states.get(label) if ctx.resume else None
+    if state is not None:
+        check_resume(ctx.config.to_dict(), state.get("run_config"),
+                     ctx.config.run_dir / "config.toml")
+    return state
+
+
+def _prepare_teacher(ctx: _Context) -> Teacher:
+    config, data, device = ctx.config, ctx.data, ctx.device
+    own_teacher = config.run_dir / "teacher.pt"
+    if config.teacher:
+        return _load_teacher(config.teacher, data, device, config)
+    if ctx.resume and own_teacher.exists():  # trained before the interruption
+        return _load_teacher(own_teacher, data, device, config)
+    if not needs_teacher(config.method):
+        return Teacher(None, None, {})
+    torch.manual_seed(config.seed)
+    model = build_teacher(config.to_dict()).to(device)
+    trained = ctx.world.wrap(model, device)
+    train_loader = make_loader(data.train, config.batch_size, shuffle=True, seed=config.seed,
+                               world=ctx.world, transform=data.train_transform)
+
+    def batch_loss(batch) -> Step:
+        x, y = batch[0].to(device), batch[1].to(device)
+        logits = trained(x)
+        return Step(LossValue.of(ce=F.cross_entropy(logits, y)),
+                    (logits.detach().argmax(-1) == y).sum(), len(y))
+
+    state_path = config.run_dir / STATE_FILES["teacher"]
+    settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
+                           "teacher", state_path, config.detect_anomaly, config.optimizer,
+                           config.momentum, config.amp, ctx.run_settings(), config.num_classes)
+    resume = _resumed_state(ctx, "teacher")
+    fitted = fit(model, train_loader, ctx.eval_loader(data.val), batch_loss, settings, device,
+                 ctx.reporter, ctx.stop, resume, ctx.world)
+    accuracy, _ = evaluate(model, ctx.eval_loader(data.test), device, ctx.world)
+    if ctx.world.is_main:
+        save_teacher(own_teacher, config.to_dict(), _cpu_state(model),
+                     {"accuracy": accuracy, "history": fitted.history}, data.class_names)
+        state_path.unlink(missing_ok=True)  # teacher.pt now holds all a resume needs
+    return Teacher(model.eval(), accuracy, {}, fitted.history)
+
+
+def _load_teacher(path: str | Path, data: DataBundle, device: torch.device,
+                  config: RunConfig) -> Teacher:
+    """A teacher from ``teacher.pt`` or from the teacher inside a ``student.pt``."""
+    stored = _stored_teacher(path, data.input_shape, data.num_classes, config)
+    saved = checked_config(stored["config"], path)
+    arch = {"teacher_arch": saved["teacher_arch"], "teacher_width": saved["teacher_width"]}
+    model = checked_model(build_teacher, {**config.to_dict(), **arch}, stored["teacher"],
+                          f"{path}: teacher")
+    model = model.to(device).eval()
+    accuracy, _ = evaluate(model, make_loader(data.test, 256), device)
+    # A teacher.pt keeps its own history; a student.pt keeps its teacher's beside its own.
+    key = "history" if stored["format"] == TEACHER_FORMAT else "teacher_history"
+    return Teacher(model, accuracy, arch, stored["metrics"].get(key))
+
+
+def _stored_teacher(path: str | Path, input_shape: tuple[int, ...], num_classes: int | None,
+                    config: RunConfig) -> dict[str, Any]:
+    """The teacher file's contents, once it is known to fit samples of ``input_shape`` in
+    ``num_classes`` classes (None: not known yet, not checked)."""
+    stored = load_checkpoint(path, formats=(TEACHER_FORMAT, FORMAT))
+    if stored.get("teacher") is None:
+        raise CheckpointError(f"{path}: this checkpoint holds no teacher")
+    saved = stored["config"]
+    if list(saved.get("input_shape") or []) != list(input_shape) or \
+            num_classes not in (None, saved.get("num_classes")):
+        has = f"{list(input_shape)}" + ("" if num_classes is None else f" and {num_classes}")
+        raise CheckpointError(
+            f"{path}: teacher was trained on input {saved.get('input_shape')} with "
+            f"{saved.get('num_classes')} classes, but {config.dataset} has {has}")
+    return stored
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
