@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from neurokd.files.safe_io import write_atomic, write_json, write_text
+from neurokd.cli.figure import pyplot, write_png
+from neurokd.files.safe_io import write_json, write_text
+from neurokd.text import pct
 
 TITLES = {"methods": "Methods",
           "features": "Feature and hybrid KD (feature weight 1)",
@@ -15,14 +17,15 @@ TITLES = {"methods": "Methods",
           "timesteps": "Timesteps T"}
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}"
+def points(value: float) -> str:
+    """A fraction in percentage points, without the sign (the tables' headers say it)."""
+    return pct(value, sign=False)
 
 
 def _row(label: str, row: dict) -> str:
     gap = f"{100 * row['gap_closed']:.0f}%" if "gap_closed" in row else "—"
-    return (f"| {label} | {_pct(row['mean'])} ± {_pct(row['std'])} | {_pct(row['val_mean'])} | "
-            f"{gap} | {row['firing_rate']:.3f} | {' '.join(_pct(r) for r in row['runs'])} |")
+    return (f"| {label} | {points(row['mean'])} ± {points(row['std'])} | "
+            f"{points(row['val_mean'])} | {gap} | {row['firing_rate']:.3f} | {' '.join(points(r) for r in row['runs'])} |")
 
 
 def markdown(result: dict) -> str:
@@ -34,8 +37,9 @@ def markdown(result: dict) -> str:
         "hybrid KD", "",
         *([f"Setting: {setting['summary']}.", ""] if "summary" in setting else []),
         f"Teacher ({s['teacher_arch']}{', --augment' if s.get('teacher_augment') else ''}) "
-        f"test accuracy: **{_pct(result['teacher_accuracy'])}%**"
-        + (f"; on the training split {_pct(result['teacher_fit']['train_accuracy'])}% right, "
+        f"test accuracy: **{points(result['teacher_accuracy'])}%**"
+        + ("; on the training split "
+           f"{points(result['teacher_fit']['train_accuracy'])}% right, "
            f"mean p(label) {result['teacher_fit']['train_p_label']:.3f} at τ=1"
            if "teacher_fit" in result else "") + ". "
         f"Student `{s['student']}`{f' on {100 * share:g}% of the training split' if share < 1 else ''}, "
@@ -96,10 +100,7 @@ def _invocations(invocations: list[dict]) -> list[str]:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6), width_ratios=(2, 1, 1))
     # The features group reruns ce/kd/tser with its own code; label them apart.
@@ -133,8 +134,7 @@ def plot(result: dict, path: Path) -> None:
         if ax.lines:  # a group this invocation did not run leaves its panel empty
             ax.legend()
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    write_png(fig, path, dpi=110)
 
 
 def write_outputs(result: dict, folder: Path, stem: str | None = None) -> list[Path]:

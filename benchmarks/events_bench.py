@@ -35,7 +35,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT / "tests"))  # the format writers the reader tests use
 
 import results_dir  # noqa: E402
 
@@ -113,9 +112,8 @@ def energy(digits: Path) -> dict:
 
 
 def _synthetic_cifar10dvs(root: Path, per_class: int, events: int) -> None:
-    from event_writers import random_events, write_cifar10dvs
-
     from neurokd.data.event_sets import CIFAR10_CLASSES
+    from neurokd.data.event_writers import random_events, write_cifar10dvs
 
     for k, name in enumerate(CIFAR10_CLASSES):
         write_cifar10dvs(root, {name: [random_events(events, 128, 128, seed=k * per_class + i)

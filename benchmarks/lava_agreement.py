@@ -30,6 +30,7 @@ from neurokd.exporters import export_loihi
 from neurokd.exporters.simulation import simulate
 from neurokd.files.safe_io import make_folder, write_json, write_text
 from neurokd.runtime.progress import PlainReporter
+from neurokd.text import pct
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "runs" / "demo" / "student.pt"
@@ -96,8 +97,6 @@ def _input(f: dict) -> str:
     return f"graded 8-bit input (x * {f['input_scale']:.4g})"
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
 
 
 def render(f: dict) -> str:
@@ -114,16 +113,16 @@ def render(f: dict) -> str:
         "",
         "| quantity | value |",
         "|---|---:|",
-        f"| student accuracy (PyTorch, float) | {_pct(f['float_accuracy'])} |",
+        f"| student accuracy (PyTorch, float) | {pct(f['float_accuracy'])} |",
         f"| float twin accuracy (BatchNorm folded, as stored in the file) | "
-        f"{_pct(f['folded_float_accuracy'])} |",
-        f"| integer model accuracy (bit-accurate, neurokd) | {_pct(f['quantized_accuracy'])} |",
-        f"| Lava accuracy | {_pct(f['lava_accuracy'])} |",
+        f"{pct(f['folded_float_accuracy'])} |",
+        f"| integer model accuracy (bit-accurate, neurokd) | {pct(f['quantized_accuracy'])} |",
+        f"| Lava accuracy | {pct(f['lava_accuracy'])} |",
         f"| accuracy drop, float -> Lava | {f['accuracy_drop_points']:.2f} pt "
         f"(goal <= 1 pt: {ok(f['accuracy_drop_points'] <= 1)}) |",
-        f"| argmax agreement, Lava vs integer model | {_pct(f['agreement'])} "
+        f"| argmax agreement, Lava vs integer model | {pct(f['agreement'])} "
         f"(goal >= 99%: {ok(f['agreement'] >= 0.99)}) |",
-        f"| argmax agreement, integer model vs float | {_pct(f['quantized_vs_float_argmax'])} |",
+        f"| argmax agreement, integer model vs float | {pct(f['quantized_vs_float_argmax'])} |",
         f"| Lava simulation time per sample | {1000 * f['lava_seconds_per_sample']:.1f} ms |",
         "",
         "| layer | identical spikes, Lava vs integer model | spikes in Lava | identical spikes, "
@@ -131,13 +130,13 @@ def render(f: dict) -> str:
         "|---|---:|---:|---:|",
     ]
     for name, share in f["identical_spikes"].items():
-        lines.append(f"| {name} | {_pct(share)} | {f['spike_counts'][name]:,} | "
-                     f"{_pct(f['quantized_vs_float_identical_spikes'][name])} |")
+        lines.append(f"| {name} | {pct(share)} | {f['spike_counts'][name]:,} | "
+                     f"{pct(f['quantized_vs_float_identical_spikes'][name])} |")
     lines += ["", "| layer | type | scale | int weights | clipped | vThMant | vDecay | scale set "
               "by |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for lay in f["layers"]:
         lines.append(f"| {lay['name']} | {lay['kind']} | {lay['scale']:.4g} | "
-                     f"[{lay['int_range'][0]}, {lay['int_range'][1]}] | {_pct(lay['clipped'])} | "
+                     f"[{lay['int_range'][0]}, {lay['int_range'][1]}] | {pct(lay['clipped'])} | "
                      f"{lay['v_th_mant']} | {lay['v_decay']} | {lay['limit']} |")
     lines += ["", f"Simulation time covers Lava's run calls only (process start-up, Lava import "
               f"and network build excluded: the whole `simulate` took {f['simulate_wall_seconds']:.1f} s). "

@@ -38,6 +38,7 @@ from neurokd.exporters import export_loihi, export_nir
 from neurokd.exporters.simulation import simulate
 from neurokd.files.safe_io import make_folder
 from neurokd.student.sources import StudentSource, load_source, nir_source
+from neurokd.text import pct
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "benchmarks" / "runs" / "nir"
@@ -156,8 +157,6 @@ def snntorch_to_loihi(epochs: int) -> dict:
             "lava_seconds_per_sample": lava.seconds_per_sample}
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def render(figures: dict) -> str:
@@ -174,7 +173,7 @@ def render(figures: dict) -> str:
             diff = "-" if c["max_logit_difference"] is None else f"{c['max_logit_difference']:.1e}"
             verdict = "agrees" if c["agrees"] else (c["failure"] or "differs")
             lines.append(f"| {row['student']} | {c['consumer']} | {c['version'] or '-'} | "
-                         f"{'yes' if c['runs'] else 'no'} | {_pct(c['argmax'])} | {diff} | "
+                         f"{'yes' if c['runs'] else 'no'} | {pct(c['argmax'])} | {diff} | "
                          f"{verdict.replace('|', '/')} |")
     lines += ["", "Samples and activity (mean spike rate of the student's neurons):", ""]
     lines += [f"- {r['student']}: {r['samples']} samples, batch sizes {r['batch_sizes']}, firing "
@@ -193,19 +192,19 @@ def render(figures: dict) -> str:
               "`export_loihi` (8-bit netx) -> Lava (`neurokd simulate`), digits test split "
               f"({s['samples']} samples):", "",
               "| quantity | value |", "|---|---:|",
-              f"| accuracy in snnTorch | {_pct(s['snntorch_accuracy'])} |",
+              f"| accuracy in snnTorch | {pct(s['snntorch_accuracy'])} |",
               f"| accuracy of neurokd's reading of the NIR file (float) | "
-              f"{_pct(s['neurokd_read_accuracy'])} |",
+              f"{pct(s['neurokd_read_accuracy'])} |",
               f"| argmax agreement, neurokd's reading vs snnTorch | "
-              f"{_pct(s['read_vs_snntorch_argmax'])} |",
-              f"| accuracy of the 8-bit integer model | {_pct(s['quantized_accuracy'])} |",
-              f"| accuracy in Lava | {_pct(s['lava_accuracy'])} |",
+              f"{pct(s['read_vs_snntorch_argmax'])} |",
+              f"| accuracy of the 8-bit integer model | {pct(s['quantized_accuracy'])} |",
+              f"| accuracy in Lava | {pct(s['lava_accuracy'])} |",
               f"| accuracy drop, snnTorch -> Lava | "
               f"{100 * (s['snntorch_accuracy'] - s['lava_accuracy']):.2f} pt |",
-              f"| argmax agreement, Lava vs integer model | {_pct(s['lava_agreement'])} |",
+              f"| argmax agreement, Lava vs integer model | {pct(s['lava_agreement'])} |",
               f"| argmax agreement, integer model vs float | "
-              f"{_pct(s['quantized_vs_float_argmax'])} |"]
-    lines += [f"| identical spikes, Lava vs integer model, {k} | {_pct(v)} |"
+              f"{pct(s['quantized_vs_float_argmax'])} |"]
+    lines += [f"| identical spikes, Lava vs integer model, {k} | {pct(v)} |"
               for k, v in s["identical_spikes"].items()]
     lines += ["", f"Machine: {figures['machine']}; load before the run: {figures['load']}. "
               f"Total {figures['seconds']:.0f} s.", "", f"Command: `{figures['command']}`", ""]

@@ -12,8 +12,9 @@ the counting, the quantities, the models, the profiles and the JSON.
 Submodules: ``count`` (hooks and event records), ``quantities`` (the registry), ``memory``
 (the memory model's counters, buffers and word sizes), ``profiles``, ``pricing``,
 ``break_even``, ``ann`` (the ANN reference), ``neurobench`` (NeuroBench's metrics),
-``estimation`` (the calls above), ``spike_counts`` (the file format), ``render`` (table, JSON,
-plot), ``doc_tables`` (docs/energy.md's tables).
+``estimation`` (the calls above), ``spike_counts`` (the file format), ``doc_tables``
+(docs/energy.md's tables). The report's table, JSON and plot are the CLI's
+(``neurokd.cli.energy_render``).
 """
 
 from .count import EventCounts, LayerEvents, LayerGeometry, count_events, synops

@@ -22,6 +22,7 @@ from torch import nn
 from neurokd.data.encoding import DirectEncoding, unwrap_encoding
 from neurokd.errors import ConfigError, NeuroKDError
 from neurokd.student.sources import StudentSource
+from neurokd.text import first_line
 
 from .count import LayerEvents, count_events, eval_mode
 
@@ -66,7 +67,7 @@ def ann_layer_events(ann: nn.Module, sample: torch.Tensor) -> list[LayerEvents]:
             counts = count_events(ann, [sample.float()])
     except RuntimeError as exc:
         raise NeuroKDError(f"the ANN reference does not run on the inputs "
-                           f"{tuple(sample.shape[1:])}: {str(exc).splitlines()[0]}") from None
+                           f"{tuple(sample.shape[1:])}: {first_line(exc)}") from None
     except NeuroKDError as exc:
         raise NeuroKDError(f"the ANN reference: {exc}") from None
     return [replace(layer, spiking_input=False, writes_outputs=True)

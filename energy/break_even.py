@@ -16,14 +16,19 @@ it costs less at any rate.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from .count import LayerEvents
 
-if TYPE_CHECKING:  # pricing.py imports this module
-    from .pricing import Prices
+
+class Prices(Protocol):
+    """What break-even needs of a price list (``pricing.Prices`` is one): a layer's energy
+    per kind of cost. A protocol, not an import: pricing.py imports this module."""
+
+    def layer_energy(self, layer: LayerEvents, samples: int) -> tuple[Any, dict[str, float]]:
+        ...
 
 
 def rate_line(layer: LayerEvents, prices: Prices, samples: int) -> tuple[float, float] | None:

@@ -34,7 +34,7 @@ class Prices:
            layout: str | None = None) -> Prices:
         profile, model = load_profile(profile), energy_model(model)
         return cls(profile, model, LAYOUTS[layout or profile.memory_layout],
-                   model.unit_costs(profile))
+                   model.unit_costs(profile.costs, profile.name, profile.file))
 
     def buffer_bytes(self, layer: LayerEvents) -> dict[str, float]:
         """Bytes of each buffer the model's memory quantities access in ``layer``."""

@@ -27,18 +27,14 @@ when no existing cost prices it), and the cost in the profiles of ``profiles.BUI
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from neurokd.errors import ConfigError
 
 from . import memory
 from .count import LayerEvents, synops
 from .memory import SRAM_POINTS
-
-if TYPE_CHECKING:  # profiles.py imports this module for its keys
-    from .profiles import EnergyProfile
 
 
 @dataclass(frozen=True)
@@ -232,27 +228,29 @@ class EnergyModel:
                  for part in PARTS}
         return {part: groups for part, groups in parts.items() if groups}
 
-    def unit_costs(self, profile: EnergyProfile) -> dict[str, float]:
-        """pJ per unit under ``profile`` of each of this model's quantities that has one cost
-        (memory accesses are priced per layer, at their buffer's SRAM cost).
+    def unit_costs(self, costs: Mapping[str, float], profile: str,
+                   file: str | None = None) -> dict[str, float]:
+        """pJ per unit of each of this model's quantities that has one cost, from the
+        ``costs`` (cost key -> pJ) of the profile named ``profile`` (read from ``file``, if it
+        came from one); memory accesses are priced per layer, at their buffer's SRAM cost.
 
         Refused (``ConfigError`` naming the keys) when the profile lacks a cost the model
         needs; a cost with a fallback is priced at the fallback's cost when it is missing."""
         priced, missing = {}, []
         for quantity in self.quantities:
             if quantity.cost == SRAM:
-                missing += [key for _, key in SRAM_POINTS if key not in profile.costs]
+                missing += [key for _, key in SRAM_POINTS if key not in costs]
                 continue
             chain = _fallback_chain(quantity.cost)
-            given = next((key for key in chain if key in profile.costs), None)
+            given = next((key for key in chain if key in costs), None)
             if given is None:
                 missing.append(chain[-1])  # giving the last key of the chain is enough
             else:
-                priced[quantity.name] = profile.costs[given]
+                priced[quantity.name] = costs[given]
         if missing:
-            where = f"{profile.file}: " if profile.file else ""  # the TOML to fix
+            where = f"{file}: " if file else ""  # the TOML to fix
             raise ConfigError(
-                f"{where}energy profile {profile.name!r} lacks {', '.join(dict.fromkeys(missing))}"
+                f"{where}energy profile {profile!r} lacks {', '.join(dict.fromkeys(missing))}"
                 f": the {self.name} energy model needs them (pJ per unit; see `neurokd energy "
                 "profiles`)")
         return priced

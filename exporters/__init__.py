@@ -4,6 +4,13 @@
 ``export(source, path, **options) -> ExportResult`` writes nothing unless the file reproduces
 the PyTorch model it came from. ``graph`` turns a student into the layer records every
 exporter shares; ``simulation`` runs written files (``BACKENDS``).
+
+Here: ``base``, ``registry``, ``graph`` (a student as layer records), ``verify`` (what every
+check needs), ``neurons``, ``export_memory`` and ``zoo_layers``; then one subpackage per target,
+holding its writer and the checks of its file format — ``onnx/``, ``nir/`` (with the libraries
+that read NIR), ``loihi/`` (with the Lava runner its check uses) — and ``simulation/`` (one
+module per ``neurokd simulate`` backend). A new target is a subpackage plus one line in
+``registry.py``.
 """
 
 from .base import Exporter, ExportResult

@@ -52,9 +52,17 @@ class Exporter:
     export: Callable[..., ExportResult]           # export(source, path, **options)
     limits: Callable[[StudentGraph], list[str]]   # what the target cannot take, by layer
     options: tuple[str, ...] = ()                 # keyword options beyond the common ones
+    # The stems of the files it writes beside a checkpoint by default: ``distill --overwrite``
+    # removes them with the run they were made from (a new target's files must not outlive it).
+    stems: tuple[str, ...] = ("student",)
 
     def default_path(self, folder: Path, stem: str) -> Path:
         return folder / f"{stem}{self.suffix}"
+
+    @property
+    def default_names(self) -> tuple[str, ...]:
+        """The file names it writes into a run folder by default, e.g. ``("student.nir",)``."""
+        return tuple(f"{stem}{self.suffix}" for stem in self.stems)
 
 
 # Every target accepts these: the check's sample count and which inputs it runs on.

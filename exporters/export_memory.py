@@ -12,40 +12,40 @@ anything is copied, and the refusal names the size.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any
 
 from neurokd.errors import NeuroKDError
 from neurokd.files import budget as limits
-
-if TYPE_CHECKING:
-    from .graph import StudentGraph
 
 WEIGHT_COPIES = 3        # private copy + folded/quantized copy + the file's own buffer
 ACTIVATION_COPIES = 2    # reference run and candidate run of one check batch
 
 
-def export_bytes(graph: StudentGraph, batch_size: int) -> tuple[int, int]:
-    """(weight bytes, activation bytes) the export needs beyond the model already in memory."""
+def export_bytes(records: Sequence[Any], timesteps: int, batch_size: int) -> tuple[int, int]:
+    """(weight bytes, activation bytes) the export needs beyond the model already in memory.
+    ``records``: a traced student's layer records (``graph.LayerRecord``: ``module``,
+    ``output_shape``), taken as they are so this module needs nothing of the graph's."""
     weights = 0
-    for record in graph.records:
+    for record in records:
         if record.module is not None:
             weights += sum(p.numel() * p.element_size() for p in record.module.parameters())
             weights += sum(b.numel() * b.element_size() for b in record.module.buffers())
-    activations = sum(math.prod(r.output_shape) for r in graph.records if r.output_shape)
-    frames = max(1, graph.timesteps) * max(1, batch_size)
+    activations = sum(math.prod(r.output_shape) for r in records if r.output_shape)
+    frames = max(1, timesteps) * max(1, batch_size)
     return WEIGHT_COPIES * weights, ACTIVATION_COPIES * 4 * activations * frames
 
 
-def require_memory(graph: StudentGraph, batch_size: int) -> None:
+def require_memory(records: Sequence[Any], timesteps: int, batch_size: int) -> None:
     """Raise, naming the sizes, when the export would need more than neurokd may use
     (``--max-memory``, else 75% of what the machine has available)."""
-    weights, activations = export_bytes(graph, batch_size)
+    weights, activations = export_bytes(records, timesteps, batch_size)
     have = limits.budget()
     if weights + activations > have:
         raise NeuroKDError(
             f"the export would need about {limits.gib(weights + activations)} "
             f"({limits.gib(weights)} for {WEIGHT_COPIES} copies of the weights, "
             f"{limits.gib(activations)} of activations for a check batch of {batch_size} over "
-            f"T={graph.timesteps}), more than the {limits.gib(have)} neurokd may use here "
+            f"T={timesteps}), more than the {limits.gib(have)} neurokd may use here "
             "(--max-memory); nothing written (make the layers smaller, e.g. pool before the "
             "linear layers)")

@@ -35,16 +35,17 @@ from torch import nn
 
 from neurokd.data.encoding import time_major, unwrap_encoding
 from neurokd.errors import NeuroKDError
+from neurokd.text import first_line
 
 from .export_memory import require_memory
 from .neurons import NeuronParams, neuron_params, neuron_steps
 from .zoo_layers import VotingLinear, functional_flatten
 
 # Record kinds. "input"/"output" bracket the list; "add" sums its inputs (residual shortcuts).
-KINDS = ("input", "conv", "linear", "batchnorm", "flatten", "avgpool", "maxpool", "neuron",
+KINDS = ("input", "conv", "dense", "batchnorm", "flatten", "avgpool", "maxpool", "neuron",
          "add", "output", "unsupported")
 _MODULE_KINDS: tuple[tuple[type, str], ...] = (
-    ((nn.Conv1d, nn.Conv2d), "conv"), ((nn.Linear,), "linear"),
+    ((nn.Conv1d, nn.Conv2d), "conv"), ((nn.Linear,), "dense"),
     ((nn.BatchNorm1d, nn.BatchNorm2d), "batchnorm"), ((nn.Flatten,), "flatten"),
     ((nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d), "avgpool"),
     ((nn.MaxPool1d, nn.MaxPool2d), "maxpool"))
@@ -183,15 +184,15 @@ def trace_student(model: nn.Module, input_shape: tuple[int, ...], timesteps: int
         fx_graph = _Tracer().trace(body)
     except Exception as exc:  # noqa: BLE001 - fx raises many types for untraceable Python
         raise NeuroKDError(f"cannot walk the model's layers with torch.fx ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}); exporters need a "
+                           f"{first_line(exc)}); exporters need a "
                            "forward made of layer calls and additions") from None
     strip = "m." if prefix == "body" else ""
     records = _records_from_fx(fx_graph, body, strip)
     graph = StudentGraph(records, tuple(input_shape), int(timesteps))
-    require_memory(graph, batch_size)  # the weights alone, before anything is run
+    require_memory(graph.records, graph.timesteps, batch_size)  # the weights, before a run
     if not graph.offending(KINDS[:-1]):
         _infer_shapes(graph)
-        require_memory(graph, batch_size)  # now with the activations
+        require_memory(graph.records, graph.timesteps, batch_size)  # now with activations
     return graph
 
 
@@ -242,7 +243,7 @@ def _module_record(name: str, module: nn.Module, inputs: tuple[str, ...]) -> Lay
         return LayerRecord(name, "unsupported", inputs, module,
                            reason=f"{type(module).__name__}: stateful layer without an exporter")
     if isinstance(module, layer.VotingLayer):
-        return LayerRecord(name, "linear", inputs, VotingLinear(module.voting_size))
+        return LayerRecord(name, "dense", inputs, VotingLinear(module.voting_size))
     for types, kind in _MODULE_KINDS:
         if not isinstance(module, types) or _torch_base(module) is None:
             continue
@@ -308,7 +309,7 @@ def _infer_shapes(graph: StudentGraph) -> None:
             GraphExecutor(graph, record_shapes=True)(sample)
     except RuntimeError as exc:  # a layer that does not act per sample and timestep
         raise NeuroKDError("the model's layers do not run one timestep at a time on "
-                           f"[T*B, ...] tensors: {str(exc).splitlines()[0]}") from None
+                           f"[T*B, ...] tensors: {first_line(exc)}") from None
 
 
 class GraphExecutor(nn.Module):
@@ -375,7 +376,7 @@ def fold_batchnorm(graph: StudentGraph) -> StudentGraph:
             continue
         producer = by_name[record.inputs[0]]
         sole = sum(record.inputs[0] in r.inputs for r in records) == 1
-        if producer.kind not in ("conv", "linear") or not sole:
+        if producer.kind not in ("conv", "dense") or not sole:
             kept.append(replace(record, kind="unsupported",
                                 reason="BatchNorm not directly after a conv/linear"))
             continue

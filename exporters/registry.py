@@ -23,6 +23,11 @@ def exporter(name: str) -> Exporter:
     return EXPORTERS[name]
 
 
+def default_export_names() -> tuple[str, ...]:
+    """Every file name an export writes into a run folder by default, over all targets."""
+    return tuple(name for e in EXPORTERS.values() for name in e.default_names)
+
+
 def targets_taking(option: str) -> list[str]:
     """The targets whose exporter accepts the keyword ``option``."""
     return [name for name, e in EXPORTERS.items() if option in e.options]

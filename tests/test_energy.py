@@ -255,7 +255,7 @@ def test_registry_is_consistent():
     for profile in PROFILES.values():  # every built-in profile prices every model
         assert set(profile.cost_sources) == set(profile.costs)  # a source for each cost
         for model in ENERGY_MODELS.values():
-            assert set(model.unit_costs(profile)) == {q.name for q in model.quantities
+            assert set(model.unit_costs(profile.costs, profile.name, profile.file)) == {q.name for q in model.quantities
                                                       if q.access is None}
         assert profile.ann_profile in (None, *PROFILES)
 
@@ -264,9 +264,9 @@ def test_a_new_quantity_reaches_table_json_and_totals(monkeypatch, capsys):
     """What "adding a quantity touches the counter and the registry line only" means: a made-up
     quantity (output spikes, priced per synaptic op) shows up as a table column, a JSON key,
     a total and an energy group without any other change."""
+    from neurokd.cli.energy_render import print_report
     from neurokd.energy import quantities
     from neurokd.energy.pricing import EnergyReport
-    from neurokd.energy.render import print_report
 
     spikes = quantities.Quantity("output_spikes", "spikes out", "synop_pj", "spike",
                                  lambda layer: layer.active_neuron_updates, "test")

@@ -64,3 +64,27 @@ def test_a_new_core_room_must_be_placed_in_the_layers(tmp_path):
     tree = lint_imports.build_tree(root, tmp_path / "tree")
     assert lint_imports.unplaced_rooms(tree) == ["neurokd.sweeps"]
     assert lint_imports.check(root, tmp_path / "tree2") != 0
+
+
+def test_benchmarks_import_nothing_from_the_tests():
+    """A benchmark is run from a checkout by users; tests/ is not part of what neurokd ships,
+    and a shared generator that lives there ties the two together (it belongs to the package
+    or to a benchmarks helper)."""
+    import ast
+
+    test_modules = {p.stem for p in (ROOT / "tests").glob("*.py")}
+    offenders = []
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        tree = ast.parse(script.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [(node.module or "").split(".")[0]]
+            else:
+                names = []
+            offenders += [f"{script.name}: imports {n}" for n in names
+                          if n in test_modules or n == "tests"]
+            if isinstance(node, ast.Constant) and node.value == "tests":
+                offenders.append(f"{script.name}: names the tests folder")
+    assert offenders == []

@@ -9,9 +9,9 @@ import torch
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
+from neurokd.cli.energy_render import energy_figure, energy_text, write_plot
 from neurokd.cli.history_plot import history_figure, write_history_plot
 from neurokd.energy import estimate
-from neurokd.energy.render import energy_figure, energy_text, write_plot
 from neurokd.student.sources import StudentSource
 
 from helpers import SHAPE, make_student

@@ -34,10 +34,35 @@ def test_a_folder_being_written_is_refused_naming_the_writer(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".neurokd.lock"]
 
 
+def test_overwrite_removes_the_files_of_every_target_a_new_one_included(tmp_path, monkeypatch):
+    """The export names come from the exporters' registry: a target added there has its files
+    removed with the run they were made from, with no list in the core to keep up to date."""
+    from neurokd.exporters import registry
+    from neurokd.exporters.base import Exporter
+
+    probe = Exporter("probe", ".probe", "a target added later", export=print, limits=list,
+                     stems=("student", "student.alt"))
+    monkeypatch.setitem(registry.EXPORTERS, "probe", probe)
+    names = registry.default_export_names()
+    assert {"student.onnx", "student.spikes.onnx", "teacher.onnx", "student.nir", "student.net",
+            "student.probe", "student.alt.probe"} <= set(names)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in (*names, "student.pt", "metrics.json", "config.toml"):
+        (run / name).write_bytes(b"the old run")
+    (run / "notes.txt").write_text("the user's own file stays")
+    with claimed(run, resume=False, overwrite=True, exports=names):
+        pass
+    assert sorted(p.name for p in run.iterdir()) == [".neurokd.lock", "notes.txt"]
+
+
 @pytest.mark.slow  # a training
 def test_a_finished_run_is_not_replaced_unless_asked(tmp_path, capsys):
     first = neurokd.distill(_config(tmp_path))
-    (tmp_path / "run" / "student.onnx").write_bytes(b"an export of the first run")
+    from neurokd.exporters.registry import default_export_names
+
+    for name in default_export_names():
+        (tmp_path / "run" / name).write_bytes(b"an export of the first run")
     before = first.checkpoint.read_bytes()
     outcome = run_cli(capsys, "distill", "--out", str(tmp_path), "--name", "run", "-q",
                       "--method", "ce", "--epochs", "1")
@@ -46,7 +71,8 @@ def test_a_finished_run_is_not_replaced_unless_asked(tmp_path, capsys):
     outcome = run_cli(capsys, "distill", "--out", str(tmp_path), "--name", "run", "-q",
                       "--method", "ce", "--epochs", "1", "--seed", "3", "--overwrite")
     assert outcome.code == 0, outcome.err
-    assert not (tmp_path / "run" / "student.onnx").exists()  # it described the old model
+    for name in default_export_names():  # they described the old model
+        assert not (tmp_path / "run" / name).exists(), name
     assert neurokd.load(first.checkpoint).config["seed"] == 3
 
 
@@ -121,3 +147,21 @@ def test_an_interrupt_inside_a_finaliser_is_silent_and_still_stops(monkeypatch):
     assert stopped.value.exit_code == 128 + signal.SIGINT
     signals.check()  # outside the block the remembered signal stops nothing (library use)
     assert seen == [ValueError]
+
+
+def test_a_stop_wrapped_by_c_code_is_the_stop_not_an_internal_error():
+    """A signal landing in Cython (h5py's lock) surfaces as a SystemError whose context is the
+    Stopped the handler raised: the CLI must end it as the stop (exit 128 + signal)."""
+    from neurokd.cli import _signal_behind
+    from neurokd.runtime.signals import Stopped
+
+    try:
+        try:
+            raise Stopped(signal.SIGTERM)
+        except Stopped:
+            raise SystemError("<cyfunction FastRLock.__exit__> returned a result with an "
+                              "exception set") from None
+    except SystemError as exc:
+        assert exc.__cause__ is None and isinstance(exc.__context__, Stopped)
+        assert _signal_behind(exc) == signal.SIGTERM
+    assert _signal_behind(ValueError("an unrelated failure")) is None

@@ -126,7 +126,7 @@ def test_functional_flatten_and_spikingjelly_dropout(method):
     model = DirectEncoding(_FunctionalFlatten(method).eval(), (1, 8, 8), 2)
     graph = trace_student(model, (1, 8, 8), 2)
     kinds = [r.kind for r in graph.records]
-    assert kinds == ["input", "conv", "neuron", "flatten", "linear", "output"]  # Dropout: gone
+    assert kinds == ["input", "conv", "neuron", "flatten", "dense", "output"]  # Dropout: gone
     assert graph.records[3].output_shape == (192,)
     x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     functional.reset_net(model)
@@ -137,7 +137,7 @@ def test_functional_flatten_and_spikingjelly_dropout(method):
 def test_flatten_over_the_batch_axes_is_refused_with_the_reason():
     model = DirectEncoding(_FunctionalFlatten(False, start=1).eval(), (1, 8, 8), 2)
     graph = trace_student(model, (1, 8, 8), 2)
-    assert graph.offending(("conv", "neuron", "linear")) == [
+    assert graph.offending(("conv", "neuron", "dense")) == [
         "flatten (flatten(start_dim=1) merges the time/batch axes)"]
 
 
@@ -147,7 +147,7 @@ def test_voting_layer_is_the_average_over_groups():
     model = DirectEncoding(net, (1, 8, 8), 3)
     graph = trace_student(model, (1, 8, 8), 3)
     voting = graph.records[-2]
-    assert voting.kind == "linear" and tuple(voting.module.weight.shape) == (10, 30)
+    assert voting.kind == "dense" and tuple(voting.module.weight.shape) == (10, 30)
     x = torch.randn(7, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 3
     functional.reset_net(model)
     with torch.no_grad():

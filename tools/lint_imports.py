@@ -38,7 +38,7 @@ CONSUMER_RUNNER = "neurokd.exporters.nir.consumer_runner"
 # The core's rooms, top to bottom ("a | b": neither imports the other). A new room of the core
 # must be placed here: the test of this file fails for a room left out.
 CORE_LAYERS = ["cli", "train", "student", "config", "models", "data | losses", "validation",
-               "files", "runtime", "errors"]
+               "files", "runtime", "errors | text"]
 
 
 def build_tree(root: Path, tree: Path) -> Path:
@@ -89,9 +89,10 @@ def contracts(tree: Path) -> str:
         ("the core's rooms in layers, top to bottom", "layers",
          {"containers": ["neurokd"], "layers": CORE_LAYERS}),
     ]
-    # annotations only (TYPE_CHECKING blocks) are not imports that run
+    # Type-only imports (TYPE_CHECKING blocks) count too: a circle of them is still a circle a
+    # reader must follow, and the tree has none (a Protocol or plain arguments untie one).
     lines = ["[tool.importlinter]", 'root_package = "neurokd"',
-             "exclude_type_checking_imports = true"]
+             "exclude_type_checking_imports = false"]
     for name, kind, fields in rules:
         lines += ["", "[[tool.importlinter.contracts]]", f"name = {json.dumps(name)}",
                   f'type = "{kind}"']

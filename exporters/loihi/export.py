@@ -44,6 +44,7 @@ from neurokd.files.safe_io import atomic_path
 from neurokd.runtime.progress import Reporter
 from neurokd.student.inputs import recorded_settings, source_inputs
 from neurokd.student.sources import StudentSource, as_source
+from neurokd.text import pct
 
 from ..base import Exporter, ExportResult
 from ..graph import LayerRecord, StudentGraph, fold_batchnorm, trace_student
@@ -60,7 +61,7 @@ from .netx_file import FloatLayer, read_netx, run_float, write_netx
 from .pool_fold import fold_average_pools
 from .quantize import layer_geometry, quantize
 
-LOIHI_KINDS = ("conv", "linear", "flatten", "neuron")
+LOIHI_KINDS = ("conv", "dense", "flatten", "neuron")
 GRADED_ENCODING = "graded 8-bit input spikes into the first layer"
 SPIKE_ENCODING = "binary input spikes into the first layer, one input per timestep"
 
@@ -100,11 +101,11 @@ class LoihiExportResult(ExportResult):
                      f"{100 * self.agreement.argmax_agreement:.2f}%; identical spikes: {rates}")
         if self.float_accuracy is not None:
             drop = 100 * (self.float_accuracy - self.quantized_accuracy)
-            lines.append(f"  accuracy: float {_pct(self.float_accuracy)}, 8-bit fixed point "
-                         f"{_pct(self.quantized_accuracy)} (drop {drop:.2f} pt)")
+            lines.append(f"  accuracy: float {pct(self.float_accuracy)}, 8-bit fixed point "
+                         f"{pct(self.quantized_accuracy)} (drop {drop:.2f} pt)")
         if self.encoding != SPIKE_ENCODING:
             lines.append(f"  input range calibrated on the {self.calibrated_on}")
-        clipped_bias = [f"{lay.name} {_pct(lay.quantization['bias_clipped'])}"
+        clipped_bias = [f"{lay.name} {pct(lay.quantization['bias_clipped'])}"
                         for lay in self.layers if lay.quantization.get("bias_clipped")]
         if clipped_bias:
             lines.append("  warning: biases clipped to 13 bits in " + ", ".join(clipped_bias))
@@ -120,8 +121,6 @@ class LoihiExportResult(ExportResult):
         return lines
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}%"
 
 
 def _quantization_table(layers: list[QuantizedLayer]) -> list[str]:
@@ -141,7 +140,7 @@ def _quantization_table(layers: list[QuantizedLayer]) -> list[str]:
         table.add_row(layer.name, layer.kind + ("" if layer.spiking else " (readout)"),
                       f"{layer.scale:.4g}",
                       f"[{q['weight_range'][0]:.3g}, {q['weight_range'][1]:.3g}]",
-                      f"[{q['int_range'][0]}, {q['int_range'][1]}]", _pct(q["clipped"]),
+                      f"[{q['int_range'][0]}, {q['int_range'][1]}]", pct(q["clipped"]),
                       "—" if q["threshold_mant"] is None else str(q["threshold_mant"]),
                       str(layer.neuron.v_decay), q["limit"])
     buffer = io.StringIO()
@@ -264,10 +263,10 @@ def _chain_of(graph: StudentGraph) -> tuple[Chain, list[str], list[str]]:
         if record.inputs != (previous,):
             problems.append(f"{record.name} (not a plain chain of layers)")
         previous = record.name
-        if record.kind == "linear" and len(record.input_shape) != 1:
+        if record.kind == "dense" and len(record.input_shape) != 1:
             problems.append(f"{record.name} (linear on a {len(record.input_shape)}-D input: "
                             "flatten before it)")
-        if record.kind in ("conv", "linear"):
+        if record.kind in ("conv", "dense"):
             if chain and chain[-1][1] is None:
                 problems.append(f"{chain[-1][0].name} (no neurons before the next layer)")
             chain.append((record, None))
@@ -300,7 +299,7 @@ def _mark_limits(graph: StudentGraph, record: LayerRecord) -> LayerRecord:
     elif record.kind == "conv" and record.module.padding_mode != "zeros":
         reason = f"padding_mode={record.module.padding_mode!r}: netx pads with zeros"
     elif record.kind == "flatten" and graph.consumers(record.name) and \
-            graph.consumers(record.name)[0].kind != "linear":
+            graph.consumers(record.name)[0].kind != "dense":
         reason = "flatten not followed by a linear layer"
     return replace(record, kind="unsupported", reason=reason) if reason else record
 

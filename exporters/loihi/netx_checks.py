@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from neurokd.errors import NeuroKDError
+from neurokd.text import first_line
 from neurokd.validation import SIZE_LIMITS, check_shape
 
 from .fixed_point import (
@@ -85,7 +86,7 @@ def decode_meta(attrs) -> dict[str, Any]:
         try:
             meta[key[len("neurokd."):]] = json.loads(value)
         except (ValueError, TypeError) as exc:
-            raise NetxFieldError(f"{key} is not JSON ({str(exc).splitlines()[0]})") from None
+            raise NetxFieldError(f"{key} is not JSON ({first_line(exc)})") from None
         except RecursionError:
             raise NetxFieldError(f"{key} is JSON nested too deeply") from None
     return meta

@@ -30,6 +30,7 @@ from neurokd.data.encoding import repeat_over_time
 from neurokd.errors import NeuroKDError
 from neurokd.files.hdf5 import check_hdf5_tree
 from neurokd.student.geometry import HasGeometry, LayerGeometry
+from neurokd.text import first_line
 
 from ..graph import NeuronParams, neuron_steps
 from .fixed_point import CubaNeuron, QuantizedLayer, QuantizedNetwork
@@ -160,7 +161,7 @@ def read_netx(path: str | Path) -> NetxFile:
         raise NeuroKDError(f"{path}: {exc}") from None
     except (OSError, KeyError, IndexError, ValueError, TypeError, RecursionError) as exc:
         raise NeuroKDError(f"{path}: cannot read the netx file ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+                           f"{first_line(exc)})") from None
     return NetxFile(network, float_layers, meta)
 
 

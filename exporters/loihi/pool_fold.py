@@ -35,7 +35,7 @@ def fold_average_pools(graph: StudentGraph) -> tuple[StudentGraph, list[str]]:
         module = None
         if target is not None and target.kind == "conv" and via is None:
             module = _conv_over_pool(target.module, kernel, pool.input_shape)
-        elif target is not None and target.kind == "linear" and via is not None:
+        elif target is not None and target.kind == "dense" and via is not None:
             module = _linear_over_pool(target.module, kernel, pool.input_shape,
                                        pool.output_shape)
         if module is None:

@@ -52,7 +52,7 @@ from .layout import Layout, adaptive_kernel, nir_layout, padding_of, pool_window
 from .simulator import NirSimulator
 
 DT = 1e-4  # seconds per discrete timestep, as in spikingjelly's nir_exchange and snnTorch
-NIR_KINDS = ("conv", "linear", "flatten", "avgpool", "neuron", "add")
+NIR_KINDS = ("conv", "dense", "flatten", "avgpool", "neuron", "add")
 LOGIT_TOLERANCE = 1e-4
 
 
@@ -194,7 +194,7 @@ def _node(record: LayerRecord, dt: float, layout: Layout) -> nir.NIRNode:
     module, scale = record.module, layout.weight_scale.get(record.name, 1.0)
     if record.kind == "conv":
         return _conv_node(record, layout, scale)
-    if record.kind == "linear":
+    if record.kind == "dense":
         weight = _np(module.weight) * np.float32(scale)
         return nir.Linear(weight) if module.bias is None else nir.Affine(weight, _np(module.bias))
     if record.kind == "flatten":

@@ -79,7 +79,7 @@ def _linear_consumers(graph: StudentGraph, name: str) -> list[str]:
             if not further:
                 return []
             found += further
-        elif consumer.kind in ("conv", "linear"):
+        elif consumer.kind in ("conv", "dense"):
             found.append(consumer.name)
         else:
             return []

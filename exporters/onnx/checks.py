@@ -14,6 +14,7 @@ from pathlib import Path
 
 from neurokd.errors import NeuroKDError
 from neurokd.files.budget import check_bytes
+from neurokd.text import first_line
 from neurokd.validation import SIZE_LIMITS, check_shape
 
 COPIES = 3   # the file's bytes, the parsed protobuf, ONNX Runtime's session
@@ -38,7 +39,7 @@ def load_checked_onnx(path: Path):
     try:
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         raise NeuroKDError(f"{path}: onnx.checker refuses the model ({first[:200]})") from None
     check_bytes(sum(_declared_bytes(path, t) for t in tensors), f"{path}: its weights")
     return model

@@ -33,12 +33,13 @@ from neurokd.errors import NeuroKDError
 from neurokd.files.safe_io import atomic_path
 from neurokd.student.inputs import recorded_settings, source_inputs
 from neurokd.student.sources import StudentSource, as_source
+from neurokd.text import describe
 
 from ..base import Exporter, ExportResult
 from ..graph import GraphExecutor, StudentGraph, trace_student
 from ..verify import chunks, compare, eager_run, private_copy, take
 
-ONNX_KINDS = ("conv", "linear", "batchnorm", "flatten", "avgpool", "maxpool", "neuron", "add")
+ONNX_KINDS = ("conv", "dense", "batchnorm", "flatten", "avgpool", "maxpool", "neuron", "add")
 STANDARD_DOMAINS = ("", "ai.onnx")
 LOGIT_TOLERANCE = 1e-5
 
@@ -155,7 +156,7 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, names: list[str], dynamo:
                                             dynamic_shapes=({input_batch_axis: batch},))
             return program.model_proto, f"torch.onnx dynamo (torch {torch.__version__})"
         except Exception as exc:  # noqa: BLE001 - any capture failure: try the old path
-            first = _first_line(exc)
+            first = describe(exc)
     buffer = io.BytesIO()
     batch_axis = 1 if isinstance(module, _Unrolled) else 0  # students: [T, batch, ...]
     axes = {"input": {input_batch_axis: "batch"}} | {name: {batch_axis: "batch"}
@@ -167,7 +168,7 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, names: list[str], dynamo:
                               output_names=names, dynamic_axes=axes)
     except Exception as exc:  # noqa: BLE001
         raise NeuroKDError(f"torch.onnx cannot export the model (dynamo: {first}; "
-                           f"TorchScript: {_first_line(exc)})") from None
+                           f"TorchScript: {describe(exc)})") from None
     label = "fallback" if dynamo else "requested"
     return onnx.load_from_string(buffer.getvalue()), f"torch.onnx TorchScript ({label})"
 
@@ -220,9 +221,6 @@ def _describe(proto, source: StudentSource, teacher: bool, time_major: bool) -> 
     onnx.helper.set_model_props(proto, props)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 def _check_standard(proto) -> None:
@@ -232,7 +230,7 @@ def _check_standard(proto) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise NeuroKDError(f"exported ONNX model fails onnx.checker: {_first_line(exc)}") from None
+        raise NeuroKDError(f"exported ONNX model fails onnx.checker: {describe(exc)}") from None
     custom = sorted({f"{n.domain}::{n.op_type}" for n in proto.graph.node
                      if n.domain not in STANDARD_DOMAINS}
                     | {f"{f.domain}::{f.name} (function)" for f in proto.functions})
@@ -251,7 +249,7 @@ def _ort_run(proto):
             outputs = session.run(None, {"input": x.numpy()})
         except Exception as exc:  # noqa: BLE001 - ORT raises its own types for a bad graph
             raise NeuroKDError(f"the exported ONNX model fails in ONNX Runtime at batch "
-                               f"{len(x)} ({_first_line(exc)}); nothing written") from None
+                               f"{len(x)} ({describe(exc)}); nothing written") from None
         return outputs[0], list(outputs[1:])
 
     return run
@@ -300,4 +298,5 @@ def _shape_of(value_info) -> tuple[int | str, ...]:
 
 
 EXPORTER = Exporter("onnx", ".onnx", "the student unrolled over T (or the ANN teacher), checked "
-                    "in ONNX Runtime", export_onnx, onnx_limits, ("teacher", "spike_outputs"))
+                    "in ONNX Runtime", export_onnx, onnx_limits, ("teacher", "spike_outputs"),
+                    stems=("student", "student.spikes", "teacher"))

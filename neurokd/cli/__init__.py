@@ -1,7 +1,10 @@
 """The ``neurokd`` command: parse, call the library, print. Errors become one stderr line.
 
-One module per command (``distill``, ``export``, ``simulate``, ``energy``); shared option groups in
-``options``. This module assembles the group and turns errors into exit codes.
+One module per command (``distill``, ``export``, ``simulate``, ``energy``, ``plot``); shared
+option groups in ``options``; what the commands show: ``console`` (tables), ``energy_render``
+(the energy report's table, JSON and plot), ``history_plot`` (a run's training plot) and
+``figure`` (what every plot shares). This module assembles the group and turns errors into exit
+codes.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _end_worker(code: int) -> None:
     """Under torchrun, exit without interpreter finalisation (see distributed.end_worker)."""
-    distributed = sys.modules.get("neurokd.train.distributed")  # never imported: not under torchrun
+    distributed = sys.modules.get("neurokd.train.distributed")  # only imported under torchrun
     if distributed is not None:
         distributed.end_worker(code)
 
@@ -71,6 +74,17 @@ def _stopped(signum: int) -> None:
     what = "terminated" if signum == signal.SIGTERM else "interrupted"
     print(f"neurokd: {what}; nothing half-written was left behind", file=sys.stderr)
     sys.exit(128 + int(signum))
+
+
+def _signal_behind(exc: BaseException) -> int | None:
+    """The signal whose :class:`Stopped` caused ``exc`` (its cause or context chain), if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Stopped):
+            return exc.signum
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _main(argv: list[str] | None) -> None:
@@ -101,6 +115,12 @@ def _main(argv: list[str] | None) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if debug:
             raise
+        # A signal that lands inside C or Cython code (h5py's FastRLock.__exit__) comes back
+        # wrapped: "SystemError: ... returned a result with an exception set", our Stopped as
+        # its context. It is the stop, not an internal error.
+        signum = _signal_behind(exc)
+        if signum is not None:
+            _stopped(signum)
         print(f"neurokd: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
               "(run with --debug for the traceback)", file=sys.stderr)
         sys.exit(1)

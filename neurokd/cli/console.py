@@ -5,9 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}%"
+from ..text import pct
 
 
 def print_distill_summary(result) -> None:
@@ -15,9 +13,9 @@ def print_distill_summary(result) -> None:
     table = Table(title=f"neurokd distill · {result.config.run_name}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    table.add_row("teacher accuracy (test)", _pct(m["teacher_accuracy"]))
+    table.add_row("teacher accuracy (test)", pct(m["teacher_accuracy"]))
     table.add_row(f"student accuracy (test, {m['method']}, T={m['timesteps']})",
-                  _pct(m["student_accuracy"]))
+                  pct(m["student_accuracy"]))
     table.add_row("mean firing rate", "—" if m["firing_rate"] is None else f"{m['firing_rate']:.4f}")
     params = f"{m['student_parameters']:,}"
     if m.get("teacher_parameters"):
@@ -49,14 +47,14 @@ def print_simulation(result) -> None:
     console.print(f"{result.backend} on {result.dataset} test split ({result.samples} samples, "
                   f"T={result.timesteps}): {result.seconds_per_sample * 1000:.1f} ms per sample")
     if result.agreement is None:  # onnx: the file is the float network
-        console.print(f"  accuracy: {_pct(result.accuracy)}")
+        console.print(f"  accuracy: {pct(result.accuracy)}")
     else:
-        console.print(f"  accuracy: {result.backend} {_pct(result.accuracy)}, float "
-                      f"(PyTorch) {_pct(result.torch_accuracy)}, integer model "
-                      f"{_pct(result.quantized_accuracy)}")
+        console.print(f"  accuracy: {result.backend} {pct(result.accuracy)}, float "
+                      f"(PyTorch) {pct(result.torch_accuracy)}, integer model "
+                      f"{pct(result.quantized_accuracy)}")
         console.print(f"  {result.backend} vs bit-accurate integer model: argmax "
-                      f"{_pct(result.agreement)}")
+                      f"{pct(result.agreement)}")
     for name, count in result.spike_counts.items():
         share = result.identical_spikes.get(name)
-        same = "" if share is None else f"{_pct(share)} identical spikes, "
+        same = "" if share is None else f"{pct(share)} identical spikes, "
         console.print(f"  {name}: {same}{count:,} spikes")

@@ -44,9 +44,18 @@ def distill(config_path: str | None, preset: str | None, quiet: bool, resume_dir
     else:
         config = RunConfig.from_sources(config_path, options, preset)
     with make_reporter(quiet) as reporter:
-        result = run_distill(config, reporter, resume=bool(resume_dir), overwrite=overwrite)
+        result = run_distill(config, reporter, resume=bool(resume_dir), overwrite=overwrite,
+                             exports=_export_names() if overwrite else ())
     if result.rank == 0:
         print_distill_summary(result)
+
+
+def _export_names() -> tuple[str, ...]:
+    """The exports ``--overwrite`` removes with the run, from the exporters' registry (imported
+    only then: a plain distill loads no exporter)."""
+    from ..exporters.registry import default_export_names
+
+    return default_export_names()
 
 
 def _resume_config(resume_dir: str, config_path: str | None, options: dict) -> RunConfig:

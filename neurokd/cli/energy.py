@@ -62,9 +62,9 @@ def energy_report(checkpoint, model_spec, weights, input_shape, timesteps, datas
           --timesteps 4 --dataset digits
     """
     from ..energy.estimation import estimate_from_options
-    from ..energy.render import print_report, write_plot, write_report_json
     from ..files.safe_io import check_writable
     from ..runtime.progress import make_reporter
+    from .energy_render import print_report, write_plot, write_report_json
 
     for output in (json_path, plot_path):  # refused before any counting, not after it
         if output:
@@ -96,6 +96,6 @@ def energy_profiles(sources) -> None:
       neurokd energy profiles --sources          # where each cost comes from
       neurokd energy report runs/demo/student.pt --profile my-chip.toml   # a profile of yours
     """
-    from ..energy.render import print_profiles
+    from .energy_render import print_profiles
 
     print_profiles(sources=sources)

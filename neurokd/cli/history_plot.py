@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NeuroKDError
-from ..files.safe_io import atomic_path
+from ..text import pct
+from .figure import pyplot, write_png
 
 MAX_METRICS_BYTES = 64 * 1024 * 1024   # a 300-epoch history with every term is ~1 MB
 
@@ -68,26 +69,16 @@ def _series(history: list[dict], field: str) -> tuple[list[float], list[float]]:
 
 def write_history_plot(run: str | Path, output: str | Path | None = None) -> Path:
     """Draw the run's history; returns the PNG's path (default: RUN/training.png)."""
-    import matplotlib.pyplot as plt
-
     path, metrics = read_history(run)
     output = Path(output) if output else path.parent / "training.png"
-    figure = history_figure(path.parent.name, metrics)
-    try:
-        with atomic_path(output) as tmp:
-            figure.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(figure)
-    return output
+    return write_png(history_figure(path.parent.name, metrics), output)
 
 
 def history_figure(name: str, metrics: dict[str, Any]):
     """The four panels of a checked history (:func:`read_history`) as a matplotlib figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed (CI, ssh)
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
 
     student, teacher = metrics["history"], metrics.get("teacher_history") or []
     figure, axes = plt.subplots(2, 2, figsize=(12, 8))
@@ -108,14 +99,12 @@ def history_figure(name: str, metrics: dict[str, Any]):
             axis.set_yticks([])
     figure.suptitle(f"{name}: {metrics.get('method', '?')} on "
                     f"{metrics.get('dataset', '?')}, T={metrics.get('timesteps', '?')}; test "
-                    f"accuracy student {_pct(metrics.get('student_accuracy'))}, teacher "
-                    f"{_pct(metrics.get('teacher_accuracy'))}")
+                    f"accuracy student {pct(metrics.get('student_accuracy'))}, teacher "
+                    f"{pct(metrics.get('teacher_accuracy'))}")
     figure.tight_layout()
     return figure
 
 
-def _pct(value: Any) -> str:
-    return f"{100 * value:.2f}%" if _number(value) else "—"
 
 
 def _loss_panel(axis, student: list[dict], teacher: list[dict]) -> None:

@@ -12,6 +12,8 @@ from torch.utils.data import Subset
 
 from ..errors import DataError
 from ..files.budget import check_bytes
+from ..files.paths import regular_size
+from ..text import first_line
 from .splits import DataBundle, stratified_split
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -96,6 +98,7 @@ def _checked(path: str, use):
     """``use(image)`` on the open image at ``path``; PIL's refusals become one DataError: an
     unreadable or truncated file, or one of more pixels than ``Image.MAX_IMAGE_PIXELS``
     (a decompression bomb: a small file that would decode to GBs)."""
+    regular_size(path, "imagefolder: image")  # a FIFO named x.png would block Image.open
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -107,7 +110,7 @@ def _checked(path: str, use):
             from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"imagefolder: {path} is not a readable image "
-                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") \
+                        f"({first_line(exc)})") \
             from None
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from ..errors import NeuroKDError
+from ..text import describe
 from .budget import check_bytes
 
 MAX_MEMBERS = 10_000
@@ -54,7 +55,7 @@ def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
             return {header.name: _array(archive, member, header, path)
                     for member, header in zip(members, headers, strict=True)}
     except (OSError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
-        raise NeuroKDError(f"{path}: not a readable .npz file ({_first(exc)})") from None
+        raise NeuroKDError(f"{path}: not a readable .npz file ({describe(exc)})") from None
 
 
 def read_npy_header(handle) -> tuple[tuple[int, ...], bool, np.dtype, int]:
@@ -76,7 +77,7 @@ def _header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> Ar
         with archive.open(member) as handle:
             shape, _fortran, dtype, offset = read_npy_header(handle)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
-        raise NeuroKDError(f"{path}: member {name!r} is not a .npy array ({_first(exc)})") \
+        raise NeuroKDError(f"{path}: member {name!r} is not a .npy array ({describe(exc)})") \
             from None
     if dtype.hasobject:
         raise NeuroKDError(f"{path}: array {name!r} has object dtype {dtype} (a pickle); "
@@ -98,10 +99,7 @@ def _array(archive: zipfile.ZipFile, member: zipfile.ZipInfo, header: ArrayHeade
         with archive.open(member) as handle:
             return npy.read_array(handle, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise NeuroKDError(f"{path}: cannot read array {header.name!r} ({_first(exc)})") \
+        raise NeuroKDError(f"{path}: cannot read array {header.name!r} ({describe(exc)})") \
             from None
 
 
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..text import first_line
 
 
 def read_torch_file(path: str | Path) -> Any:
@@ -25,13 +26,12 @@ def read_torch_file(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
         raise CheckpointError(
             f"{path}: refused to load (holds objects beyond plain weights; weights_only=True: "
-            f"{first[:160]})") from None
+            f"{first_line(exc, 160)})") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable byte stream is the same user error
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch file ({first[:160]})") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch file ({first_line(exc, 160)})") from None
 
 
 # The first bytes of the files a user may hand over by mistake, and what they are.

@@ -20,6 +20,7 @@ from torch import nn
 from ..data.encoding import DirectEncoding
 from ..errors import ConfigError, NeuroKDError
 from ..files.torch_file import read_torch_file
+from ..text import first_line
 from ..validation import check_shape
 
 
@@ -99,7 +100,7 @@ def load_source(checkpoint: str | Path | None = None, model: str | None = None,
             user_model.load_state_dict(state)
         except RuntimeError as exc:
             raise NeuroKDError(f"{weights}: weights do not fit {model}: "
-                               f"{str(exc).splitlines()[0]}") from None
+                               f"{first_line(exc)}") from None
     from spikingjelly.activation_based import functional
 
     functional.set_step_mode(user_model, "m")
@@ -131,7 +132,7 @@ def _check_input_shape(encoded: nn.Module, user_model: nn.Module, spec: str,
         with torch.no_grad():
             encoded(torch.zeros(1, *shape))
     except Exception as exc:  # noqa: BLE001 - the user's model: report it, don't crash
-        torch_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        torch_line = first_line(exc)
         shape_text = ",".join(map(str, shape))
         why = _first_layer_mismatch(user_model, shape) or "a sample of that shape fails in it"
         raise ConfigError(f"--input-shape {shape_text} does not fit {spec}: {why} "

@@ -90,14 +90,16 @@ class _Context:
 
 def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = False,
             on_epoch: Callable[[str, dict], None] | None = None,
-            overwrite: bool = False) -> Result:
+            overwrite: bool = False, exports: tuple[str, ...] = ()) -> Result:
     """Train (or load) the teacher, distil the student, write the run folder.
 
     ``resume=True`` continues the run in ``config.run_dir`` from its saved training state.
     ``reporter`` shows progress (``neurokd.runtime.progress``: the CLI's bars and lines);
     ``on_epoch(phase, record)`` is called after every epoch with the record the history keeps
     (``phase`` is "teacher" or "student"). A folder that already holds a run is refused
-    unless ``overwrite`` (``neurokd.train.run_folder``).
+    unless ``overwrite``, which removes the old run's files and the ``exports`` (file names,
+    e.g. ``neurokd.exporters.registry.default_export_names()``) made from it
+    (``neurokd.train.run_folder``).
     """
     with world(config.device) as w:
         reporter = reporter if w.is_main else None
@@ -107,14 +109,14 @@ def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = 
         if log is not None:
             reporter = EpochCallback(reporter or Reporter(), log)
         try:
-            return _distill(config, reporter, resume, w, overwrite)
+            return _distill(config, reporter, resume, w, overwrite, exports)
         finally:
             if log is not None:
                 log.close()
 
 
 def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: World,
-             overwrite: bool = False) -> Result:
+             overwrite: bool = False, exports: tuple[str, ...] = ()) -> Result:
     started = time.perf_counter()
     load_since = cpu_reading()  # other jobs' CPU use while the data loads: the free cores
     if config.teacher:  # a teacher for other data is refused before the data set is loaded
@@ -128,12 +130,13 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
     states = _interrupted(config.run_dir) if resume else {}
     with used_threads(_choose_threads(config, w, load_since, states)) as threads:
         return _distill_with(config, data, device, threads, reporter, resume, w, started,
-                             overwrite, states)
+                             overwrite, exports, states)
 
 
 def _distill_with(config: RunConfig, data: DataBundle, device: torch.device,
                   threads: ThreadChoice, reporter: Reporter | None, resume: bool, w: World,
-                  started: float, overwrite: bool, states: dict[str, dict]) -> Result:
+                  started: float, overwrite: bool, exports: tuple[str, ...],
+                  states: dict[str, dict]) -> Result:
     if w.active and uses_features(config.method):
         raise ConfigError(f"--method {config.method} is not supported under torchrun yet (its "
                           "feature heads are trained outside DistributedDataParallel)")
@@ -147,7 +150,7 @@ def _distill_with(config: RunConfig, data: DataBundle, device: torch.device,
         _stored_teacher(config.teacher, data.input_shape, data.num_classes, config)
     if uses_features(config.method) and not config.teacher:  # so must a bad tap path
         check_taps(config.to_dict())
-    with claimed(config.run_dir, resume, overwrite, w.is_main):
+    with claimed(config.run_dir, resume, overwrite, w.is_main, exports):
         return _train_and_write(config, data, device, threads, reporter, resume, w, started,
                                 states)
 

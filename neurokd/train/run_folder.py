@@ -6,7 +6,9 @@
   other's ``student.pt``.
 - A new run into a folder that already holds a run is refused unless ``--overwrite``, which
   first removes the old run's files and the exports made from its checkpoint (they would
-  describe a model that no longer exists).
+  describe a model that no longer exists). Which files the exports are is the exporters'
+  registry's to say (``exporters.registry.default_export_names``): the caller hands the names
+  in, so the core imports no exporter.
 - ``--resume`` compares the settings in ``config.toml`` with the ones the interrupted run saved
   in its training state and refuses a changed run, naming the field.
 """
@@ -26,15 +28,15 @@ from ..files.safe_io import make_folder
 LOCK = ".neurokd.lock"
 RUN_FILES = ("config.toml", "student.pt", "teacher.pt", "metrics.json", "last.pt",
              "last-teacher.pt", "training.png")
-EXPORTS = ("student.onnx", "student.spikes.onnx", "teacher.onnx", "student.nir",
-           "student.net")
 # Settings a resume may change: where the run lives and the device it continues on.
 RESUMABLE_CHANGES = ("out", "name", "device")
 
 
 @contextlib.contextmanager
-def claimed(run_dir: Path, resume: bool, overwrite: bool, writer: bool = True) -> Iterator[Path]:
-    """The run folder, locked for this process, checked (and cleared on ``overwrite``)."""
+def claimed(run_dir: Path, resume: bool, overwrite: bool, writer: bool = True,
+            exports: tuple[str, ...] = ()) -> Iterator[Path]:
+    """The run folder, locked for this process, checked (and cleared on ``overwrite``: the
+    run's files and the ``exports`` file names made from it)."""
     if not writer:  # torchrun ranks > 0 write nothing
         yield run_dir
         return
@@ -52,14 +54,14 @@ def claimed(run_dir: Path, resume: bool, overwrite: bool, writer: bool = True) -
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         if not resume:
-            _make_room(run_dir, overwrite)
+            _make_room(run_dir, overwrite, exports)
         try:
             yield run_dir
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _make_room(run_dir: Path, overwrite: bool) -> None:
+def _make_room(run_dir: Path, overwrite: bool, exports: tuple[str, ...]) -> None:
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
     if not existing:
         return
@@ -67,7 +69,7 @@ def _make_room(run_dir: Path, overwrite: bool) -> None:
         raise ConfigError(f"{run_dir} already holds a run ({', '.join(existing)}): choose "
                           "another --name, continue it with --resume, or replace it with "
                           "--overwrite")
-    for name in RUN_FILES + EXPORTS:
+    for name in RUN_FILES + tuple(exports):
         (run_dir / name).unlink(missing_ok=True)
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from ...errors import NeuroKDError
 from ...files.hdf5 import check_hdf5_tree
+from ...text import describe
 from .shapes import READ_TYPES, array, infer_shapes
 
 MAX_NODES = 10_000
@@ -108,13 +109,13 @@ def _read_checked(path: Path, notes: list[str]):
         return nir.read(path)
     except Exception as exc:  # noqa: BLE001 - a malformed node is a bad file, whatever nir raises
         if not (isinstance(exc, ValueError) and "type inference" in str(exc).lower()):
-            raise NeuroKDError(f"{path}: nir.read fails: {_first(exc)}") from None
-        notes.append(f"nir's type check rejects the file ({_first(exc)}); read without it, "
+            raise NeuroKDError(f"{path}: nir.read fails: {describe(exc)}") from None
+        notes.append(f"nir's type check rejects the file ({describe(exc)}); read without it, "
                      "shapes checked by neurokd")
     try:
         return nir.read(path, type_check=False)
     except Exception as exc:  # noqa: BLE001 - a malformed node is a bad file, whatever nir raises
-        raise NeuroKDError(f"{path}: nir.read fails: {_first(exc)}") from None
+        raise NeuroKDError(f"{path}: nir.read fails: {describe(exc)}") from None
 
 
 def _check_file(path: Path) -> None:
@@ -126,7 +127,7 @@ def _check_file(path: Path) -> None:
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
-        raise NeuroKDError(f"{path}: not a NIR file (not readable as HDF5: {_first(exc)})") from None
+        raise NeuroKDError(f"{path}: not a NIR file (not readable as HDF5: {describe(exc)})") from None
     with handle:
         graph = handle.get("node")
         if not isinstance(graph, h5py.Group) or _type_of(graph) != "NIRGraph":
@@ -260,6 +261,3 @@ def _require_connected(sources: dict[str, list[str]], start: str, end: str,
             raise NeuroKDError(f"{label}: node {name!r} ({kinds[name]}) has no input edge")
 
 
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")

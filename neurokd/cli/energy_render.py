@@ -9,11 +9,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from neurokd.files.safe_io import atomic_path, write_json
+from neurokd.files.safe_io import write_json
 
-from .pricing import EnergyReport
-from .profiles import BUILTIN, EnergyProfile, profile_keys
-from .quantities import COSTS, energy_key, energy_model
+from ..energy.pricing import EnergyReport
+from ..energy.profiles import BUILTIN, EnergyProfile, profile_keys
+from ..energy.quantities import COSTS, energy_key, energy_model
+from .figure import pyplot, write_png
 
 
 def energy_text(pj: float | None) -> str:
@@ -184,10 +185,7 @@ def energy_figure(result: EnergyReport):
     measured input rate beside the break-even rate and the output firing rate; an analog
     input (direct encoding's first layer) is drawn hatched: it is the share of non-zero
     values, not a spike rate."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed (CI, ssh)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5.6))
     figure.suptitle(plot_title(result), fontsize=11)
@@ -199,15 +197,7 @@ def energy_figure(result: EnergyReport):
 
 def write_plot(result: EnergyReport, path: str | Path) -> Path:
     """:func:`energy_figure` as a PNG (whole or not at all)."""
-    import matplotlib.pyplot as plt
-
-    figure = energy_figure(result)
-    try:
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(figure)
-    return Path(path)
+    return write_png(energy_figure(result), path)
 
 
 def _energy_stacks(result: EnergyReport, side: str) -> dict[str, list[float]]:
