@@ -62,10 +62,11 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python tools/lint_imports.py
 
-# The README's demo figures (accuracies, SOPs, SNN/ANN energy) from a fresh demo distill, into
-# benchmarks/results/figures.md with the threads and load they were made with (about 2 min).
+# The README's demo figures (accuracies, SOPs, SNN/ANN energy, the same student in Lava) from a
+# fresh demo distill, into benchmarks/results/figures.{md,json} with the threads and load they
+# were made with (a minute or two); `python tools/gen_docs.py` then writes them into the docs.
 # One thread: the figures then do not depend on how busy the machine is (docs/training.md).
-figures: $(STAMP)
+figures: $(STAMP) $(LAVA_STAMP)
 	$(BIN)/python benchmarks/figures.py --threads 1 --publish
 
 bench: $(STAMP)

@@ -5,9 +5,12 @@ and SNN / ANN energy under every profile and energy model.
 
 Trains the demo student (`neurokd distill --name demo`, the `make demo` job) into
 benchmarks/runs/figures/ (runs/demo is left alone), then counts and prices it on the digits
-test split exactly as `neurokd energy report` does. Writes figures.md and figures.json into
-benchmarks/runs/results/ (--publish: benchmarks/results/), with the threads the distill ran on
-and the machine's load.
+test split exactly as `neurokd energy report` does; exports the same student to Loihi (netx),
+runs it in Lava on the whole test split (.venv-lava, `make lava`) and prices the deployed run's
+spike counts under the `loihi` profile against the float estimate (`energy report --from-sim`).
+Writes figures.md and figures.json into benchmarks/runs/results/ (--publish:
+benchmarks/results/), with the threads the distill ran on and the machine's load. The README's
+and the docs' demo figures are generated from figures.json (`python tools/gen_docs.py`).
 
 What varies: the wall time with the load; with the torch thread count, the order in which
 float sums are reduced, so the trained weights differ in the last bits, a few spikes near
@@ -31,7 +34,7 @@ import torch
 from energy_bench import energy_lines, profile_table
 from publish import machine
 
-from neurokd.files.safe_io import write_json, write_text
+from neurokd.files.safe_io import make_folder, write_json, write_text
 from neurokd.student.inputs import source_batches
 from neurokd.student.sources import load_source
 
@@ -59,6 +62,32 @@ def commit() -> str:
         return "unknown (no git)"
 
 
+def loihi_check(checkpoint: Path) -> dict:
+    """The same student on Loihi: its netx export run in Lava on the whole test split (the
+    float, integer and Lava accuracies, their agreement), then the deployed run's spike counts
+    priced under ``loihi`` against the float estimate on the same samples."""
+    from neurokd.energy import estimate_from_options
+    from neurokd.exporters import export_loihi
+    from neurokd.exporters.simulation import simulate, write_result
+
+    folder = make_folder(RUNS / "loihi")
+    started = time.perf_counter()
+    exported = export_loihi(checkpoint, folder / "student.net", max_samples=10_000)
+    export_s = time.perf_counter() - started
+    started = time.perf_counter()
+    result = simulate(folder / "student.net")
+    simulate_s = time.perf_counter() - started
+    counts = write_result(folder / "spike_counts.npz", result)
+    report = estimate_from_options(load_source(checkpoint), "loihi", ann="none",
+                                   spike_counts=counts)
+    return {"samples": result.samples, "float_accuracy": exported.float_accuracy,
+            "quantized_accuracy": result.quantized_accuracy, "lava_accuracy": result.accuracy,
+            "agreement": result.agreement, "identical_spikes": result.identical_spikes,
+            "seconds_per_sample": result.seconds_per_sample, "simulate_wall_s": simulate_s,
+            "export_wall_s": export_s, "float_energy_pj": report.snn_energy_pj,
+            "deployed_energy_pj": report.deployed.snn_energy_pj}
+
+
 def figures(threads: int | None) -> dict:
     started_on = machine()
     run, wall = distill_demo(threads)
@@ -68,11 +97,12 @@ def figures(threads: int | None) -> dict:
     inputs = [x for x, _ in loader]
     torch.set_num_threads(metrics.get("threads") or torch.get_num_threads())
     rows = profile_table(source, inputs)
+    loihi = loihi_check(run / "student.pt")
     return {"run": os.path.relpath(run, ROOT), "distill_wall_s": wall, "samples": samples,
             "teacher_accuracy": metrics["teacher_accuracy"],
             "student_accuracy": metrics["student_accuracy"],
             "firing_rate": metrics["firing_rate"], "threads": metrics.get("threads"),
-            "threads_reason": metrics.get("threads_reason"), "profiles": rows,
+            "threads_reason": metrics.get("threads_reason"), "profiles": rows, "loihi": loihi,
             "commit": commit(), "torch": torch.__version__, "python": platform.python_version(),
             **started_on, "load_after": " ".join(f"{v:.2f}" for v in os.getloadavg())}
 
@@ -96,6 +126,17 @@ def render(f: dict, command: str) -> str:
     for model in dict.fromkeys(m for _, m in twin):
         lines.append(f"| SNN / ANN-twin energy, `{model}`: {', '.join(profiles)} | "
                      + ", ".join(f"{twin[(p, model)]:.3f}" for p in profiles) + " |")
+    lava = f["loihi"]
+    lines += [f"| Loihi (netx) in Lava, {lava['samples']} samples: argmax agreement with the "
+              f"integer model; identical spikes per layer | {100 * lava['agreement']:.2f}%; "
+              + ", ".join(f"{100 * v:.2f}%" for v in lava["identical_spikes"].values()) + " |",
+              f"| accuracy: float student, 8-bit integer model, Lava | "
+              f"{100 * lava['float_accuracy']:.2f}%, {100 * lava['quantized_accuracy']:.2f}%, "
+              f"{100 * lava['lava_accuracy']:.2f}% |",
+              f"| Lava CPU simulation time per sample; whole simulation | "
+              f"{1000 * lava['seconds_per_sample']:.1f} ms; {lava['simulate_wall_s']:.1f} s |",
+              f"| `loihi` energy per inference: deployed (Lava spike counts), float estimate | "
+              f"{lava['deployed_energy_pj'] / 1e6:.3f} µJ, {lava['float_energy_pj'] / 1e6:.3f} µJ |"]
     lines += ["", *energy_lines(f["profiles"]),
               f"Threads: {f['threads']} ({f['threads_reason']}). Machine: {f['machine']}; "
               f"{f['load']} before the run, {f['load_after']} after. Python {f['python']}, "

@@ -1,9 +1,12 @@
-"""Tables in docs/*.md that are generated from the registries, never written by hand.
+"""Blocks of README.md and docs/*.md generated from the code and the results files, never
+written by hand.
 
 Each generated block sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers.
-``python tools/gen_docs.py`` rewrites every block from the code; ``python tools/gen_docs.py
---check`` (run by tests/test_docs.py) fails when a committed block differs from what the code
-generates, so a new target, backend, method, profile or option cannot be missing from the docs.
+``python tools/gen_docs.py`` rewrites every block; ``python tools/gen_docs.py --check`` (run by
+tests/test_docs.py) fails when a committed block differs from what it generates, so a new
+command, target, backend, method, profile or option cannot be missing from the docs, and a
+measured figure (``tools/doc_figures.py``: the demo student of ``make figures`` and the other
+files in benchmarks/results/) cannot be quoted other than as its results file holds it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,33 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # doc_figures beside this file
+
+
+def commands_list() -> str:
+    """Every command of the ``COMMANDS`` registry (and a group's subcommands), with its
+    arguments and its ``--help`` summary."""
+    import click
+
+    from neurokd.cli import cli
+
+    lines = []
+
+    def walk(command: click.Command, path: list[str], parent: click.Context | None) -> None:
+        context = click.Context(command, info_name=path[-1], parent=parent)
+        if isinstance(command, click.Group):
+            for name in command.list_commands(context):
+                walk(command.get_command(context, name), [*path, name], context)
+            return
+        arguments = [p.human_readable_name for p in command.params
+                     if isinstance(p, click.Argument)]
+        lines.append((" ".join([*path, *arguments]), command.get_short_help_str(limit=80)))
+
+    root = click.Context(cli, info_name="neurokd")
+    for name in cli.list_commands(root):
+        walk(cli.get_command(root, name), ["neurokd", name], root)
+    width = max(len(usage) for usage, _ in lines) + 2
+    return "\n".join(f"    {usage:<{width}}# {summary}" for usage, summary in lines)
 
 
 def targets_table() -> str:
@@ -91,7 +121,9 @@ def cli_reference() -> str:
 
 
 # block name -> (file, generator). Other modules register theirs in GENERATORS below.
+# The file is README.md (at the repository's root) or a page in docs/.
 GENERATORS: dict[str, tuple[str, Callable[[], str]]] = {
+    "commands-list": ("cli.md", commands_list),
     "targets-table": ("cli.md", targets_table),
     "backends-table": ("cli.md", backends_table),
     "cli-reference": ("cli.md", cli_reference),
@@ -102,12 +134,21 @@ GENERATORS: dict[str, tuple[str, Callable[[], str]]] = {
 
 
 def _registry_generators() -> None:
-    """Tables owned by the loss and energy registries (their renderers live beside them)."""
+    """Tables owned by the loss and energy registries (their renderers live beside them), and
+    the measured figures (tools/doc_figures.py)."""
+    from doc_figures import BLOCKS
+
     from neurokd.energy.doc_tables import TABLES
     from neurokd.losses.docs import methods_table
 
     GENERATORS["methods-table"] = ("losses.md", methods_table)
     GENERATORS.update({name: ("energy.md", render) for name, render in TABLES.items()})
+    GENERATORS.update(BLOCKS)
+
+
+def page(file: str) -> Path:
+    """README.md at the repository's root; any other name, a page in docs/."""
+    return ROOT / file if file == "README.md" else DOCS / file
 
 
 def _block(name: str) -> re.Pattern:
@@ -119,13 +160,13 @@ def regenerate(check: bool) -> list[str]:
     _registry_generators()
     stale = []
     for name, (file, generate) in GENERATORS.items():
-        path = DOCS / file
+        path = page(file)
         text = path.read_text(encoding="utf-8")
         pattern = _block(name)
         if not pattern.search(text):
             stale.append(f"{file}: no <!-- {name}:start --> block")
             continue
-        body = generate().strip() + "\n"
+        body = generate().lstrip("\n").rstrip() + "\n"  # an indented code block keeps its indent
         new = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(3), text)
         if new != text:
             stale.append(f"{file}: {name}")
