@@ -255,8 +255,8 @@ def test_registry_is_consistent():
     for profile in PROFILES.values():  # every built-in profile prices every model
         assert set(profile.cost_sources) == set(profile.costs)  # a source for each cost
         for model in ENERGY_MODELS.values():
-            assert set(model.unit_costs(profile.costs, profile.name, profile.file)) == {q.name for q in model.quantities
-                                                      if q.access is None}
+            priced = model.unit_costs(profile.costs, profile.name, profile.file)
+            assert set(priced) == {q.name for q in model.quantities if q.access is None}
         assert profile.ann_profile in (None, *PROFILES)
 
 

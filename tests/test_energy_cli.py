@@ -177,3 +177,27 @@ def test_profiles_command(capsys):
     assert outcome.code == 0, outcome.err
     for text in ("45nm-fp32", "45nm-int8", "loihi", "Horowitz", "Davies", "23.6"):
         assert text in outcome.out
+
+
+@pytest.mark.parametrize("width", [80, 100, 170])
+def test_the_report_fits_the_terminal_and_never_cuts_a_number(trained_run, width):
+    """An 80- or 100-column terminal cut numbers to "…" (the ratio read "0.1…"): the table
+    now splits (counts, then energy) or lists the values, each printed whole."""
+    import io
+
+    from rich.console import Console
+
+    from neurokd.cli.energy_render import _rows, print_report
+    from neurokd.energy.estimation import estimate_from_options
+    from neurokd.student.sources import load_source
+
+    source = load_source(trained_run / "student.pt")
+    report = estimate_from_options(source, ann="teacher", samples=20, energy_model="memory")
+    out = io.StringIO()
+    print_report(report, Console(width=width, file=out, force_terminal=True, color_system=None))
+    text = out.getvalue()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    _, rows, _ = _rows(report)
+    for value in {cell for row in rows for cell in row[2:] if cell}:
+        assert value in text, value   # every figure, whole

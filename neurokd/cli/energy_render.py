@@ -47,42 +47,100 @@ def _cheaper_text(result: EnergyReport, layer) -> str:
     return "yes" if layer.input_event_rate < rate else "no"
 
 
-def _table(result: EnergyReport) -> Table:
+def _title(result: EnergyReport) -> str:
     model = energy_model(result.energy_model)
     layout = f", {result.memory_layout} words" if any(q.access for q in model.quantities) else ""
-    title = (f"neurokd energy · {result.source} · {result.profile.name} · {model.name} model"
-             f"{layout} · counted on {result.counted_on}, {result.inputs}, "
-             f"T={result.timesteps} · per inference")
+    return (f"neurokd energy · {result.source} · {result.profile.name} · {model.name} model"
+            f"{layout} · counted on {result.counted_on}, {result.inputs}, "
+            f"T={result.timesteps} · per inference")
+
+
+def _rows(result: EnergyReport) -> tuple[list[str], list[list[str]], int]:
+    """The report as headers and rows of text, and how many rows are layers (the rest: the
+    totals, the ANN and the ratio, drawn below a line)."""
+    model = energy_model(result.energy_model)
     columns = [q for q in result.quantities if q.header is not None]
     parts = list(model.parts) if len(model.parts) > 1 else []
-    table = Table(title=title)
-    for header in ("layer", "kind", "input rate", *(q.header for q in columns), "output rate",
-                   *parts, "energy", "break-even", "cheaper"):
-        table.add_column(header, justify="left" if header in ("layer", "kind") else "right",
-                         no_wrap=header == "layer")
-    for layer in result.layers:
-        table.add_row(layer.name, layer.kind, _rate(layer.input_event_rate),
-                      *(_count(layer.counts[q.name]) for q in columns),
-                      _rate(layer.output_firing_rate),
-                      *(energy_text(layer.part_energy_pj[p]) for p in parts),
-                      energy_text(layer.energy_pj), _break_even_text(result.break_even(layer)),
-                      _cheaper_text(result, layer))
+    headers = ["layer", "kind", "input rate", *(q.header for q in columns), "output rate",
+               *parts, "energy", "break-even", "cheaper"]
+    rows = [[layer.name, layer.kind, _rate(layer.input_event_rate),
+             *(_count(layer.counts[q.name]) for q in columns), _rate(layer.output_firing_rate),
+             *(energy_text(layer.part_energy_pj[p]) for p in parts),
+             energy_text(layer.energy_pj), _break_even_text(result.break_even(layer)),
+             _cheaper_text(result, layer)] for layer in result.layers]
     totals = result.totals()
-    table.add_section()
-    table.add_row("SNN total", "", "", *(_count(totals[q.name]) for q in columns), "",
-                  *(energy_text(totals[energy_key(p)]) for p in parts),
-                  energy_text(result.snn_energy_pj), "", "")
+    rows.append(["SNN total", "", "", *(_count(totals[q.name]) for q in columns), "",
+                 *(energy_text(totals[energy_key(p)]) for p in parts),
+                 energy_text(result.snn_energy_pj), "", ""])
     if result.ann:
         ann = result.ann_totals()  # only the quantities the ANN counts; the others stay blank
         priced_by = f" ({result.ann_profile})" if result.ann_profile else ""
-        table.add_row(f"ANN: {result.ann}{priced_by}", "MACs", "",
-                      *(_count(ann[q.name]) if q.name in ann else "" for q in columns), "",
-                      *(energy_text(ann.get(energy_key(p), 0.0)) for p in parts),
-                      energy_text(result.ann_energy_pj), "", "")
+        rows.append([f"ANN: {result.ann}{priced_by}", "MACs", "",
+                     *(_count(ann[q.name]) if q.name in ann else "" for q in columns), "",
+                     *(energy_text(ann.get(energy_key(p), 0.0)) for p in parts),
+                     energy_text(result.ann_energy_pj), "", ""])
         ratio = "—" if result.ratio is None else f"{result.ratio:.3f}"  # None: ANN costs 0 pJ
-        table.add_row("SNN / ANN energy", "", "", *([""] * len(columns)), "",
-                      *([""] * len(parts)), ratio, "", "")
+        rows.append(["SNN / ANN energy", "", "", *([""] * len(columns)), "",
+                     *([""] * len(parts)), ratio, "", ""])
+    return headers, rows, len(result.layers)
+
+
+def _make_table(title: str, headers: list[str], rows: list[list[str]], layers: int,
+                keep: list[int]) -> Table:
+    table = Table(title=title)
+    for k in keep:
+        # a number is never cut to "…": its column is at least as wide as its widest cell
+        widest = max((len(row[k]) for row in rows), default=0)
+        table.add_column(headers[k], justify="left" if k < 2 else "right",
+                         no_wrap=k == 0, min_width=widest if k >= 2 else None)
+    for n, row in enumerate(rows):
+        if n == layers:
+            table.add_section()
+        if n < layers or any(row[k] for k in keep[1:]):  # a split table drops blank totals
+            table.add_row(*(row[k] for k in keep))
     return table
+
+
+def _tables(result: EnergyReport, width: int) -> list[Table]:
+    """One table where it fits ``width`` columns; else the counts and the energy as two tables,
+    or three (a model's energy parts apart from the total): each under 80 columns for
+    neurokd's students, never a number cut short. Empty when none fits."""
+    title = _title(result)
+    headers, rows, layers = _rows(result)
+    everything = list(range(len(headers)))
+    energy_from = headers.index("output rate") + 1
+    total_from = headers.index("energy")
+    counts = [0, *range(1, energy_from)]
+    layouts = [[everything], [counts, [0, *range(energy_from, len(headers))]]]
+    if total_from > energy_from:  # a model with parts (memory): the parts apart from the total
+        layouts.append([counts, [0, *range(energy_from, total_from)],
+                        [0, *range(total_from, len(headers))]])
+    for layout in layouts:
+        tables = [_make_table(title if i == 0 else "", headers, rows, layers, keep)
+                  for i, keep in enumerate(layout)]
+        if all(_fits(t, width) for t in tables):
+            return tables
+    return []  # narrower still: print_report lists the values line by line
+
+
+def _fits(table: Table, width: int) -> bool:
+    """Whether rich draws ``table`` in ``width`` columns without cutting a cell to "…" (headers
+    may wrap; numbers may not be shortened): tried, since rich's own measure overestimates."""
+    import io
+
+    out = io.StringIO()
+    Console(width=width, file=out, color_system=None, force_terminal=False).print(table)
+    return "…" not in out.getvalue()
+
+
+def _lines(result: EnergyReport) -> list[str]:
+    """The report as ``layer: header value, ...`` lines, for a terminal too narrow for a table."""
+    headers, rows, _ = _rows(result)
+    def whole(text: str) -> str:  # a value and its unit are never split across two lines
+        return text.replace(" ", "\u00a0")
+
+    return [f"{row[0]}: " + ", ".join(f"{h} {whole(v)}" for h, v in zip(
+        headers[1:], row[1:], strict=True) if v) for row in rows]
 
 
 def _console() -> Console:
@@ -91,9 +149,19 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=170)
 
 
+def _print_tables(console: Console, result: EnergyReport) -> None:
+    tables = _tables(result, console.width)
+    for table in tables:
+        console.print(table)
+    if not tables:
+        console.print(_title(result), markup=False, highlight=False)
+        for line in _lines(result):
+            console.print(line, markup=False, highlight=False, overflow="fold")
+
+
 def print_report(result: EnergyReport, console: Console | None = None) -> None:
     console = console or _console()
-    console.print(_table(result))
+    _print_tables(console, result)
     console.print("MACs: layers whose input is analog (the encoding layer), priced per MAC; "
                   "SOPs: input spikes x fan-out, priced per synaptic op", markup=False,
                   highlight=False)
@@ -109,7 +177,7 @@ def print_report(result: EnergyReport, console: Console | None = None) -> None:
         console.print(_neurobench_line(result.neurobench), markup=False, highlight=False)
     deployed = result.deployed
     if deployed is not None:
-        console.print(_table(deployed))
+        _print_tables(console, deployed)
         line = (f"deployed ({deployed.counted_on}, {deployed.source}): "
                 f"{energy_text(deployed.snn_energy_pj)} per inference vs float estimate "
                 f"{energy_text(result.snn_energy_pj)}")

@@ -129,7 +129,13 @@ def choose_threads(requested: int | None, processes: int = 1,
         return ThreadChoice(share, f"{share} of {usable_cores()} cores for each of "
                                    f"{processes} processes")
     since = since or cpu_reading()
-    free, how = free_cores(since, reading_since(since), share)
+    return choice_between(since, reading_since(since), share)
+
+
+def choice_between(since: CpuReading, now: CpuReading, share: int) -> ThreadChoice:
+    """The thread count for the cores of ``share`` that other jobs left free between two
+    readings (a pure function of the readings: tested on recorded samples)."""
+    free, how = free_cores(since, now, share)
     threads = max(1, min(share, int(free + SPARE)))
     return ThreadChoice(threads, f"{free:.1f} of {share} cores free at start ({how})")
 
