@@ -64,6 +64,28 @@ def test_energy_plot_of_a_direct_encoded_student(figures):
     assert any(t.startswith("analog input") for t in legend)
 
 
+def test_energy_plot_names_the_ann_profile_and_states_the_verdict(figures):
+    """loihi has no ANN: the ANN is priced under another profile, and the figure says so; the
+    rate panel counts the layers below their break-even and marks each one."""
+    model, config = make_student(width=8, timesteps=3)
+    source = StudentSource(model, SHAPE, 3, "student", config)
+    report = estimate(source, torch.rand(6, *SHAPE), profile="loihi", ann="twin")
+    figure = energy_figure(report)
+    figures(figure)
+    assert report.ann_profile and report.ann_profile != "loihi"
+    assert f"(the ANN priced under profile {report.ann_profile})" in figure._suptitle.get_text()
+    rate_axes = figure.axes[1]
+    # an independent count: a layer is cheaper when its input rate is below its break-even
+    judged = [(layer.input_event_rate, report.break_even(layer)) for layer in report.layers
+              if report.break_even(layer) is not None and layer.input_event_rate is not None]
+    below = sum(rate < even for rate, even in judged)
+    assert rate_axes.get_title().startswith(f"{below} of {len(judged)} spiking layers below")
+    marks = [t for t in _bar_labels(rate_axes) if t in ("cheaper", "costlier")]
+    assert marks.count("cheaper") == below and len(marks) == len(judged)
+    tallest = max(patch.get_height() for patch in rate_axes.patches)  # the axis follows the data
+    assert rate_axes.get_ylim()[1] == pytest.approx(max(tallest, 0.05) * 1.25 * 1.12)
+
+
 class _SpikeInputNet(nn.Module):
     """conv 2->4 on event frames [T, B, 2, 6, 6], IF, linear -> 3, IF."""
 
@@ -96,7 +118,7 @@ def test_energy_plot_of_event_input_draws_spike_rates(figures, tmp_path):
     # the first layer's bar is the share of input slots holding a spike, counted here again
     assert spike_bars[0].get_height() == pytest.approx(events.mean().item())
     path = write_plot(report, tmp_path / "e.png")
-    assert plt.imread(path).shape[:2] == (560, 1400)
+    assert plt.imread(path).shape[:2] == (640, 1400)
 
 
 def _record(epoch: int, with_rates: bool) -> dict:

@@ -240,9 +240,12 @@ def plot_title(result: EnergyReport) -> str:
         tail = (f"SNN {energy_text(result.snn_energy_pj)} per inference"
                 + ("" if result.ann else "; no ANN reference"))
     else:
+        # an ANN priced under another profile (a GPU's for a chip's SNN) is said, not implied
+        other = (f" (the ANN priced under profile {result.ann_profile})"
+                 if result.ann_profile and result.ann_profile != result.profile.name else "")
         tail = (f"SNN / ANN energy = {result.ratio:.3f}: SNN "
                 f"{energy_text(result.snn_energy_pj)} vs ANN {result.ann} "
-                f"{energy_text(result.ann_energy_pj)} per inference")
+                f"{energy_text(result.ann_energy_pj)} per inference{other}")
     return f"{head}\n{tail}"
 
 
@@ -255,7 +258,7 @@ def energy_figure(result: EnergyReport):
     values, not a spike rate."""
     plt = pyplot()
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5.6))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6.4))
     figure.suptitle(plot_title(result), fontsize=11)
     _energy_bars(left, result)
     _rate_bars(right, result)
@@ -343,11 +346,25 @@ def _rate_bars(axes, result: EnergyReport) -> None:
             text = "no ANN layer" if rate is None else _break_even_text(rate)
             axes.annotate(text, (position, 0.01), ha="center", va="bottom", fontsize=7,
                           rotation=90)
-    axes.bar(x + 0.27, [layer.output_firing_rate or 0.0 for layer in layers], 0.27,
-             label="output firing rate (spikes / neuron / step)", color="tab:gray")
+    outputs = [layer.output_firing_rate or 0.0 for layer in layers]
+    axes.bar(x + 0.27, outputs, 0.27, label="output firing rate (spikes / neuron / step)",
+             color="tab:gray")
+    # The verdict above each layer, and counted in the title: the finding is read at a glance,
+    # not worked out from bar heights (rates are small: the axis follows the data, not [0, 1]).
+    top = max([*measured, *shown, *outputs, 0.05]) * 1.25
+    verdicts = [_cheaper_text(result, layer) for layer in layers]
+    for position, verdict in zip(x, verdicts, strict=True):
+        if verdict:
+            axes.annotate("cheaper" if verdict == "yes" else "costlier", (position, top / 1.25),
+                          ha="center", va="bottom", fontsize=8, fontweight="bold",
+                          color="tab:green" if verdict == "yes" else "tab:red",
+                          xytext=(0, 6), textcoords="offset points")
+    judged = [v for v in verdicts if v]
+    below = sum(v == "yes" for v in judged)
     axes.set_xticks(x, [layer.name for layer in layers], rotation=30, ha="right")
-    axes.set_ylim(0, 1.35)  # the legend sits above the [0, 1] rates
-    axes.set_yticks(np.linspace(0, 1, 6))
+    axes.set_ylim(0, top * 1.12)
     axes.set_ylabel("rate per input or neuron and timestep")
-    axes.set_title("input rate vs break-even rate (below it the SNN layer is cheaper)")
-    axes.legend(fontsize=8, loc="upper left", ncol=2)
+    axes.set_title((f"{below} of {len(judged)} spiking layers below break-even (cheaper than "
+                    "the ANN layer)" if judged else "no layer has a break-even rate"),
+                   fontsize=10)
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
