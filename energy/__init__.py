@@ -17,19 +17,38 @@ Submodules: ``count`` (hooks and event records), ``quantities`` (the registry), 
 (``neurokd.cli.energy_render``).
 """
 
-from .count import EventCounts, LayerEvents, LayerGeometry, count_events, synops
-from .estimation import estimate, estimate_from_options, price_spike_counts
-from .memory import LAYOUTS, MemoryLayout
-from .neurobench import NeuroBenchMetrics, neurobench_metrics
-from .pricing import AnnLayer, EnergyReport, LayerEnergy, Prices, price, price_ann
-from .profiles import BUILTIN as PROFILES
-from .profiles import EnergyProfile, load_profile
-from .quantities import COSTS, ENERGY_MODELS, QUANTITIES, Cost, EnergyModel, Quantity
-from .spike_counts import layer_chain, read_spike_counts, write_spike_counts
+# Names resolved on first use (PEP 562): the profiles and the pricing import no torch, so
+# ``neurokd energy profiles`` answers at once; the counter (torch, spikingjelly) loads only
+# when something is counted. name -> (submodule, attribute).
+_LAZY = {
+    **{n: ("events", n) for n in ("EventCounts", "LayerEvents", "synops")},
+    "LayerGeometry": ("events", "LayerGeometry"), "count_events": ("count", "count_events"),
+    **{n: ("estimation", n) for n in ("estimate", "estimate_from_options",
+                                       "price_spike_counts")},
+    **{n: ("memory", n) for n in ("LAYOUTS", "MemoryLayout")},
+    **{n: ("neurobench", n) for n in ("NeuroBenchMetrics", "neurobench_metrics")},
+    **{n: ("pricing", n) for n in ("AnnLayer", "EnergyReport", "LayerEnergy", "Prices", "price",
+                                    "price_ann")},
+    "PROFILES": ("profiles", "BUILTIN"),
+    **{n: ("profiles", n) for n in ("EnergyProfile", "load_profile")},
+    **{n: ("quantities", n) for n in ("COSTS", "ENERGY_MODELS", "QUANTITIES", "Cost",
+                                       "EnergyModel", "Quantity")},
+    **{n: ("spike_counts", n) for n in ("layer_chain", "read_spike_counts",
+                                         "write_spike_counts")},
+}
+__all__ = list(_LAZY)
 
-__all__ = ["estimate", "estimate_from_options", "price_spike_counts", "EnergyReport",
-           "LayerEnergy", "AnnLayer", "Prices", "price", "price_ann", "EnergyProfile",
-           "load_profile", "LAYOUTS", "MemoryLayout", "NeuroBenchMetrics", "neurobench_metrics",
-           "PROFILES", "QUANTITIES", "COSTS", "ENERGY_MODELS", "Quantity", "Cost", "EnergyModel",
-           "count_events", "EventCounts", "LayerEvents", "LayerGeometry", "synops",
-           "read_spike_counts", "write_spike_counts", "layer_chain"]
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'neurokd.energy' has no attribute {name!r}")
+    import importlib
+
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

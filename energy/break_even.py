@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .count import LayerEvents
+from .events import LayerEvents
 
 
 class Prices(Protocol):

@@ -39,7 +39,7 @@ from types import MappingProxyType
 
 from neurokd.errors import ConfigError
 
-from .count import LayerEvents, synops
+from .events import LayerEvents, synops
 
 # What one access moves: a spike message (an address), an analog value (input or ANN output),
 # a weight, a bias, a membrane potential.

@@ -38,7 +38,7 @@ from torch import nn
 
 from neurokd.data.encoding import unwrap_encoding
 
-from .count import EventCounts, LayerEvents
+from .events import EventCounts, LayerEvents
 
 _CONNECTION = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 

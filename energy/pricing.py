@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .break_even import break_even_rate, rate_line
-from .count import EventCounts, LayerEvents
+from .events import EventCounts, LayerEvents
 from .memory import BUFFERS, LAYOUTS, MemoryLayout, sram_pj_per_byte
 from .profiles import EnergyProfile, load_profile
 from .quantities import EnergyModel, Quantity, energy_key, energy_model, price_counts

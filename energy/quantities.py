@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from neurokd.errors import ConfigError
 
 from . import memory
-from .count import LayerEvents, synops
+from .events import LayerEvents, synops
 from .memory import SRAM_POINTS
 
 

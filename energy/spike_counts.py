@@ -38,8 +38,9 @@ import numpy as np
 from neurokd.errors import NeuroKDError
 from neurokd.files.npz import read_npz
 from neurokd.files.safe_io import write_atomic
+from neurokd.student.geometry import LayerGeometry
 
-from .count import EventCounts, LayerEvents, LayerGeometry
+from .events import EventCounts, LayerEvents
 
 RESULT_FORMAT = "neurokd.spike-counts"
 LEGACY_FORMATS = ("neurokd.lava-result",)   # the same contract under its first name

@@ -23,10 +23,26 @@ Beside the core: ``neurokd.exporters`` (folder ``exporters/``: one subpackage pe
 new target goes there — and ``simulation/``) and ``neurokd.energy`` (folder ``energy/``).
 """
 
-from .config import RunConfig
-from .errors import NeuroKDError
-from .student.loading import LoadedRun, load
-from .train.distillation import Result, distill
-
-__all__ = ["RunConfig", "Result", "distill", "load", "LoadedRun", "NeuroKDError"]
 __version__ = "0.1.0"
+
+# Names resolved on first use (PEP 562), not at import: ``neurokd --help`` and
+# ``neurokd energy profiles`` import this package and must not pay for torch (~2 s).
+_LAZY = {"RunConfig": "config", "NeuroKDError": "errors", "LoadedRun": "student.loading",
+         "load": "student.loading", "Result": "train.distillation",
+         "distill": "train.distillation"}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'neurokd' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # once: later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+

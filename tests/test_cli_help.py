@@ -3,6 +3,9 @@ option, and examples."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import click
 import pytest
 
@@ -53,3 +56,21 @@ def test_every_option_has_help_and_the_command_has_examples(path, capsys):
     outcome = run_cli(capsys, *path, "--help")
     assert outcome.code == 0
     assert "Examples:" in outcome.out and f"neurokd {' '.join(path)} " in outcome.out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["energy", "profiles"], ["energy", "--help"],
+                                  ["distill", "--help"]])
+def test_help_and_the_profiles_import_no_torch(argv):
+    """`neurokd --help` took 2.6 s, all of it importing torch through the package face; the
+    listing, the profiles and a command's own help need none of it (timings: benchmarks/
+    startup.py). Checked in a fresh interpreter: what it imported, not how long it took."""
+    code = "\n".join([
+        "import sys", "from neurokd.cli import main", "try:", f"    main({argv!r})",
+        "except SystemExit:", "    pass",
+        "heavy = [m for m in ('torch', 'spikingjelly', 'onnx', 'h5py', 'sklearn')",
+        "         if m in sys.modules]", "print('HEAVY', heavy)"])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    heavy = done.stdout.strip().splitlines()[-1]
+    allowed = "['torch']" if argv[0] == "distill" else "[]"  # its options list RunConfig's
+    assert heavy in ("HEAVY []", f"HEAVY {allowed}"), (heavy, done.stderr[-500:])

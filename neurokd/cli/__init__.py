@@ -9,7 +9,6 @@ codes.
 
 from __future__ import annotations
 
-import importlib
 import signal
 import sys
 
@@ -18,25 +17,22 @@ import click
 from ..errors import Interrupted, NeuroKDError
 from ..runtime.signals import Stopped, received, stoppable
 from ..runtime.signals import check as check_stopped
+from .lazy import CommandEntry, LazyGroup
 
-# command name -> module in this package: imported only when that command runs (or --help
-# lists them), so `neurokd distill` never needs the exporters or the energy package.
-COMMANDS = {"distill": "distill", "export": "export", "simulate": "simulate",
-            "energy": "energy", "plot": "plot"}
-
-
-class _LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        module = importlib.import_module(f"{__name__}.{COMMANDS[name]}")
-        return getattr(module, name)
+# command name -> where it lives and its one line: imported only when that command runs, so
+# `neurokd --help` imports none and `neurokd distill` never needs the exporters or energy.
+COMMANDS = {
+    "distill": CommandEntry("distill", "distill", "Distil a spiking student from an ANN teacher."),
+    "export": CommandEntry("export", "export", "Write the student for another tool, checked first."),
+    "simulate": CommandEntry("simulate", "simulate",
+                             "Run an export on a test split in a simulator."),
+    "energy": CommandEntry("energy", "energy", "Energy per inference of a student vs its ANN."),
+    "plot": CommandEntry("plot", "plot", "Draw a run's training history."),
+}
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="show Python tracebacks on errors")
 @click.option("--max-memory", metavar="SIZE",
               help="most memory sizes read from files may claim, e.g. 8G [default: 75% of "

@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from .options import config_options, quiet_option
 
 
-@click.command(short_help="Distil a spiking student from an ANN teacher.")
+@click.command()  # its one line: COMMANDS in neurokd/cli/__init__.py
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="TOML file with any of the options below (the command line wins)")
 @click.option("--preset", help="a recipe shipped with neurokd (cifar10-resnet19, "

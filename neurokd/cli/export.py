@@ -39,7 +39,7 @@ class _Targets(click.Choice):
         super().__init__(list(_targets()))
 
 
-@click.command(short_help="Write the student for another tool, checked first.")
+@click.command()  # its one line: COMMANDS in neurokd/cli/__init__.py
 @source_options
 @click.option("--target", required=True, type=_Targets(), help="; ".join(
     f"{e.name}: {e.summary} ({e.suffix})" for e in _targets().values()))

@@ -9,7 +9,7 @@ import click
 from .options import output_option
 
 
-@click.command(short_help="Draw a run's training history.")
+@click.command()  # its one line: COMMANDS in neurokd/cli/__init__.py
 @click.argument("run", type=click.Path())
 @output_option("-o", "--output", "PNG to write (default: RUN/training.png)")
 def plot(run: str, output: str | None) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from torch import nn
 
 from ..errors import NeuroKDError
 
@@ -89,7 +89,9 @@ class LayerGeometry:
                    (v[6], v[7]), (v[8], v[9]), v[10])
 
     @classmethod
-    def of_module(cls, name: str, module: nn.Module, input_shape: tuple[int, ...]):
+    def of_module(cls, name: str, module: Any, input_shape: tuple[int, ...]):
+        from torch import nn  # here: a geometry read from a file needs no torch
+
         if isinstance(module, nn.Linear):
             return cls("dense", tuple(input_shape), module.out_features, module.in_features)
         if module.padding_mode != "zeros":  # padded border copies real inputs: not zero events
