@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .anytime import EXIT_RULES, check_threshold, rule_names
 from .data import DATASETS, EVENT_FRAMES
 from .data.encoding import ENCODINGS
 from .data.frames import downsampling
@@ -42,7 +43,9 @@ def _loss_opt(name: str, help: str, default: Any = None) -> Any:
 class RunConfig:
     """Settings of one ``neurokd distill`` run (all plain types, so it round-trips through TOML)."""
 
-    name: str | None = _opt("run name: files go to OUT/NAME (default: DATASET-METHOD-tT-sSEED)")
+    name: str | None = _opt("run name: files go to OUT/NAME (default: DATASET[-STUDENT]"
+                            "[-ENCODING]-METHOD-tT-sSEED; the student and encoding when not "
+                            "cnn and direct)")
     out: str = _opt("parent folder of run folders", "runs")
     dataset: str = _opt("data set (docs/data.md)", "digits", choices=tuple(DATASETS))
     data_dir: str | None = _opt("folder with CIFAR python batches or ImageFolder class folders")
@@ -89,6 +92,17 @@ class RunConfig:
     neuron_tau: float = _opt("LIF membrane time constant (>1)", 2.0)
     v_threshold: float = _opt("LIF firing threshold", 1.0)
     reset: str = _opt("LIF reset after a spike: hard (to 0) or soft (subtract threshold)", "hard", choices=RESETS)
+    exit_rule: str | None = _opt(
+        "early exit (docs/anytime.md): stop a sample at the first timestep t where, with "
+        "p_t the softmax of its mean logits over steps 1..t, "
+        + "; ".join(f"{r.name}: {r.equation}" for r in EXIT_RULES.values())
+        + "; recorded in metrics.json and exports, with --exit-threshold or --exit-drop",
+        choices=rule_names())
+    exit_threshold: float | None = _opt("the exit rule's threshold c, in " + "; ".join(
+        f"[{r.low:g}, {r.high:g}] for {r.name}" for r in EXIT_RULES.values()))
+    exit_drop: float | None = _opt("calibrate the exit threshold on the validation split: the "
+                                   "fewest mean timesteps within this many accuracy points of "
+                                   "the full-T validation accuracy (e.g. 0.5)")
     epochs: int = _opt("student training epochs", 30)
     batch_size: int = _opt("mini-batch size", 64)
     lr: float = _opt("student learning rate", 2e-3)
@@ -159,6 +173,7 @@ class RunConfig:
         if DATASETS[self.dataset].needs_data_dir and not self.data_dir:
             raise ConfigError(f"dataset {self.dataset} needs --data-dir (nothing is downloaded)")
         _check_event_options(self)
+        _check_exit_options(self)
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise ConfigError(f"name must be a plain folder name, not {self.name!r}")
         self.alpha, self.tau, self.lam = float(self.alpha), float(self.tau), float(self.lam)
@@ -167,7 +182,17 @@ class RunConfig:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.dataset}-{self.method}-t{self.timesteps}-s{self.seed}"
+        """NAME, else what tells default-named runs apart: the data, the student and the input
+        encoding (these two only when not the defaults, so the common names stay short), the
+        loss, T and the seed: ``digits-tser-t4-s0``, ``digits-rate-tser-t4-s0``."""
+        if self.name:
+            return self.name
+        parts = [self.dataset]
+        if self.student != "cnn":
+            parts.append(self.student)
+        if self.encoding not in (None, "direct"):  # direct is what no encoding means
+            parts.append(self.encoding)
+        return "-".join([*parts, self.method, f"t{self.timesteps}", f"s{self.seed}"])
 
     @property
     def run_dir(self) -> Path:
@@ -277,6 +302,30 @@ def _check_event_options(config: RunConfig) -> None:
                               f" not {config.dataset}")
     if config.event_size is not None:
         downsampling(spec.sensor, config.event_size, config.dataset)
+
+
+def _check_exit_options(config: RunConfig) -> None:
+    """An exit rule needs exactly one way to its threshold; a threshold or a drop means
+    nothing without a rule (it would be recorded as if it had been applied)."""
+    given = [key for key in ("exit_threshold", "exit_drop") if getattr(config, key) is not None]
+    if config.exit_rule is None:
+        if given:
+            raise ConfigError(f"{given[0]} needs an exit_rule ({', '.join(EXIT_RULES)})")
+        return
+    if len(given) != 1:
+        raise ConfigError(f"exit_rule {config.exit_rule} needs exit_threshold (a given "
+                          "threshold) or exit_drop (calibrate one on validation): "
+                          + ("not both" if given else "give one"))
+    if config.exit_threshold is not None:
+        try:
+            config.exit_threshold = check_threshold(config.exit_rule, config.exit_threshold)
+        except ConfigError as exc:
+            raise ConfigError(f"exit_threshold: {exc}") from None
+    elif not _is_number(config.exit_drop) or not 0 <= config.exit_drop <= 100:
+        raise ConfigError(f"exit_drop must be in [0, 100] accuracy points, not "
+                          f"{config.exit_drop!r}")
+    else:
+        config.exit_drop = float(config.exit_drop)
 
 
 def _is_number(value: Any) -> bool:

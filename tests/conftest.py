@@ -90,9 +90,9 @@ class Exports:
         self._makers = {
             "student.net": lambda p: export_loihi(checkpoint, p, max_samples=16, lava_samples=0),
             "student.nir": lambda p: export_nir(checkpoint, p, max_samples=16),
-            "student.onnx": lambda p: export_onnx(checkpoint, p, max_samples=16, dynamo=False),
+            "student.onnx": lambda p: export_onnx(checkpoint, p, max_samples=16, exporter="torchscript"),
             "student-spikes.onnx": lambda p: export_onnx(checkpoint, p, spike_outputs=True,
-                                                         max_samples=16, dynamo=False),
+                                                         max_samples=16, exporter="torchscript"),
             "teacher.onnx": lambda p: export_onnx(checkpoint, p, teacher=True, max_samples=16),
         }
 

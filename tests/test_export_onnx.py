@@ -69,7 +69,7 @@ def test_student_round_trip_matches_spikingjelly(reset, digits_x, tmp_path):
     path = tmp_path / "student.onnx"
     # The default (dynamo) exporter for hard reset, the TorchScript one for soft: both covered.
     result = export_onnx(model, path, spike_outputs=True, input_shape=SHAPE, timesteps=3, random_inputs=True,
-                         dynamo=reset == "hard")
+                         exporter="dynamo" if reset == "hard" else "torchscript")
     model_proto = assert_standard_onnx(path)
     ops = {node.op_type for node in model_proto.graph.node}
     assert {"GreaterOrEqual", "Where"} <= ops  # fire and reset written out as standard ops
@@ -92,7 +92,7 @@ def test_student_round_trip_matches_spikingjelly(reset, digits_x, tmp_path):
 def test_residual_student_torchscript_exporter_logits_only(digits_x, tmp_path):
     model, _ = make_student(arch="resnet", width=4, timesteps=2, seed=2)
     path = tmp_path / "resnet.onnx"
-    result = export_onnx(model, path, input_shape=SHAPE, timesteps=2, dynamo=False,
+    result = export_onnx(model, path, input_shape=SHAPE, timesteps=2, exporter="torchscript",
                          random_inputs=True)
     assert result.exporter.startswith("torch.onnx TorchScript")  # the fast, deprecated path
     assert_standard_onnx(path)
@@ -115,7 +115,7 @@ def test_user_model_through_direct_encoding(tmp_path, digits_x):
         layer.Linear(6 * 4 * 4, 5, step_mode="m"))
     source = StudentSource(DirectEncoding(body, SHAPE, 4).eval(), SHAPE, 4, "user")
     path = tmp_path / "user.onnx"
-    result = export_onnx(source, path, random_inputs=True)
+    result = export_onnx(source, path, random_inputs=True, exporter="dynamo")
     assert result.exporter.startswith("torch.onnx dynamo")
     assert result.verified_on.endswith("random N(0,1) inputs (seed 0)")  # no data set known
     assert_standard_onnx(path)
@@ -167,3 +167,19 @@ def test_unsupported_layers_are_named_and_nothing_is_written(tmp_path):
     assert "1 (QIFNode: a neuron model without an exporter)" in message
     assert "2 (Clamp: a layer type no exporter knows)" in message
     assert not target.exists() and not any(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.slow  # a dynamo export (~10 s)
+def test_auto_keeps_torchscript_where_it_passes_the_check_and_falls_back_where_not(
+        trained_run, tmp_path):
+    """The student: TorchScript's file passes the full check (identical spikes, logits within
+    1e-5 at batch 64 and 1) and is kept. The teacher: TorchScript bakes the example's batch
+    into a reshape, ONNX Runtime refuses batch 1, and the dynamo exporter writes it."""
+    student = export_onnx(trained_run / "student.pt", tmp_path / "s.onnx", max_samples=64)
+    assert student.exporter == "torch.onnx TorchScript (checked)"
+    assert student.agreement.spike_mismatches == 0
+    teacher = export_onnx(trained_run / "student.pt", tmp_path / "t.onnx", teacher=True,
+                          max_samples=64)
+    assert teacher.exporter.startswith("torch.onnx dynamo") and "after TorchScript" in \
+        teacher.exporter
+    assert teacher.agreement.max_abs_logit_error <= 1e-5

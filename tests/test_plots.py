@@ -164,5 +164,7 @@ def test_history_plot_says_what_an_older_history_lacks(figures, tmp_path):
     rates, lr = figure.axes[2:4]
     for axes in (rates, lr):
         assert "not recorded" in axes.texts[0].get_text() and axes.get_legend() is None
+    timesteps = figure.axes[4]  # no epoch-time axis here: the accuracy-by-timestep panel
+    assert "not recorded" in timesteps.texts[0].get_text() and timesteps.get_legend() is None
     assert write_history_plot(run) == run / "training.png"
-    assert plt.imread(run / "training.png").shape[:2] == (800, 1200)
+    assert plt.imread(run / "training.png").shape[:2] == (1200, 1200)

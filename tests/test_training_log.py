@@ -113,6 +113,9 @@ def test_callback_csv_and_tensorboard_carry_the_same_records(logged_run):
         assert float(row["val_accuracy"]) == record["val_accuracy"]
         assert float(row["term:ce"]) == record["terms"]["ce"]
         assert float(row["rate:features.5"]) == record["layer_firing_rates"]["features.5"]
+        curve = record["val_accuracy_by_timestep"]  # from steps 1..t; the last is val_accuracy
+        assert [float(row[f"val_by_t:{t}"]) for t in range(1, 5)] == curve
+        assert curve[-1] == record["val_accuracy"]
     events = EventAccumulator(str(logs))
     events.Reload()
     loss = [(e.step, e.value) for e in events.Scalars("student/loss")]
@@ -130,7 +133,7 @@ def test_plot_draws_every_panel(logged_run, tmp_path, capsys):
     outcome = run_cli(capsys, "plot", str(result.run_dir), "-o", str(tmp_path / "t.png"))
     assert outcome.code == 0, outcome.err
     with Image.open(tmp_path / "t.png") as image:
-        assert image.size == (1200, 800)
+        assert image.size == (1200, 1200)  # three rows: two of them over timesteps
 
 
 def test_the_run_summary_states_the_threads(logged_run):

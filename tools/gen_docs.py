@@ -120,6 +120,13 @@ def cli_reference() -> str:
     return "\n\n".join(parts)
 
 
+def exit_rules_table() -> str:
+    """The exit rules of ``neurokd.anytime.EXIT_RULES`` (docs/anytime.md)."""
+    from neurokd.anytime.docs import rules_table
+
+    return rules_table()
+
+
 # block name -> (file, generator). Other modules register theirs in GENERATORS below.
 # The file is README.md (at the repository's root) or a page in docs/.
 GENERATORS: dict[str, tuple[str, Callable[[], str]]] = {
@@ -130,6 +137,7 @@ GENERATORS: dict[str, tuple[str, Callable[[], str]]] = {
     "datasets-table": ("data.md", datasets_table),
     "event-sets-table": ("data.md", event_sets_table),
     "encodings-table": ("data.md", encodings_table),
+    "exit-rules-table": ("anytime.md", exit_rules_table),
 }
 
 

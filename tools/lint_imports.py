@@ -37,8 +37,8 @@ RUNNER = "neurokd.exporters.loihi.lava_runner"
 CONSUMER_RUNNER = "neurokd.exporters.nir.consumer_runner"
 # The core's rooms, top to bottom ("a | b": neither imports the other). A new room of the core
 # must be placed here: the test of this file fails for a room left out.
-CORE_LAYERS = ["cli", "train", "student", "config", "models", "data | losses", "validation",
-               "files", "runtime", "errors | text"]
+CORE_LAYERS = ["cli", "train", "student", "config", "models", "data | losses | anytime",
+               "validation", "files", "runtime", "errors | text"]
 
 
 def build_tree(root: Path, tree: Path) -> Path:

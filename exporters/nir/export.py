@@ -28,6 +28,7 @@ NIR at ``v > v_threshold``; they differ only on exact equality.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,7 +280,10 @@ def export_nir(source: StudentSource | nn.Module | str | Path, path: str | Path,
     model = private_copy(source.model)
     graph = trace_student(model, source.input_shape, source.timesteps, batch_size_check)
     config = source.config or {}
-    nir_graph, layer_names, layout = to_nir_graph(graph, dt, {"dataset": config.get("dataset")})
+    # the run's early exit as JSON text: NIR's HDF5 metadata holds flat values only
+    exit_json = json.dumps(source.exit) if source.exit else None
+    nir_graph, layer_names, layout = to_nir_graph(graph, dt, {"dataset": config.get("dataset"),
+                                                              "exit": exit_json})
     inputs, _, described = source_inputs(source, "test", max_samples, dataset, data_dir,
                                          random_inputs)
     if not is_static(inputs, source.input_shape):  # event frames, rate-coded spikes

@@ -16,6 +16,11 @@ def print_distill_summary(result) -> None:
     table.add_row("teacher accuracy (test)", pct(m["teacher_accuracy"]))
     table.add_row(f"student accuracy (test, {m['method']}, T={m['timesteps']})",
                   pct(m["student_accuracy"]))
+    if m.get("accuracy_by_timestep"):
+        table.add_row("accuracy, steps 1..t (test, t=1..T)", _curve(m["accuracy_by_timestep"]))
+        table.add_row("accuracy, step t alone (test)", _curve(m["accuracy_at_timestep"]))
+    if m.get("exit"):
+        _exit_rows(table, m["exit"])
     table.add_row("mean firing rate", "—" if m["firing_rate"] is None else f"{m['firing_rate']:.4f}")
     params = f"{m['student_parameters']:,}"
     if m.get("teacher_parameters"):
@@ -27,6 +32,27 @@ def print_distill_summary(result) -> None:
         table.add_row("torch threads", f"{m['threads']} ({m['threads_reason']})")
     table.add_row("checkpoint", str(result.checkpoint))
     Console().print(table)
+
+
+def _curve(values) -> str:
+    """Accuracies per timestep as one cell: ``45.0 / 78.3 / 93.9 %``."""
+    return " / ".join(pct(v, 1, sign=False) for v in values or []) + " %"
+
+
+def _exit_rows(table: Table, record: dict) -> None:
+    """The early exit of a run (metrics.json's ``exit``, docs/anytime.md)."""
+    from ..anytime import get_rule
+
+    rule = get_rule(record["rule"])
+    how = (f"calibrated on validation, drop <= {record['drop_points']:g} points"
+           if record["calibrated_on"] == "validation" else "threshold given")
+    table.add_row("exit rule", f"{rule.name} {rule.comparison} {record['threshold']:.4g} ({how})")
+    table.add_row("exit accuracy (test / validation)",
+                  f"{pct(record['test_accuracy'])} / {pct(record['validation_accuracy'])}")
+    table.add_row("mean timesteps, exit (test)",
+                  f"{record['mean_timesteps']:.2f} of {record['timesteps']} "
+                  f"(oracle {record['oracle_mean_timesteps']:.2f})")
+    table.add_row("exits at t=1..T (test)", " / ".join(str(n) for n in record["exit_histogram"]))
 
 
 def _plain() -> Console:

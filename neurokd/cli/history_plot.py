@@ -2,8 +2,10 @@
 
 Four panels over epochs: the loss and each of its terms (student solid, teacher dashed),
 train and validation accuracy, the firing rate overall and per neuron layer, the learning rate
-(with the epoch time on a second axis). metrics.json is read as untrusted input: a file that
-is not a neurokd history is one error naming the file and the field.
+(with the epoch time on a second axis); two over timesteps (docs/anytime.md): the accuracy from
+the first t timesteps (test, and validation for every epoch, the kept one bold) and of step t
+alone, and where an exit rule stopped the test samples. metrics.json is read as untrusted
+input: a file that is not a neurokd history is one error naming the file and the field.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..anytime import checked_exit_record, get_rule
 from ..errors import NeuroKDError
 from ..text import pct
 from .figure import pyplot, write_png
@@ -40,7 +43,17 @@ def read_history(run: str | Path) -> tuple[Path, dict[str, Any]]:
             _check_record(path, key, i, record)
     if not metrics["history"]:
         raise NeuroKDError(f"{path}: the history holds no epochs")
+    for key in ("accuracy_by_timestep", "accuracy_at_timestep"):
+        _check_curve(f"{path}: {key}", metrics.get(key))
+    metrics["exit"] = checked_exit_record(metrics.get("exit"), str(path))
     return path, metrics
+
+
+def _check_curve(where: str, values: Any) -> None:
+    """An accuracy per timestep: absent, or a list of finite numbers."""
+    if values is not None and (not isinstance(values, list) or len(values) > 100_000
+                               or not all(_number(v) for v in values)):
+        raise NeuroKDError(f"{where} must list finite accuracies, one per timestep")
 
 
 def _check_record(path: Path, key: str, index: int, record: Any) -> None:
@@ -55,6 +68,7 @@ def _check_record(path: Path, key: str, index: int, record: Any) -> None:
         values = record.get(group) or {}
         if not isinstance(values, dict) or not all(_number(v) for v in values.values()):
             raise NeuroKDError(f"{where}.{group} must map names to finite numbers")
+    _check_curve(f"{where}.val_accuracy_by_timestep", record.get("val_accuracy_by_timestep"))
 
 
 def _number(value: Any) -> bool:
@@ -75,21 +89,28 @@ def write_history_plot(run: str | Path, output: str | Path | None = None) -> Pat
 
 
 def history_figure(name: str, metrics: dict[str, Any]):
-    """The four panels of a checked history (:func:`read_history`) as a matplotlib figure."""
+    """The six panels of a checked history (:func:`read_history`) as a matplotlib figure:
+    ``figure.axes`` holds the four over epochs, the epoch-time axis, then the two over
+    timesteps."""
     from matplotlib.ticker import MaxNLocator
 
     plt = pyplot()
 
     student, teacher = metrics["history"], metrics.get("teacher_history") or []
-    figure, axes = plt.subplots(2, 2, figsize=(12, 8))
-    for axis in axes.flat:
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-    _loss_panel(axes[0][0], student, teacher)
-    _accuracy_panel(axes[0][1], student, teacher)
-    _rate_panel(axes[1][0], student)
-    _lr_panel(axes[1][1], student)
-    for axis in axes.flat:
-        if not any(len(line.get_xdata()) for line in axis.lines):
+    figure = plt.figure(figsize=(12, 12))
+    grid = figure.add_gridspec(3, 2)
+    panels = [figure.add_subplot(grid[row, column]) for row in range(2) for column in range(2)]
+    _loss_panel(panels[0], student, teacher)
+    _accuracy_panel(panels[1], student, teacher)
+    _rate_panel(panels[2], student)
+    _lr_panel(panels[3], student)
+    panels += [figure.add_subplot(grid[2, column]) for column in range(2)]
+    _timestep_panel(panels[4], metrics)
+    _exit_panel(panels[5], metrics.get("exit"))
+    for axis in panels:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, timesteps: whole
+        if not any(len(line.get_xdata()) for line in axis.lines) and not axis.patches \
+                and not axis.texts:
             # an older metrics.json: say so instead of drawing empty axes
             if axis.get_legend():
                 axis.get_legend().remove()
@@ -105,6 +126,60 @@ def history_figure(name: str, metrics: dict[str, Any]):
     return figure
 
 
+
+
+def _timestep_panel(axis, metrics: dict[str, Any]) -> None:
+    """Accuracy against the timesteps run: from steps 1..t (validation per epoch, test) and
+    of step t alone (test); the exit's test accuracy at its mean timesteps."""
+    history, kept = metrics["history"], metrics.get("best_epoch")
+    for record in history:
+        curve = record.get("val_accuracy_by_timestep")
+        if curve and record["epoch"] != kept:
+            axis.plot(range(1, len(curve) + 1), [100 * v for v in curve], color="lightgray",
+                      linewidth=0.8, label="_validation, other epochs")
+    for record in history:
+        curve = record.get("val_accuracy_by_timestep")
+        if curve and record["epoch"] == kept:
+            axis.plot(range(1, len(curve) + 1), [100 * v for v in curve], color="tab:blue",
+                      linewidth=2, label=f"validation, steps 1..t (kept epoch {kept})")
+    for key, style, label in (("accuracy_by_timestep", "-", "test, steps 1..t"),
+                              ("accuracy_at_timestep", ":", "test, step t alone")):
+        curve = metrics.get(key)
+        if curve:
+            axis.plot(range(1, len(curve) + 1), [100 * v for v in curve], color="black",
+                      linestyle=style, marker="o", label=label)
+    record = metrics.get("exit")
+    if record:
+        axis.plot([record["mean_timesteps"]], [100 * record["test_accuracy"]], "*",
+                  color="tab:red", markersize=14,
+                  label=f"test with {record['rule']} exit (mean timesteps)")
+    if any(line.get_label() == "_validation, other epochs" for line in axis.lines):
+        axis.plot([], [], color="lightgray", label="validation, other epochs")
+    axis.set(title="accuracy by timestep", xlabel="timesteps run (t)", ylabel="accuracy (%)")
+    if axis.lines:  # an older metrics.json has none: the figure says so instead
+        axis.legend(fontsize="small")
+
+
+def _exit_panel(axis, record: dict[str, Any] | None) -> None:
+    """How many test samples the exit rule stopped at each timestep."""
+    if not record:
+        axis.text(0.5, 0.5, "no exit rule in this run\n(neurokd distill --exit-rule, "
+                  "docs/anytime.md)", ha="center", va="center", transform=axis.transAxes)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        return
+    rule = get_rule(record["rule"])
+    steps = range(1, len(record["exit_histogram"]) + 1)
+    axis.bar(steps, record["exit_histogram"], color="tab:red", alpha=0.7, label="test samples")
+    axis.axvline(record["mean_timesteps"], color="black",
+                 label=f"mean {record['mean_timesteps']:.2f}")
+    axis.axvline(record["oracle_mean_timesteps"], color="black", linestyle="--",
+                 label=f"oracle {record['oracle_mean_timesteps']:.2f}")
+    how = "calibrated on validation" if record["calibrated_on"] == "validation" else "given"
+    axis.set(title=f"exit steps: {rule.name} {rule.comparison} {record['threshold']:.4g} "
+                   f"({how})\ntest accuracy {pct(record['test_accuracy'])}",
+             xlabel="exit timestep", ylabel="test samples")
+    axis.legend(fontsize="small")
 
 
 def _loss_panel(axis, student: list[dict], teacher: list[dict]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from ..anytime import checked_exit_record
 from ..data.encoding import DirectEncoding
 from ..errors import ConfigError, NeuroKDError
 from ..files.torch_file import read_torch_file
@@ -35,6 +36,7 @@ class StudentSource:
     config: dict[str, Any] | None = None  # the run config, for neurokd checkpoints
     teacher: nn.Module | None = None
     class_names: list[str] | None = None
+    exit: dict[str, Any] | None = None  # the run's early exit (metrics.json's, checked)
 
     @property
     def description(self) -> str:
@@ -83,7 +85,8 @@ def load_source(checkpoint: str | Path | None = None, model: str | None = None,
         run = load(checkpoint)
         return StudentSource(run.student, tuple(run.config["input_shape"]),
                              int(run.config["timesteps"]), Path(checkpoint).stem, run.config,
-                             run.teacher, run.class_names)
+                             run.teacher, run.class_names,
+                             checked_exit_record(run.metrics.get("exit"), str(checkpoint)))
     if input_shape is None or timesteps is None:
         raise ConfigError("--model needs --input-shape C,H,W and --timesteps T")
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import functional
 from torch import nn
 
+from ..anytime import exit_record
 from ..config import RunConfig, to_toml
 from ..data import DATASETS, DataBundle, Indexed, load_run_data, make_loader
 from ..errors import CheckpointError, ConfigError
@@ -39,7 +40,7 @@ from ..student.checkpoint import (
 )
 from ..student.loading import checked_config, checked_model
 from .distributed import World, world
-from .evaluation import evaluate
+from .evaluation import Evaluation, evaluate, evaluate_layers
 from .features import TeacherSignal, check_taps
 from .fitting import FitSettings, Step, fit, load_state
 from .run_folder import check_resume, claimed
@@ -167,10 +168,16 @@ def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
         teacher = _prepare_teacher(ctx)
         ctx.config = config = dataclasses.replace(config, **teacher.config)
         student, fitted = _train_student(ctx, teacher)
-    accuracy, firing_rate = evaluate(student, ctx.eval_loader(data.test), device, w)
+    # one pass gives the accuracy and the accuracy after every timestep (its last element):
+    # the same counts, so the two agree exactly
+    test = evaluate_layers(student, ctx.eval_loader(data.test), device, w,
+                           keep_logits=config.exit_rule is not None and not w.active)
     metrics = {
-        "student_accuracy": accuracy, "teacher_accuracy": teacher.accuracy,
-        "firing_rate": firing_rate, "method": config.method, "timesteps": config.timesteps,
+        "student_accuracy": test.accuracy, "teacher_accuracy": teacher.accuracy,
+        "firing_rate": test.firing_rate, "method": config.method, "timesteps": config.timesteps,
+        "accuracy_by_timestep": test.accuracy_by_timestep,
+        "accuracy_at_timestep": test.accuracy_at_timestep,
+        "exit": _exit_record(ctx, student, test) if config.exit_rule else None,
         "epochs": config.epochs, "best_epoch": fitted.best_epoch,
         "student_val_accuracy": fitted.best_val_accuracy, "dataset": config.dataset,
         "alpha": config.alpha, "tau": config.tau, "lam": config.lam, "ce_tau": config.ce_tau,
@@ -192,6 +199,20 @@ def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
         write_json(config.run_dir / "metrics.json", metrics)
     return Result(config, config.run_dir, checkpoint, metrics, student.eval(),
                   teacher.model.eval() if teacher.model else None, w.rank)
+
+
+def _exit_record(ctx: _Context, student: nn.Module, test: Evaluation) -> dict[str, Any]:
+    """metrics.json's ``exit``: the given threshold, or one calibrated on the validation split
+    (never on test), measured on both splits. The calibration needs every validation sample,
+    so under torchrun each rank evaluates the whole splits again (they agree: the same
+    weights and samples)."""
+    config = ctx.config
+    val = evaluate_layers(student, make_loader(ctx.data.val, 256), ctx.device, keep_logits=True)
+    if test.logits is None:  # under torchrun, this rank's shard only
+        test = evaluate_layers(student, make_loader(ctx.data.test, 256), ctx.device,
+                               keep_logits=True)
+    return exit_record(config.exit_rule, val.logits, val.labels, test.logits, test.labels,
+                       threshold=config.exit_threshold, drop_points=config.exit_drop)
 
 
 STATE_FILES = {"student": "last.pt", "teacher": "last-teacher.pt"}  # phase -> training state

@@ -11,6 +11,8 @@ from spikingjelly.activation_based.neuron.base_node import BaseNode
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..anytime import correct_by_timestep
+
 
 def is_spiking(model: nn.Module) -> bool:
     return any(isinstance(m, BaseNode) for m in model.modules())
@@ -51,6 +53,14 @@ class Evaluation:
     accuracy: float
     firing_rate: float | None                  # None for an ANN
     layer_firing_rates: dict[str, float] = field(default_factory=dict)
+    # a spiking model's accuracy from the first t timesteps and of step t alone, t = 1..T
+    # (neurokd.anytime); accuracy_by_timestep[-1] is ``accuracy``, from the same counts.
+    # None for an ANN.
+    accuracy_by_timestep: list[float] | None = None
+    accuracy_at_timestep: list[float] | None = None
+    # the per-timestep logits [T, N, K] and labels [N] (on the CPU), when asked to keep them
+    logits: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -61,29 +71,60 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x)
 
 
+def timestep_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits per timestep ``[T, B, K]`` of a spiking model (an ANN's ``[B, K]`` as one step,
+    ``[1, B, K]``): what :func:`predict` averages, kept apart so that the prediction after
+    every prefix of steps can be counted (``neurokd.anytime``)."""
+    if is_spiking(model):
+        functional.reset_net(model)
+        return model(x)
+    return model(x).unsqueeze(0)
+
+
 @torch.no_grad()
 def evaluate_layers(model: nn.Module, loader: DataLoader, device: torch.device,
-                    world=None) -> Evaluation:
-    """Accuracy, mean firing rate and the firing rate of each neuron layer over a loader
-    (under torchrun: over every rank's shard, summed)."""
+                    world=None, keep_logits: bool = False) -> Evaluation:
+    """Accuracy (overall and after each timestep), mean firing rate and the firing rate of
+    each neuron layer over a loader (under torchrun: over every rank's shard, summed).
+    ``keep_logits`` also returns this process's per-timestep logits and labels."""
     model.eval()
+    spiking = is_spiking(model)
     meter = FiringRateMeter(model)
-    correct = total = 0
+    cumulative = single = None  # correct counts per timestep, [T]
+    total = 0
+    kept: list[tuple[torch.Tensor, torch.Tensor]] = []
     try:
         for batch in loader:
             x, y = batch[0].to(device), batch[1].to(device)
-            correct += int((predict(model, x).argmax(-1) == y).sum())
+            logits = timestep_logits(model, x)
+            counts = correct_by_timestep(logits, y)
+            cumulative, single = counts if cumulative is None else \
+                (cumulative + counts[0], single + counts[1])
             total += len(y)
+            if keep_logits:
+                kept.append((logits.detach().cpu(), y.cpu()))
     finally:
         meter.close()
+    cumulative = [] if cumulative is None else cumulative.tolist()
+    single = [] if single is None else single.tolist()
     names = sorted(meter.elements)
     if world is not None and world.active:
-        summed = world.sum(correct, total, *(meter.spikes[n] for n in names),
+        steps = len(cumulative)
+        summed = world.sum(total, *cumulative, *single, *(meter.spikes[n] for n in names),
                            *(meter.elements[n] for n in names))
-        correct, total = summed[:2]
-        meter.spikes = dict(zip(names, summed[2:2 + len(names)], strict=True))
-        meter.elements = dict(zip(names, summed[2 + len(names):], strict=True))
-    return Evaluation(correct / max(total, 1), meter.rate, meter.layer_rates())
+        total, cumulative, single = summed[0], summed[1:1 + steps], summed[1 + steps:1 + 2 * steps]
+        rest = summed[1 + 2 * steps:]
+        meter.spikes = dict(zip(names, rest[:len(names)], strict=True))
+        meter.elements = dict(zip(names, rest[len(names):], strict=True))
+    by_timestep = [c / max(total, 1) for c in cumulative]
+    at_timestep = [c / max(total, 1) for c in single]
+    result = Evaluation(by_timestep[-1] if by_timestep else 0.0, meter.rate, meter.layer_rates())
+    if spiking:  # the full-T accuracy is the last prefix's: one count, one division
+        result.accuracy_by_timestep, result.accuracy_at_timestep = by_timestep, at_timestep
+    if keep_logits and kept:
+        result.logits = torch.cat([k[0] for k in kept], dim=1)
+        result.labels = torch.cat([k[1] for k in kept])
+    return result
 
 
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device,

@@ -9,7 +9,9 @@ done, so a resumed CPU run ends with the same weights as an uninterrupted one.
 ``batch_loss`` returns a ``LossValue``; each history entry is ``{"epoch", "loss",
 "val_accuracy", "terms"}`` where ``loss`` is the epoch mean of the total and ``terms`` the epoch
 mean of each of its terms (e.g. ``{"ce": .., "kl": .., "entropy": ..}``), which add up to
-``loss`` up to rounding.
+``loss`` up to rounding. A spiking model's entry also has ``val_accuracy_by_timestep``: the
+validation accuracy of the prediction from the first t timesteps, t = 1..T (its last element
+is ``val_accuracy``).
 """
 
 from __future__ import annotations
@@ -292,6 +294,8 @@ def _end_epoch(run: _Run, task: Any, val_loader: DataLoader, device: torch.devic
               "train_accuracy": correct / seen if seen else None,
               "val_accuracy": val.accuracy, "firing_rate": val.firing_rate,
               "layer_firing_rates": val.layer_firing_rates, "lr": lr}
+    if val.accuracy_by_timestep is not None:  # a spiking model: after steps 1..t, t = 1..T
+        record["val_accuracy_by_timestep"] = val.accuracy_by_timestep
     if run.term_sums is not None:
         record["terms"] = {name: total / steps for name, total in run.term_sums.items()}
     record["epoch_seconds"] = round(run.epoch_seconds + time.perf_counter() - started, 3)

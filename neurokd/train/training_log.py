@@ -4,7 +4,9 @@ and per neuron layer, learning rate, epoch time).
 
 TensorBoard, because that is the field's habit (spikingjelly's examples log with
 ``SummaryWriter``): ``tensorboard --logdir LOG_DIR`` shows ``student/loss``,
-``student/terms/kl``, ``student/accuracy/val``, ``student/firing_rate/features.2`` and so on.
+``student/terms/kl``, ``student/accuracy/val``, ``student/firing_rate/features.2``,
+``student/accuracy/val_by_timestep/t1`` (the validation accuracy from the first timestep; one
+tag per t, see docs/anytime.md) and so on.
 The CSV (one file per phase: ``teacher.csv``, ``student.csv``) has one row per epoch; it is
 rewritten whole after every epoch under a temporary name, so it is never half written, and a
 resumed run keeps the rows it had.
@@ -24,11 +26,14 @@ FIXED = ("epoch", "loss", "train_accuracy", "val_accuracy", "firing_rate", "lr",
 
 
 def flat_record(record: dict[str, Any]) -> dict[str, Any]:
-    """One history record as flat columns: ``term:NAME`` and ``rate:LAYER`` beside the rest."""
+    """One history record as flat columns: ``term:NAME``, ``rate:LAYER`` and ``val_by_t:T``
+    (the validation accuracy from the first T timesteps) beside the rest."""
     row = {key: record.get(key) for key in FIXED}
     row |= {f"term:{name}": value for name, value in (record.get("terms") or {}).items()}
     row |= {f"rate:{name}": value for name, value in
             (record.get("layer_firing_rates") or {}).items()}
+    row |= {f"val_by_t:{t}": value for t, value in
+            enumerate(record.get("val_accuracy_by_timestep") or [], start=1)}
     return row
 
 
@@ -67,6 +72,8 @@ def _tag(column: str) -> str:
         return "terms/" + column[5:]
     if column.startswith("rate:"):
         return "firing_rate/" + column[5:]
+    if column.startswith("val_by_t:"):
+        return "accuracy/val_by_timestep/t" + column[len("val_by_t:"):]
     if column.endswith("_accuracy"):
         return "accuracy/" + column[: -len("_accuracy")]
     return column
