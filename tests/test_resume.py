@@ -141,3 +141,22 @@ def test_sigint_through_the_cli_then_resume(tmp_path):
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == list(range(1, 13))
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(trained_run, tmp_path, capsys):
+    """--resume of a finished run retrained nothing and rewrote student.pt and metrics.json;
+    now it is refused before anything is opened for writing."""
+    import shutil
+
+    from helpers import assert_one_line_error, run_cli
+
+    run = tmp_path / "finished"
+    shutil.copytree(trained_run, run)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()
+              if p.is_file()}
+    outcome = run_cli(capsys, "distill", "--resume", str(run), "-q")
+    assert_one_line_error(outcome, 2, "is a finished run")
+    assert "nothing changed" in outcome.err
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()
+             if p.is_file()}
+    assert after == before
