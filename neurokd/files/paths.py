@@ -1,0 +1,93 @@
+"""Paths read out of a data folder's files stay inside it; only regular files are opened.
+
+A data set's own files name other files (DVS Gesture's ``trials_to_train.txt`` lists the
+recordings to read). Those names come with the download, not from the user, so
+:func:`inside` resolves them in the folder the list lies in and refuses an absolute path, a
+``..`` that climbs out, or a link that points out, naming the list and the line: a tampered
+list cannot make neurokd read (and train on) a file the user never pointed it at.
+
+Every data file is checked to be a regular file before it is opened (:func:`regular_size`,
+:func:`open_regular`): a FIFO would block the first read forever, and ``/dev/zero`` or
+``/dev/urandom`` under a recording's name has size 0 on ``stat`` and never ends when read.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from ..errors import DataError
+
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def inside(root: str | Path, named: str, source: str | Path, line: int) -> Path:
+    """``root / named`` for the path ``named`` read on line ``line`` of the file ``source``,
+    refused unless it stays inside ``root``: not absolute, no ``..`` out of it, and no link on
+    the way (the file itself included) that resolves outside it. The path need not exist
+    (the caller says what is missing)."""
+    where = f"{source}, line {line}"
+    if "\0" in named:
+        raise DataError(f"{where}: the path {named!r} holds a NUL byte")
+    if PurePosixPath(named).is_absolute():
+        raise DataError(f"{where}: {named!r} is an absolute path; a path in this file must "
+                        f"lie inside {root}")
+    if os.path.normpath(named).split(os.sep)[0] == os.pardir:
+        raise DataError(f"{where}: {named!r} climbs out of {root} with '..'; a path in this "
+                        "file must lie inside it")
+    real_root = os.path.realpath(root)
+    path = Path(root) / named
+    real = os.path.realpath(path)  # follows every link on the way, loops included
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise DataError(f"{where}: {named!r} is a link to {real}, outside {root}; a path in "
+                        "this file must lie inside it")
+    return path
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _not_regular(path: Path, what: str, mode: int) -> DataError:
+    """The refusal of a non-regular file, saying where a link led."""
+    target = os.path.realpath(path)
+    via = f" (a link to {target})" if target != os.path.abspath(path) else ""
+    return DataError(f"{what} {path}{via} is {_kind(mode)}, not a regular file")
+
+
+def regular_size(path: str | Path, what: str) -> int:
+    """The size of ``path``, a regular file (links followed); anything else is refused with
+    ``what`` and the path, before anything opens it."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise DataError(f"cannot read {what} {path}: {why}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(path, what, info.st_mode)
+    return info.st_size
+
+
+def open_regular(path: str | Path, what: str) -> BinaryIO:
+    """``path`` opened for binary reading, refused unless it is a regular file. Opened with
+    ``O_NONBLOCK`` and checked again on the open descriptor, so a file swapped for a FIFO
+    after the first check cannot block the open either."""
+    path = Path(path)
+    regular_size(path, what)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, what, mode)
+        os.set_blocking(fd, True)  # regular files never block; plain reads from here on
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
