@@ -11,6 +11,8 @@ Sinabs 3.1.3 cannot be installed beside neurokd (it pins nir <= 1.0.4, and nir 1
 read nir 1.0.8's LIF nodes: ``TypeError: LIF.__init__() got an unexpected keyword argument
 'v_reset'``), so ``make consumers`` puts it, without its dependencies (they are neurokd's own,
 bar ``samna``), in ``.sinabs-site`` and it runs in a subprocess with that folder on its path.
+A library that raises is a finding (its row in the report); a subprocess killed by a signal
+(an OOM kill, a segfault) is a crashed tool: exit 1, noticed as soon as it dies.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +31,10 @@ import nir
 import numpy as np
 import torch
 
+from neurokd.errors import ExternalToolError
 from neurokd.runtime.progress import Reporter
 
+from ..loihi.lava_host import child_exited, signal_name, start_child, stop_child
 from ..verify import chunks
 from . import consumer_runner
 from .consumer_limits import (
@@ -43,6 +48,7 @@ from .consumer_limits import (
 SINABS_SITE = ".sinabs-site"
 TOLERANCE = 1e-4  # logits, times max(1, |logit|): float32 with another operation order
 SUBPROCESS_SECONDS = 1800
+POLL_SECONDS = 0.2  # how often a consumer subprocess is looked at
 
 
 @dataclass(frozen=True)
@@ -157,15 +163,31 @@ def _run_in_subprocess(name: str, site: Path, path: Path, x: np.ndarray, timeste
                  chunks=np.array(sizes))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [str(site)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-        try:
-            process = subprocess.run([sys.executable, consumer_runner.__file__, str(request),
-                                      str(answer)], env=env, capture_output=True, text=True,
-                                     timeout=SUBPROCESS_SECONDS)
-        except subprocess.TimeoutExpired:
+        log = Path(folder) / "stderr.txt"
+        # Its own process group, waited on by its exit (not its output, which a process it
+        # started could hold open), and ended with everything it started.
+        with open(log, "w") as stderr:
+            process = start_child([sys.executable, consumer_runner.__file__, str(request),
+                                   str(answer)], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=stderr)
+            deadline = time.monotonic() + SUBPROCESS_SECONDS
+            try:
+                while not child_exited(process) and time.monotonic() < deadline:
+                    time.sleep(POLL_SECONDS)
+                timed_out = not child_exited(process)
+            finally:
+                stop_child(process)
+        if timed_out:
             return ConsumerResult(consumer.name, "", False, failure=(
                 f"no result within {SUBPROCESS_SECONDS} s (stopped)")), None
+        if process.returncode < 0:
+            number = -process.returncode
+            raise ExternalToolError(f"the NIR consumer {consumer.name} crashed: its process was "
+                                    f"killed by signal {number} ({signal_name(number)}); {path} "
+                                    "was written, its consumer report is incomplete")
         if process.returncode != 0 or not answer.exists():
-            tail = [line for line in process.stderr.splitlines() if line.strip()]
+            tail = [line for line in log.read_text(errors="replace").splitlines()
+                    if line.strip()]
             return ConsumerResult(consumer.name, "", False, failure=(
                 f"subprocess exit {process.returncode}: {tail[-1] if tail else 'no output'}")), None
         with np.load(answer, allow_pickle=False) as data:

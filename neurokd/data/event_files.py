@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..files.paths import open_regular, regular_size
 
 Events = dict[str, np.ndarray]
 
@@ -50,17 +51,13 @@ def _corrupt(path: Path, kind: str, why: str) -> DataError:
 
 
 def _size(path: Path, kind: str) -> int:
-    try:
-        return path.stat().st_size
-    except OSError as exc:
-        raise DataError(f"cannot read {kind} file {path}: {exc.strerror or exc}") from None
+    """The size of a recording, refused unless it is a regular file: spikingjelly opens it by
+    name, and a FIFO would block that open, /dev/zero pass as an empty recording."""
+    return regular_size(path, f"{kind} file")
 
 
 def _opened(path: Path, kind: str):
-    try:
-        return open(path, "rb")
-    except OSError as exc:
-        raise DataError(f"cannot read {kind} file {path}: {exc.strerror or exc}") from None
+    return open_regular(path, f"{kind} file")
 
 
 def _on_sensor(path: Path, kind: str, events: Events, sensor: tuple[int, int]) -> Events:

@@ -18,14 +18,17 @@ one error naming the path and the layout expected there.
 
 from __future__ import annotations
 
+import io
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ..errors import DataError
+from ..files.paths import inside, open_regular, regular_size
 from .event_files import Events, read_aedat2, read_aedat31, read_nmnist
 
 GESTURES = ("hand clapping", "right hand wave", "left hand wave", "right arm clockwise",
@@ -93,6 +96,8 @@ def _class_files(folder: Path, classes: tuple[str, ...], suffix: str, layout: st
     empty = [c for c, f in zip(classes, files, strict=True) if not f]
     if empty:
         raise DataError(f"{name}: no {suffix} files in {folder / empty[0]} (expected {layout})")
+    for path in (p for group in files for p in group):  # a FIFO or a device: refused now,
+        regular_size(path, f"{name} file")             # not after binning every file before it
     return files
 
 
@@ -110,14 +115,28 @@ def _nmnist(root: Path, split: str) -> list[Recording]:
             for p in group]
 
 
+MAX_LIST_BYTES = 1 << 20  # a trial list or labels csv; the release's are under 10 KB
 GESTURE_LAYOUT = ("DIR/DvsGesture/ (or DIR) holding userNN_<lighting>.aedat, "
                   "userNN_<lighting>_labels.csv, trials_to_train.txt and trials_to_test.txt: "
                   "DvsGesture.tar.gz unpacked")
 
 
+def _small_text(path: Path, what: str) -> str:
+    """A trial list or labels file (a few KB in the release), read only if it is a regular
+    file of at most MAX_LIST_BYTES."""
+    with open_regular(path, what) as handle:
+        data = handle.read(MAX_LIST_BYTES + 1)
+    if len(data) > MAX_LIST_BYTES:
+        raise DataError(f"{what} {path} is over {MAX_LIST_BYTES:,} bytes; the release's are "
+                        "a few KB")
+    return data.decode("utf-8", errors="replace")
+
+
 def _gesture_rows(path: Path) -> tuple[tuple[int, int, int], ...]:
+    text = _small_text(path, "labels file")
     try:
-        rows = np.loadtxt(path, dtype=np.int64, delimiter=",", skiprows=1, ndmin=2)
+        rows = np.loadtxt(io.StringIO(text), dtype=np.int64, delimiter=",", skiprows=1,
+                          ndmin=2)
     except (OSError, ValueError) as exc:
         raise DataError(f"corrupt labels file {path}: {str(exc).splitlines()[0]} (expected a "
                         "header line and rows class,startTime_usec,endTime_usec)") from None
@@ -131,18 +150,23 @@ def _gesture_rows(path: Path) -> tuple[tuple[int, int, int], ...]:
 def _gesture(root: Path, split: str) -> list[Recording]:
     folder = root / "DvsGesture" if (root / "DvsGesture").is_dir() else root
     trials = folder / f"trials_to_{split}.txt"
-    if not trials.is_file():
+    if not os.path.lexists(trials):
         raise DataError(f"dvsgesture: no file {trials} (expected {GESTURE_LAYOUT})")
-    names = [line.strip() for line in trials.read_text(errors="replace").splitlines()
-             if line.strip()]
+    lines = _small_text(trials, "trial list").split("\n")  # numbered as an editor shows them
     recordings = []
-    for name in names:
-        aedat = folder / name
-        labels = aedat.with_name(f"{aedat.stem}_labels.csv")
+    for number, name in ((n, line.strip()) for n, line in enumerate(lines, 1)):
+        if not name:
+            continue
+        # The list comes with the download: what it names must lie in its own folder
+        # (files/paths.py), the labels file beside the recording as well.
+        aedat = inside(folder, name, trials, number)
+        named = PurePosixPath(name)
+        labels = inside(folder, str(named.parent / f"{named.stem}_labels.csv"), trials, number)
         for needed in (aedat, labels):
-            if not needed.is_file():
-                raise DataError(f"dvsgesture: {trials.name} lists {name}, but there is no "
-                                f"{needed} (expected {GESTURE_LAYOUT})")
+            if not os.path.lexists(needed):
+                raise DataError(f"dvsgesture: {trials.name} lists {name} (line {number}), but "
+                                f"there is no {needed} (expected {GESTURE_LAYOUT})")
+            regular_size(needed, "dvsgesture file")
         recordings.append(Recording(aedat, _gesture_rows(labels)))
     return recordings
 
