@@ -47,8 +47,15 @@ $(SINABS_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-deps --target $(SINABS_SITE) sinabs==3.1.3 pbr==7.1.3
 	touch $(SINABS_STAMP)
 
+# `make demo RUNS=/tmp/x` puts the demo run in /tmp/x/demo. A second `make demo` replaces the
+# demo run it made before (said in one line) instead of stopping at the name clash.
+RUNS ?= runs
+
 demo: $(STAMP)
-	$(BIN)/neurokd distill --name demo
+	@if [ -e "$(RUNS)/demo/student.pt" ] || [ -e "$(RUNS)/demo/config.toml" ]; then \
+		echo "make demo: replacing the earlier demo run in $(RUNS)/demo"; fi
+	$(BIN)/neurokd distill --name demo --out "$(RUNS)" --overwrite
+	@echo "next: $(BIN)/neurokd energy report $(RUNS)/demo/student.pt   (or . $(BIN)/activate, then the README's commands)"
 
 # Everything CI checks: the layering contracts, then every test (Lava ones included).
 test: $(STAMP) $(LAVA_STAMP) $(SINABS_STAMP) lint

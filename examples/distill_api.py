@@ -1,4 +1,7 @@
-"""Distil a spiking student on digits from Python, then reload it from the checkpoint alone."""
+"""Distil a spiking student on digits from Python, then reload it from the checkpoint alone.
+
+After `make demo`, from the repository's root: .venv/bin/python examples/distill_api.py
+(runs/api-example; a second run replaces it)."""
 
 import torch
 
@@ -8,7 +11,7 @@ from neurokd.train.evaluation import evaluate
 
 config = neurokd.RunConfig(name="api-example", method="tser", epochs=5, teacher_epochs=10,
                            alpha=0.5, tau=1.0, lam=0.05, timesteps=4)
-result = neurokd.distill(config)
+result = neurokd.distill(config, overwrite=True)
 print(f"student {result.metrics['student_accuracy']:.3f}, "
       f"teacher {result.metrics['teacher_accuracy']:.3f}, written to {result.checkpoint}")
 

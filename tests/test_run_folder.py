@@ -165,3 +165,39 @@ def test_a_stop_wrapped_by_c_code_is_the_stop_not_an_internal_error():
         assert exc.__cause__ is None and isinstance(exc.__context__, Stopped)
         assert _signal_behind(exc) == signal.SIGTERM
     assert _signal_behind(ValueError("an unrelated failure")) is None
+
+
+def test_default_run_names_tell_runs_apart_and_a_name_wins():
+    """`--encoding rate` used to land in the default run's folder; what tells runs apart is in
+    the name (the student and encoding only when not the defaults, so names stay short)."""
+    names = {key: neurokd.RunConfig(**values).run_name for key, values in {
+        "default": {}, "rate": {"encoding": "rate"}, "resnet": {"student": "resnet"},
+        "kd": {"method": "kd"}, "t8": {"timesteps": 8}, "seed": {"seed": 1},
+        "mnist1d": {"dataset": "mnist1d"},
+        "both": {"student": "resnet", "encoding": "rate", "method": "tser+fitnet"}}.items()}
+    assert names["default"] == "digits-tser-t4-s0"
+    assert names["rate"] == "digits-rate-tser-t4-s0"
+    assert names["resnet"] == "digits-resnet-tser-t4-s0"
+    assert names["both"] == "digits-resnet-rate-tser+fitnet-t4-s0"
+    assert len(set(names.values())) == len(names)
+    # direct is what no encoding means: the same run, the same folder
+    assert neurokd.RunConfig(encoding="direct").run_name == names["default"]
+    assert neurokd.RunConfig(name="mine", encoding="rate", seed=3).run_name == "mine"
+
+
+def test_a_name_clash_is_refused_in_words_for_both_callers(tmp_path, capsys):
+    """Before any training: the CLI exits 2 with one line, the library raises; neither names
+    a CLI flag (from Python, --overwrite means nothing)."""
+    run = tmp_path / "digits-tser-t4-s0"
+    run.mkdir()
+    (run / "student.pt").write_bytes(b"an earlier run")
+    with pytest.raises(ConfigError) as caught:
+        neurokd.distill(neurokd.RunConfig(out=str(tmp_path), epochs=1, teacher_epochs=1))
+    message = str(caught.value)
+    assert message == (f"{run} already holds a run (student.pt): choose another name, resume "
+                       "it or overwrite it")
+    assert "--" not in message
+    outcome = run_cli(capsys, "distill", "--out", str(tmp_path), "-q", "--epochs", "1")
+    assert_one_line_error(outcome, 2, "already holds a run (student.pt)")
+    assert sorted(p.name for p in run.iterdir()) == [".neurokd.lock", "student.pt"]
+    assert (run / "student.pt").read_bytes() == b"an earlier run"

@@ -130,3 +130,34 @@ def test_onnx_export_records_its_data_folder_for_simulate(tmp_path):
     assert props["neurokd.data_dir"] == str(root) and props["neurokd.image_size"] == "8"
     result = simulate(path, backend="onnx")
     assert result.dataset == "imagefolder" and result.samples == 6  # root/test: 2 x 3 images
+
+
+@pytest.mark.parametrize("name, maker", [
+    ("student.spikes.onnx", "neurokd export --target onnx --spikes {run}/student.pt"),
+    ("student.net", "neurokd export --target loihi {run}/student.pt"),
+    ("s.net", "neurokd export --target loihi CHECKPOINT -o {run}/s.net"),
+])
+def test_a_missing_export_names_the_command_that_makes_it(tmp_path, capsys, name, maker):
+    run = tmp_path / "runs" / "demo"
+    run.mkdir(parents=True)
+    outcome = run_cli(capsys, "simulate", str(run / name), "--save", str(tmp_path / "r.npz"))
+    assert_one_line_error(outcome, 2, f"no such export file: {run / name} (make it with: "
+                          + maker.format(run=run) + ")")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["demo", "runs"]  # nothing written
+
+
+def test_the_command_a_missing_export_names_makes_it(trained_run, tmp_path, capsys):
+    """The hint is a command that works: run as given, simulate then runs."""
+    import shlex
+    import shutil
+
+    run = tmp_path / "demo"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns(".neurokd.lock"))
+    export = run / "student.spikes.onnx"
+    outcome = run_cli(capsys, "simulate", str(export), "--samples", "16")
+    hint = outcome.err.strip().split("(make it with: ", 1)[1].removesuffix(")")
+    words = shlex.split(hint)
+    assert words[0] == "neurokd"
+    assert run_cli(capsys, *words[1:], "--check-samples", "16").code == 0
+    outcome = run_cli(capsys, "simulate", str(export), "--samples", "16", "-q")
+    assert outcome.code == 0, outcome.err

@@ -26,12 +26,17 @@ class Backend:
     suffix: str                  # the export it runs (``neurokd export`` writes it)
     summary: str                 # one line for --help and the docs
     run: Callable[..., SimulationResult]
+    # The `neurokd export` options that write that file: a missing export's error names the
+    # command that makes it.
+    made_by: tuple[str, ...] = ()
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("lava", ".net", "a Loihi export in Lava's CPU simulator, bit-accurate fixed point "
-            "(.venv-lava), against the float and integer models", simulate_lava),
-    Backend("onnx", ".onnx", "an ONNX export made with --spikes, in ONNX Runtime", simulate_onnx),
+            "(.venv-lava), against the float and integer models", simulate_lava,
+            ("--target", "loihi")),
+    Backend("onnx", ".onnx", "an ONNX export made with --spikes, in ONNX Runtime", simulate_onnx,
+            ("--target", "onnx", "--spikes")),
 )}
 
 

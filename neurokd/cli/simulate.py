@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .options import data_options, output_option, quiet_option, samples_option
@@ -23,11 +25,24 @@ def _backend_help() -> str:
         " [default: from the file's suffix]"
 
 
+def _missing_export(path: Path, backend) -> str:
+    """The error for an export that is not there, naming the command that writes it: from the
+    checkpoint beside it when the name is the one ``neurokd export`` gives by default
+    (runs/demo/student.spikes.onnx <- runs/demo/student.pt), else with -o."""
+    made_by = " ".join(backend.made_by)
+    default = "student.spikes" if "--spikes" in backend.made_by else "student"
+    if path.name == f"{default}{backend.suffix}":
+        command = f"neurokd export {made_by} {path.parent / 'student.pt'}"
+    else:
+        command = f"neurokd export {made_by} CHECKPOINT -o {path}"
+    return f"no such export file: {path} (make it with: {command})"
+
+
 def _without_random(command):
     return data_options(command, random=False)
 
 
-@click.command(short_help="Run an export on a test split in a simulator.")
+@click.command()  # its one line: COMMANDS in neurokd/cli/__init__.py
 @click.argument("export_path", metavar="EXPORT", type=click.Path(dir_okay=False))
 @click.option("--backend", type=_Backends(), default=None, help=_backend_help())
 @_without_random
@@ -47,12 +62,15 @@ def simulate(export_path, backend, dataset, data_dir, samples, json_path, save_p
       neurokd simulate runs/demo/student.net --samples 50 --json sim.json --save sim.npz
       neurokd simulate runs/demo/student.spikes.onnx          # ONNX Runtime (--spikes export)
     """
+    from ..errors import NeuroKDError
+    from ..exporters.simulation import backend_for, write_result
     from ..exporters.simulation import simulate as run_simulation
-    from ..exporters.simulation import write_result
     from ..files.safe_io import check_writable, write_json
     from ..runtime.progress import make_reporter
     from .console import print_simulation
 
+    if not Path(export_path).exists():  # the usual first stumble: the export was never made
+        raise NeuroKDError(_missing_export(Path(export_path), backend_for(export_path, backend)))
     for output in (json_path, save_path):  # refused before the run, not after it
         if output:
             check_writable(output, reads=(export_path,))

@@ -48,7 +48,7 @@ def claimed(run_dir: Path, resume: bool, overwrite: bool, writer: bool = True,
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             raise ConfigError(f"{run_dir} is being written by another neurokd run (pid "
-                              f"{holder}); wait for it or choose another --name") from None
+                              f"{holder}); wait for it or choose another name") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -66,9 +66,10 @@ def _make_room(run_dir: Path, overwrite: bool, exports: tuple[str, ...]) -> None
     if not existing:
         return
     if not overwrite:
+        # Words both callers understand: --name/--resume/--overwrite on the command line,
+        # RunConfig(name=...)/resume=True/overwrite=True from Python.
         raise ConfigError(f"{run_dir} already holds a run ({', '.join(existing)}): choose "
-                          "another --name, continue it with --resume, or replace it with "
-                          "--overwrite")
+                          "another name, resume it or overwrite it")
     for name in RUN_FILES + tuple(exports):
         (run_dir / name).unlink(missing_ok=True)
 
