@@ -29,14 +29,15 @@ into the results file already there (same settings, seeds and teacher, else it s
 and methods can be added later without retraining what is recorded; the .md lists which command
 produced which rows. Runs live in benchmarks/runs/<dataset>/ and a finished run (its
 metrics.json exists) is never trained again, so an interrupted benchmark resumes where it
-stopped; two invocations side by side share a run they both need (the second waits for the
-first one's, see `claimed`). Defaults are chosen on the validation split, never on test.
+stopped. The grid of distinct runs is one Optuna study (`run_grid`: each run an enqueued trial,
+storage `--storage`, default sqlite:///WORKDIR/DATASET/study.db), so two invocations of the
+same command, side by side or on two machines sharing a storage, split it without training a
+run twice, and a run whose invocation died is taken over once its heartbeat stops. Defaults are chosen on the validation split, never on test.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
@@ -69,7 +70,9 @@ LAMS = (0.0, 0.01, 0.05, 0.1, 0.2)
 TAUS = (1.0, 2.0, 4.0, 6.0)
 STEPS = (1, 2, 4, 8)
 MAIN_GROUP = "methods"  # the sweeps and the hybrids draw on its losses
-METHOD_GROUPS = tuple(dict.fromkeys(spec.group for spec in LOSS_SPECS.values()))
+# the rate term is no method of its own (--rate-target adds it to any): no group of rows
+METHOD_GROUPS = tuple(dict.fromkeys(spec.group for spec in LOSS_SPECS.values()
+                                    if spec.kind != "rate"))
 GROUPS = (*METHOD_GROUPS, "lam", "tau", "timesteps", "variants")
 # The full loss beside its ablations, under the label the recorded results use.
 ABLATION_REFERENCE = {"ts-both+er": "tser"}
@@ -155,66 +158,67 @@ def run_key(method: str, settings: dict, seed: int) -> str:
 
 def run_one(base: dict, method: str, overrides: dict, seed: int, teacher: Path,
             workdir: Path) -> dict:
+    """One run of the grid (one trial of the study, see :func:`run_grid`); a finished run
+    (its metrics.json exists) is read, never trained again."""
     settings = {**base, **overrides}
     key = run_key(method, settings, seed)
     metrics_path = workdir / key / "metrics.json"
-    with claimed(workdir / f"{key}.lock", metrics_path) as mine:
-        if not mine:  # finished earlier, or just now by another invocation: don't retrain
-            FINISHED[key] = json.loads(metrics_path.read_text())
-            return FINISHED[key]
-        config = RunConfig(**{k: v for k, v in settings.items()
-                              if k in RunConfig.__dataclass_fields__},
-                           method=method, seed=seed, teacher=str(teacher), out=str(workdir),
-                           name=key)
-        started = time.perf_counter()
-        # A run this benchmark was stopped in continues from its saved state; leftovers of
-        # one killed before its first epoch are replaced.
-        resume = (workdir / key / "last.pt").exists()
-        metrics = FINISHED[key] = distill(config, resume=resume, overwrite=not resume).metrics
+    if metrics_path.exists():
+        FINISHED[key] = json.loads(metrics_path.read_text())
+        return FINISHED[key]
+    config = RunConfig(**{k: v for k, v in settings.items()
+                          if k in RunConfig.__dataclass_fields__},
+                       method=method, seed=seed, teacher=str(teacher), out=str(workdir),
+                       name=key)
+    started = time.perf_counter()
+    # A run stopped by Ctrl-C, or whose worker died (its trial comes back to the next worker
+    # once the heartbeat stops), continues from its saved state; leftovers of one killed
+    # before its first epoch are replaced.
+    resume = (workdir / key / "last.pt").exists()
+    metrics = FINISHED[key] = distill(config, resume=resume, overwrite=not resume).metrics
     print(f"  {key}: test {100 * metrics['student_accuracy']:.2f}%  "
           f"val {100 * metrics['student_val_accuracy']:.2f}%  "
           f"({time.perf_counter() - started:.0f} s)", flush=True)
     return metrics
 
 
-@contextlib.contextmanager
-def claimed(lock: Path, done: Path, poll_s: float = 5.0):
-    """Yields True when this process is to train the run (it holds ``lock``, holding its pid,
-    until the block ends), False once ``done`` exists. Another live invocation's lock is waited
-    for; a lock whose process has died is taken over."""
-    while not done.exists():
-        try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            if not _owner_alive(lock):
-                lock.unlink(missing_ok=True)
-            else:
-                time.sleep(poll_s)
-            continue
-        os.write(handle, str(os.getpid()).encode())
-        os.close(handle)
-        try:
-            yield True
-        finally:
-            lock.unlink(missing_ok=True)
-        return
-    yield False
+def run_grid(plan: dict, base: dict, seeds: list[int], teacher: Path, workdir: Path,
+             stem: str, storage: str | None, heartbeat_s: int) -> None:
+    """Every distinct run of ``plan`` x ``seeds`` as one Optuna study: each run key is an
+    enqueued trial, so invocations of the same command (here, or on other machines with a
+    shared ``--storage``) split the grid, a run is trained once, and a dead invocation's run
+    is taken over once its heartbeat stops (neurokd.train.sweep.work_through)."""
+    import hashlib
 
+    import optuna
 
-def _owner_alive(lock: Path) -> bool:
-    try:
-        pid = int(lock.read_text() or "0")
-    except (OSError, ValueError):
-        return True  # being written this instant: look again at the next poll
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from neurokd.train.sweep import open_study, work_through
+
+    jobs: dict[str, tuple[str, dict, int]] = {}
+    for rows in plan.values():
+        for method, overrides in rows.values():
+            for seed in seeds:
+                jobs.setdefault(run_key(method, {**base, **overrides}, seed),
+                                (method, overrides, seed))
+    keys = sorted(jobs)
+    # the same command gives the same grid, hence the same study; another grid gets its own
+    # (its runs already finished are still read, not trained again)
+    name = f"{stem}-{hashlib.sha1(','.join(keys).encode()).hexdigest()[:12]}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    study = open_study(storage or f"sqlite:///{workdir / 'study.db'}", name, ["maximize"],
+                       optuna.samplers.RandomSampler(seed=0), heartbeat_s)
+    for key in keys:  # a second invocation's enqueue of the same run is skipped
+        study.enqueue_trial({"run": key}, skip_if_exists=True)
+
+    def objective(trial) -> float:
+        key = trial.suggest_categorical("run", keys)
+        trial.set_user_attr("pid", os.getpid())
+        return run_one(base, *jobs[key][:2], jobs[key][2], teacher, workdir)["student_accuracy"]
+
+    work_through(study, len(keys), objective, heartbeat_s, label=f"grid {name}")
+    for key in keys:  # the runs other invocations trained
+        if key not in FINISHED:
+            FINISHED[key] = json.loads((workdir / key / "metrics.json").read_text())
 
 
 def method_rows(names: list[str], as_group: str | None) -> dict[str, dict[str, tuple[str, dict]]]:
@@ -270,6 +274,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workdir", default=str(HERE / "runs"))
+    parser.add_argument("--storage", help="Optuna storage URL of the grid's study, shared by "
+                        "every invocation (default: sqlite:///WORKDIR/DATASET/study.db)")
+    parser.add_argument("--heartbeat", type=int, default=10,
+                        help="seconds between a running run's heartbeats; one silent for 3x "
+                        "this is taken over by another invocation")
     results_dir.add_options(parser)
     return parser.parse_args()
 
@@ -318,14 +327,13 @@ def main() -> None:
                          f"one scoring {previous['teacher_accuracy']}; use --fresh or another "
                          "--results folder")
 
+    run_grid(plan, base, seeds, teacher, workdir, stem, args.storage, args.heartbeat)
     table: dict[str, dict] = {}
     for group, rows in plan.items():
-        print(f"group {group}", flush=True)
         table[group] = {}
         for label, (method, overrides) in rows.items():
-            runs = [run_one(base, method, overrides, s, teacher, workdir) for s in seeds]
             keys = [run_key(method, {**base, **overrides}, s) for s in seeds]
-            table[group][label] = summarise(runs, keys)
+            table[group][label] = summarise([FINISHED[k] for k in keys], keys)
 
     used = {key for rows in table.values() for row in rows.values() for key in row["run_keys"]}
     invocation = {

@@ -28,6 +28,9 @@ TEACHERS = ("cnn", "twin", "resnet18", "resnet34")
 DEVICES = ("auto", "cpu", "cuda")
 RESETS = ("hard", "soft")
 OPTIMIZERS = ("adam", "sgd")
+BN_RECOMPUTE = ("auto", "always", "never")
+RATE_ANNS = ("twin", "teacher")  # what break-even compares with (energy/ann.py's choices)
+BREAK_EVEN = "break-even"        # --rate-target's one word; anything else is a number
 
 
 def _opt(help: str, default: Any = None, cli: str | None = None, **kw: Any) -> Any:
@@ -86,6 +89,20 @@ class RunConfig:
         "entropy_tau", "temperature of the entropy term, H(softmax(z/entropy_tau)); unset: --tau")
     feature_weight: float = _loss_opt("feature_weight", "weight of each feature loss", 1.0)
     mask_ratio: float = _loss_opt("mask_ratio", "share of feature positions blurred", 0.15)
+    rate_target: str | None = _opt(
+        "add a spike-rate term (docs/energy-aware.md): break-even (each spiking layer's "
+        "break-even input rate under --profile, --energy-model and --ann, from the energy "
+        "registry) or a number in (0, 1] (one target for every layer); unset: no term")
+    # 100: a rate 0.02 above its aim then pulls with 2·w·0.02 = 4, the CE's scale (w=1 left
+    # digits' features.3 above break-even; w=100 took it below at no accuracy cost)
+    rate_weight: float = _loss_opt("rate_weight", "weight w of the spike-rate term", 100.0)
+    rate_margin: float = _loss_opt("rate_margin", "the rate term aims at margin x target", 0.9)
+    profile: str = _opt("energy profile pricing the rate targets and the result "
+                        "(neurokd energy profiles)", "45nm-fp32")
+    energy_model: str = _opt("energy model pricing them: compute or memory (docs/energy.md)",
+                             "compute")
+    ann: str = _opt("the ANN a layer's break-even compares with: twin (the student's "
+                    "architecture with ReLU) or teacher", "twin", choices=RATE_ANNS)
     student_tap: str | None = _opt("student module path whose output is distilled (feature KD)")
     teacher_tap: str | None = _opt("teacher module path whose output is matched (feature KD)")
     timesteps: int = _opt("simulation timesteps T", 4)
@@ -109,6 +126,11 @@ class RunConfig:
     optimizer: str = _opt("adam, or sgd (with --momentum); both on a cosine schedule", "adam",
                           choices=OPTIMIZERS)
     momentum: float = _opt("SGD momentum", 0.9)
+    recompute_bn: str = _opt(
+        "recompute BatchNorm's statistics from the training split before each evaluation: "
+        "auto (when an epoch has fewer steps than BatchNorm's ~10-step averaging window, "
+        "where its running statistics lag the weights and a student right in training is "
+        "silent in evaluation), always, or never", "auto", choices=BN_RECOMPUTE)
     weight_decay: float = _opt("weight decay", 0.0)
     seed: int = _opt("random seed (data order, initialisation)", 0)
     device: str = _opt("auto picks CUDA when present", "auto", choices=DEVICES)
@@ -174,6 +196,7 @@ class RunConfig:
             raise ConfigError(f"dataset {self.dataset} needs --data-dir (nothing is downloaded)")
         _check_event_options(self)
         _check_exit_options(self)
+        _check_rate_options(self)
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise ConfigError(f"name must be a plain folder name, not {self.name!r}")
         self.alpha, self.tau, self.lam = float(self.alpha), float(self.tau), float(self.lam)
@@ -192,7 +215,10 @@ class RunConfig:
             parts.append(self.student)
         if self.encoding not in (None, "direct"):  # direct is what no encoding means
             parts.append(self.encoding)
-        return "-".join([*parts, self.method, f"t{self.timesteps}", f"s{self.seed}"])
+        method = self.method
+        if self.rate_target is not None:  # a rate-regularised run must not take the plain name
+            method += "-rbe" if self.rate_target == BREAK_EVEN else f"-r{self.rate_target}"
+        return "-".join([*parts, method, f"t{self.timesteps}", f"s{self.seed}"])
 
     @property
     def run_dir(self) -> Path:
@@ -262,6 +288,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"malformed TOML in {path}: {exc}") from None
     except RecursionError:  # arrays nested thousands deep
         raise ConfigError(f"malformed TOML in {path}: nested too deeply") from None
+    except ValueError as exc:  # an integer of 100,000 digits (Python's int-to-str limit)
+        raise ConfigError(f"malformed TOML in {path}: {str(exc).splitlines()[0][:160]}") \
+            from None
     # A [distill] table is accepted as well as top-level keys.
     if set(values) == {"distill"} and isinstance(values["distill"], dict):
         values = values["distill"]
@@ -326,6 +355,35 @@ def _check_exit_options(config: RunConfig) -> None:
                           f"{config.exit_drop!r}")
     else:
         config.exit_drop = float(config.exit_drop)
+
+
+def rate_target_value(target: str | None) -> float | None:
+    """The fixed target a ``rate_target`` names (None for break-even or no target).
+
+    >>> rate_target_value("0.05"), rate_target_value("break-even")
+    (0.05, None)
+    """
+    if target is None or target == BREAK_EVEN:
+        return None
+    try:
+        value = float(target)
+    except (TypeError, ValueError):
+        value = math.nan
+    # A rate is a share of input positions x timesteps: outside (0, 1] no layer can meet it.
+    if not 0 < value <= 1:
+        raise ConfigError(f"rate_target must be {BREAK_EVEN} or a rate in (0, 1], not "
+                          f"{target!r}")
+    return value
+
+
+def _check_rate_options(config: RunConfig) -> None:
+    """A negative weight would reward spikes; a negative margin would aim below silence."""
+    rate_target_value(config.rate_target)
+    for key in ("rate_weight", "rate_margin"):
+        value = getattr(config, key)
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{key} must be a finite number >= 0, not {value!r}")
+        setattr(config, key, float(value))
 
 
 def _is_number(value: Any) -> bool:

@@ -28,6 +28,8 @@ COMMANDS = {
                              "Run an export on a test split in a simulator."),
     "energy": CommandEntry("energy", "energy", "Energy per inference of a student vs its ANN."),
     "plot": CommandEntry("plot", "plot", "Draw a run's training history."),
+    "sweep": CommandEntry("sweep", "sweep",
+                          "Search distill options for accuracy vs energy (Optuna)."),
 }
 
 

@@ -30,8 +30,34 @@ def print_distill_summary(result) -> None:
     table.add_row("wall time", f"{m['wall_time_s']:.1f} s")
     if m.get("threads"):
         table.add_row("torch threads", f"{m['threads']} ({m['threads_reason']})")
+    if m.get("rate") or m.get("energy"):
+        _energy_rows(table, m.get("rate"), m.get("energy"))
     table.add_row("checkpoint", str(result.checkpoint))
     Console().print(table)
+
+
+def _energy_rows(table: Table, rate: dict | None, energy: dict | None) -> None:
+    """The rate term's targets and the result against break-even (docs/energy-aware.md)."""
+    if rate:
+        aims = ", ".join(f"{name} {rate['margin'] * r:.3g}"
+                         for name, r in rate["targets"].items())
+        table.add_row(f"rate term (target {rate['target']}, w={rate['weight']:g})",
+                      aims or "no layer has a target")
+        for name, why in rate["untargeted"].items():
+            table.add_row(f"  no rate target: {name}", why)
+    if energy:
+        table.add_row(f"below break-even ({energy['profile']}/{energy['energy_model']}, "
+                      f"ANN {energy['ann']})",
+                      ", ".join(f"{n} {row['rate']:.3f}<{row['break_even']:.3f}" for n, row
+                                in energy["layers"].items() if row["below"]) or "none")
+        above = [f"{n} {row['rate']:.3f}>={row['break_even']:.3f}"
+                 for n, row in energy["layers"].items() if row["below"] is False]
+        if above:
+            table.add_row("above break-even", ", ".join(above))
+        ratio = energy.get("ratio")
+        table.add_row("energy SNN / ANN", "—" if ratio is None else
+                      f"{ratio:.3f} ({energy['snn_energy_pj']:.4g} / "
+                      f"{energy['ann_energy_pj']:.4g} pJ per inference)")
 
 
 def _curve(values) -> str:
@@ -80,6 +106,14 @@ def print_simulation(result) -> None:
                       f"{pct(result.quantized_accuracy)}")
         console.print(f"  {result.backend} vs bit-accurate integer model: argmax "
                       f"{pct(result.agreement)}")
+    if getattr(result, "accuracy_by_timestep", None):
+        console.print("  accuracy by timestep (steps 1..t): " + ", ".join(
+            f"t={t} {pct(a)}" for t, a in enumerate(result.accuracy_by_timestep, 1)))
+    if getattr(result, "exit", None):
+        e = result.exit
+        console.print(f"  exit ({e['rule']}, threshold {e['threshold']:.4g}): accuracy "
+                      f"{pct(e['accuracy'])}, mean {e['mean_timesteps']:.2f} of "
+                      f"T={result.timesteps} timesteps")
     for name, count in result.spike_counts.items():
         share = result.identical_spikes.get(name)
         same = "" if share is None else f"{pct(share)} identical spikes, "

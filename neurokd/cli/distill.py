@@ -43,11 +43,23 @@ def distill(config_path: str | None, preset: str | None, quiet: bool, resume_dir
         config = _resume_config(resume_dir, config_path or preset, options)
     else:
         config = RunConfig.from_sources(config_path, options, preset)
+    pricer = _pricer(config)  # a bad profile or model fails before the folder is claimed
     with make_reporter(quiet) as reporter:
         result = run_distill(config, reporter, resume=bool(resume_dir), overwrite=overwrite,
-                             exports=_export_names() if overwrite else ())
+                             exports=_export_names() if overwrite else (), pricer=pricer)
     if result.rank == 0:
         print_distill_summary(result)
+
+
+def _pricer(config: RunConfig):
+    """The energy registry's prices for a run with a rate term (its targets, and the result's
+    rates against break-even in metrics.json); None without one: a plain distill imports no
+    energy code."""
+    if config.rate_target is None:
+        return None
+    from .rate_pricing import EnergyPricer
+
+    return EnergyPricer.for_config(config)
 
 
 def _export_names() -> tuple[str, ...]:

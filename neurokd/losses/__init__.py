@@ -22,6 +22,7 @@ from .logit import (
     tser_terms,
 )
 from .method import Method
+from .rate import RateLoss, rate_penalty
 from .registry import (
     IMPLIED_LOGIT,
     LOSS_SPECS,
@@ -46,5 +47,5 @@ __all__ = [
     "needs_teacher", "uses_features", "spec_params", "param_readers", "get_loss",
     "ce_terms", "kd_terms", "tser_terms", "temporal_kd_terms", "ts_ce_terms", "ts_kl_terms",
     "ts_both_terms", "ce_loss", "kd_loss", "tser_loss", "temporal_kd_loss", "kl_to_teacher",
-    "HintLoss", "BlurredLoss",
+    "HintLoss", "BlurredLoss", "RateLoss", "rate_penalty",
 ]

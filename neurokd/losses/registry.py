@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from . import feature, logit
+from . import feature, logit, rate
 
-KINDS = ("logit", "feature")
+# "rate" is no method part: --rate-target adds it to any method (docs/energy-aware.md)
+KINDS = ("logit", "feature", "rate")
 IMPLIED_LOGIT = "ce"  # trains the classifier when a method names only feature losses
 
 
@@ -87,6 +88,12 @@ _SPECS = (
              summary="blurred KD: a generator restores the teacher's features from the "
                      "projected map with a share r of positions blurred (BKDSNN, ECCV 2024)",
              formula="w·MSE(G(blur_r(P(f̄_s))), f_t)"),
+    LossSpec(name="rate", fn=rate.RateLoss, kind="rate", needs_teacher=False,
+             params=("rate_weight", "rate_margin"), terms=("rate",), group="energy",
+             summary="added to any method by --rate-target: each spiking layer's input spike "
+                     "rate r_l above m times its target r*_l (break-even under --profile/"
+                     "--energy-model/--ann, or one number) is penalised",
+             formula="w·Σ_l ReLU(r_l − m·r*_l)²"),
 )
 LOSS_SPECS: dict[str, LossSpec] = {spec.name: spec for spec in _SPECS}
 
@@ -125,6 +132,8 @@ def parse_method(name: Any) -> MethodParts:
     parts = name.split("+") if isinstance(name, str) else []
     specs = [LOSS_SPECS.get(part) for part in parts]
     logits = [s.name for s in specs if s is not None and s.kind == "logit"]
+    if any(s is not None and s.kind not in ("logit", "feature") for s in specs):
+        specs.append(None)  # the rate term comes with --rate-target, not in a method name
     if not parts or None in specs or len(logits) > 1 or len(set(parts)) != len(parts):
         raise ConfigError(f"method {name!r}: give {method_rule()}")
     features = tuple(f for f in _names("feature") if f in parts)

@@ -20,7 +20,7 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 from ..anytime import exit_record
-from ..config import RunConfig, to_toml
+from ..config import BREAK_EVEN, RunConfig, to_toml
 from ..data import DATASETS, DataBundle, Indexed, load_run_data, make_loader
 from ..errors import CheckpointError, ConfigError
 from ..files.safe_io import make_folder, write_json, write_text
@@ -40,9 +40,10 @@ from ..student.checkpoint import (
 )
 from ..student.loading import checked_config, checked_model
 from .distributed import World, world
-from .evaluation import Evaluation, evaluate, evaluate_layers
+from .evaluation import BN_WINDOW, Evaluation, evaluate, evaluate_layers
 from .features import TeacherSignal, check_taps
 from .fitting import FitSettings, Step, fit, load_state
+from .rates import InputRates, Pricer, RatePlan, rate_plan
 from .run_folder import check_resume, claimed
 from .training_log import TrainingLog
 
@@ -79,6 +80,8 @@ class _Context:
     world: World = World()
     threads: int | None = None  # the count chosen for this run: kept in its training state
     states: dict[str, dict] = dataclasses.field(default_factory=dict)  # of _interrupted()
+    pricer: Pricer | None = None  # the energy registry's prices (rates.py), from the caller
+    rate_plan: RatePlan | None = None  # the rate term's targets, once the student is built
 
     def eval_loader(self, dataset) -> Any:
         return make_loader(self.world.shard(dataset), 256)
@@ -91,7 +94,8 @@ class _Context:
 
 def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = False,
             on_epoch: Callable[[str, dict], None] | None = None,
-            overwrite: bool = False, exports: tuple[str, ...] = ()) -> Result:
+            overwrite: bool = False, exports: tuple[str, ...] = (),
+            pricer: Pricer | None = None) -> Result:
     """Train (or load) the teacher, distil the student, write the run folder.
 
     ``resume=True`` continues the run in ``config.run_dir`` from its saved training state.
@@ -100,7 +104,9 @@ def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = 
     (``phase`` is "teacher" or "student"). A folder that already holds a run is refused
     unless ``overwrite``, which removes the old run's files and the ``exports`` (file names,
     e.g. ``neurokd.exporters.registry.default_export_names()``) made from it
-    (``neurokd.train.run_folder``).
+    (``neurokd.train.run_folder``). ``pricer`` (``neurokd.cli.rate_pricing.EnergyPricer``)
+    prices the rate term's break-even targets and the finished student: metrics.json's
+    ``energy`` (docs/energy-aware.md); ``--rate-target break-even`` needs one.
     """
     with world(config.device) as w:
         reporter = reporter if w.is_main else None
@@ -110,14 +116,15 @@ def distill(config: RunConfig, reporter: Reporter | None = None, resume: bool = 
         if log is not None:
             reporter = EpochCallback(reporter or Reporter(), log)
         try:
-            return _distill(config, reporter, resume, w, overwrite, exports)
+            return _distill(config, reporter, resume, w, overwrite, exports, pricer)
         finally:
             if log is not None:
                 log.close()
 
 
 def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: World,
-             overwrite: bool = False, exports: tuple[str, ...] = ()) -> Result:
+             overwrite: bool = False, exports: tuple[str, ...] = (),
+             pricer: Pricer | None = None) -> Result:
     started = time.perf_counter()
     load_since = cpu_reading()  # other jobs' CPU use while the data loads: the free cores
     if config.teacher:  # a teacher for other data is refused before the data set is loaded
@@ -137,13 +144,13 @@ def _distill(config: RunConfig, reporter: Reporter | None, resume: bool, w: Worl
                           "a new run under another name, or overwrite this one")
     with used_threads(_choose_threads(config, w, load_since, states)) as threads:
         return _distill_with(config, data, device, threads, reporter, resume, w, started,
-                             overwrite, exports, states)
+                             overwrite, exports, states, pricer)
 
 
 def _distill_with(config: RunConfig, data: DataBundle, device: torch.device,
                   threads: ThreadChoice, reporter: Reporter | None, resume: bool, w: World,
                   started: float, overwrite: bool, exports: tuple[str, ...],
-                  states: dict[str, dict]) -> Result:
+                  states: dict[str, dict], pricer: Pricer | None = None) -> Result:
     if w.active and uses_features(config.method):
         raise ConfigError(f"--method {config.method} is not supported under torchrun yet (its "
                           "feature heads are trained outside DistributedDataParallel)")
@@ -157,19 +164,27 @@ def _distill_with(config: RunConfig, data: DataBundle, device: torch.device,
         _stored_teacher(config.teacher, data.input_shape, data.num_classes, config)
     if uses_features(config.method) and not config.teacher:  # so must a bad tap path
         check_taps(config.to_dict())
+    if config.rate_target == BREAK_EVEN and pricer is None:
+        raise ConfigError("--rate-target break-even needs the energy registry's prices: pass "
+                          "pricer=neurokd.cli.rate_pricing.EnergyPricer(...)")
+    if pricer is not None and config.ann == "teacher" and not config.teacher and \
+            not needs_teacher(config.method):
+        raise ConfigError(f"--ann teacher: --method {config.method} trains no teacher to "
+                          "compare with; use --ann twin or give --teacher")
     with claimed(config.run_dir, resume, overwrite, w.is_main, exports):
         return _train_and_write(config, data, device, threads, reporter, resume, w, started,
-                                states)
+                                states, pricer)
 
 
 def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
                      threads: ThreadChoice, reporter: Reporter | None, resume: bool, w: World,
-                     started: float, states: dict[str, dict]) -> Result:
+                     started: float, states: dict[str, dict],
+                     pricer: Pricer | None = None) -> Result:
     if not resume and w.is_main:
         write_text(config.run_dir / "config.toml", to_toml(config.to_dict()))
     with StopFlag().installed() as stop:
         ctx = _Context(config, data, device, reporter or Reporter(), stop, resume, w,
-                       threads.threads, states)
+                       threads.threads, states, pricer)
         torch.manual_seed(config.seed)
         teacher = _prepare_teacher(ctx)
         ctx.config = config = dataclasses.replace(config, **teacher.config)
@@ -197,11 +212,16 @@ def _train_and_write(config: RunConfig, data: DataBundle, device: torch.device,
         "threads": threads.threads, "threads_reason": threads.reason,
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
+    if ctx.rate_plan is not None:
+        metrics["rate"] = {**ctx.rate_plan.to_dict(), "weight": config.rate_weight,
+                           "margin": config.rate_margin}
     checkpoint = config.run_dir / "student.pt"
     if w.is_main:
         save_checkpoint(checkpoint, config.to_dict(), _cpu_state(student),
                         _cpu_state(teacher.model) if teacher.model else None, metrics,
                         data.class_names)
+        if pricer is not None:  # energy report's own numbers for the file just written
+            metrics["energy"] = pricer.report(checkpoint)
         write_json(config.run_dir / "metrics.json", metrics)
     return Result(config, config.run_dir, checkpoint, metrics, student.eval(),
                   teacher.model.eval() if teacher.model else None, w.rank)
@@ -280,8 +300,11 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
     trained = ctx.world.wrap(student, device)
     signal = TeacherSignal(config, student, teacher.model, data, device)
     # Each part of the method takes the RunConfig fields its LossSpec lists.
-    method = Method(config.method, config.to_dict(), *signal.feature_shapes())
+    plan = _rate_plan(ctx, student, teacher)
+    method = Method(config.method, config.to_dict(), *signal.feature_shapes(),
+                    rate_targets=plan.targets if plan else None)
     method.to(device)
+    rates = InputRates(student, plan.targets) if plan else None
 
     def batch_loss(batch) -> Step:
         x, y, index = (t.to(device) for t in batch)
@@ -289,20 +312,59 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
         student_logits = trained(x)
         teacher_logits, teacher_features = signal.teacher_outputs(x, index)
         loss = method(student_logits, teacher_logits, y, signal.student_features(),
-                      teacher_features)
-        return Step(loss, (student_logits.detach().mean(0).argmax(-1) == y).sum(), len(y))
+                      teacher_features, rates=rates.values if rates else None)
+        return Step(loss, (student_logits.detach().mean(0).argmax(-1) == y).sum(), len(y),
+                    dict(rates.values) if rates else None)
 
     state_path = config.run_dir / STATE_FILES["student"]
     resume = _resumed_state(ctx, "student")
     settings = FitSettings(config.epochs, config.lr, config.weight_decay, "student", state_path,
                            config.detect_anomaly, config.optimizer, config.momentum, config.amp,
-                           ctx.run_settings(), config.num_classes)
+                           ctx.run_settings(), config.num_classes,
+                           bn_loader=_bn_loader(ctx, data.train, train_loader),
+                           record_extra=_rate_record(config, plan))
     try:
         fitted = fit(student, train_loader, ctx.eval_loader(ctx.data.val), batch_loss, settings,
                      device, ctx.reporter, ctx.stop, resume, ctx.world, extra=method)
     finally:
         signal.close()
+        if rates is not None:
+            rates.close()
     return student, fitted
+
+
+def _rate_plan(ctx: _Context, student: nn.Module, teacher: Teacher) -> RatePlan | None:
+    """The rate term's targets (rates.py), priced on the freshly initialised student and the
+    first validation batch: the same numbers again on --resume (the same seed builds the same
+    student), so a resumed run trains on the targets it started with."""
+    config = ctx.config
+    if config.rate_target is None:
+        return None
+    inputs = next(iter(make_loader(ctx.data.val, 256)))[0].to(ctx.device)
+    plan = rate_plan(config.to_dict(), student, teacher.model, inputs, ctx.pricer)
+    ctx.rate_plan = plan
+    if plan.untargeted:
+        ctx.reporter.note("rate term: no target for " + "; ".join(
+            f"{name} ({why})" for name, why in plan.untargeted.items()))
+    return plan
+
+
+def _rate_record(config: RunConfig, plan: RatePlan | None) -> dict[str, Any] | None:
+    """What every history record says of the rate term: each layer's aim, m · r*."""
+    if plan is None:
+        return None
+    return {"rate_targets": {name: config.rate_margin * target
+                             for name, target in plan.targets.items()}}
+
+
+def _bn_loader(ctx: _Context, train: Any, train_loader: Any) -> Any:
+    """The training split in order and without augmentation, for recomputing BatchNorm's
+    statistics before each evaluation (``recompute_bn``: always, or auto when an epoch has
+    fewer steps than BatchNorm's averaging window); None when they are left as trained."""
+    mode = ctx.config.recompute_bn
+    if mode == "never" or (mode == "auto" and len(train_loader) >= BN_WINDOW):
+        return None
+    return make_loader(ctx.world.shard(train), ctx.config.batch_size)
 
 
 def _resumed_state(ctx: _Context, label: str) -> dict[str, Any] | None:
@@ -338,7 +400,8 @@ def _prepare_teacher(ctx: _Context) -> Teacher:
     state_path = config.run_dir / STATE_FILES["teacher"]
     settings = FitSettings(config.teacher_epochs, config.teacher_lr, config.weight_decay,
                            "teacher", state_path, config.detect_anomaly, config.optimizer,
-                           config.momentum, config.amp, ctx.run_settings(), config.num_classes)
+                           config.momentum, config.amp, ctx.run_settings(), config.num_classes,
+                           bn_loader=_bn_loader(ctx, data.train, train_loader))
     resume = _resumed_state(ctx, "teacher")
     fitted = fit(model, train_loader, ctx.eval_loader(data.val), batch_loss, settings, device,
                  ctx.reporter, ctx.stop, resume, ctx.world)

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import DataError, WriteError
+from ..files.paths import open_regular
 from ..files.safe_io import make_folder, write_text
 
 FIXED = ("epoch", "loss", "train_accuracy", "val_accuracy", "firing_rate", "lr",
@@ -26,12 +29,17 @@ FIXED = ("epoch", "loss", "train_accuracy", "val_accuracy", "firing_rate", "lr",
 
 
 def flat_record(record: dict[str, Any]) -> dict[str, Any]:
-    """One history record as flat columns: ``term:NAME``, ``rate:LAYER`` and ``val_by_t:T``
+    """One history record as flat columns: ``term:NAME``, ``rate:LAYER``, ``input_rate:LAYER``
+    and ``rate_target:LAYER`` (the rate term's m · r*), and ``val_by_t:T``
     (the validation accuracy from the first T timesteps) beside the rest."""
     row = {key: record.get(key) for key in FIXED}
     row |= {f"term:{name}": value for name, value in (record.get("terms") or {}).items()}
     row |= {f"rate:{name}": value for name, value in
             (record.get("layer_firing_rates") or {}).items()}
+    row |= {f"input_rate:{name}": value for name, value in
+            (record.get("input_rates") or {}).items()}
+    row |= {f"rate_target:{name}": value for name, value in
+            (record.get("rate_targets") or {}).items()}
     row |= {f"val_by_t:{t}": value for t, value in
             enumerate(record.get("val_accuracy_by_timestep") or [], start=1)}
     return row
@@ -44,14 +52,20 @@ class TrainingLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.folder = make_folder(folder)
+        if not os.access(self.folder, os.W_OK | os.X_OK):  # before TensorBoard's own error
+            raise WriteError(f"cannot write the training log in {self.folder}: no permission "
+                             "to write there")
         self.rows: dict[str, list[dict[str, Any]]] = {}
         if resume:
             for phase in ("teacher", "student"):
                 path = self.folder / f"{phase}.csv"
-                if path.is_file():
-                    with open(path, newline="", encoding="utf-8") as handle:
-                        self.rows[phase] = list(csv.DictReader(handle))
-        self.writer = SummaryWriter(log_dir=str(self.folder))
+                if os.path.lexists(path):
+                    self.rows[phase] = _read_csv(path)
+        try:
+            self.writer = SummaryWriter(log_dir=str(self.folder))
+        except OSError as exc:
+            raise WriteError(f"cannot write the training log in {self.folder}: "
+                             f"{exc.strerror or exc}") from None
 
     def __call__(self, phase: str, record: dict[str, Any]) -> None:
         row = flat_record(record)
@@ -65,6 +79,42 @@ class TrainingLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+MAX_CSV_BYTES = 64 * 1024 * 1024  # a 300-epoch log with every column is well under 1 MB
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    """The rows of a log CSV being resumed: a regular file of bounded size, UTF-8, one value
+    per column; anything else is named, never half-read."""
+    with open_regular(path, "training log") as handle:
+        data = handle.read(MAX_CSV_BYTES + 1)
+    if len(data) > MAX_CSV_BYTES:
+        raise DataError(f"training log {path} is over {MAX_CSV_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"training log {path} is not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start})") from None
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise DataError(f"training log {path} is not a CSV file ({exc})") from None
+    for number, row in enumerate(rows, 2):
+        if None in row or not str(row.get("epoch") or "").isdigit() or \
+                not all(v == "" or _number(v) for v in row.values()):
+            raise DataError(f"training log {path}, line {number}: not a row of this log (a "
+                            "whole-number epoch and one number or nothing per column)")
+    return rows
+
+
+def _number(text: Any) -> bool:
+    """A number as the log writes one (``nan`` included), at most 64 characters."""
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return len(text) <= 64
 
 
 def _tag(column: str) -> str:
