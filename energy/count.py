@@ -93,6 +93,11 @@ class EventRecorder:
         self._handles = []
         # Inputs with a time axis are events: a count k at a position is k events.
         self.event_counts = False
+        # Off while another recorder on the same model counts a pass (the exit's two passes).
+        self.active = True
+        # bool [T*B], time-major: the frames counted (a sample's steps up to its exit); the
+        # student is causal, so these frames are exactly those of a run stopped there.
+        self.frame_mask: torch.Tensor | None = None
         bad = [f"{n} ({type(m).__name__})" for n, m in root.named_modules()
                if isinstance(m, _UNCOUNTABLE)]
         if bad:
@@ -119,12 +124,25 @@ class EventRecorder:
             self.layers[name] = _Accumulator(name)
         return self.layers[name]
 
+    def _kept(self, flat: torch.Tensor, name: str) -> torch.Tensor:
+        """``flat`` ([T*B, ...], time-major) reduced to the frames of :attr:`frame_mask`."""
+        if self.frame_mask is None:
+            return flat
+        if flat.shape[0] != self.frame_mask.numel():
+            raise NeuroKDError(
+                f"cannot price an early exit: layer {name} ran on {flat.shape[0]} frames per "
+                f"batch, not timesteps x samples = {self.frame_mask.numel()} (a layer outside "
+                "the time loop)")
+        return flat[self.frame_mask.to(flat.device)]
+
     def _synaptic_hook(self, name: str):
         def hook(module, args, _out):
+            if not self.active:
+                return
             x = args[0].detach()
             rank = 1 if isinstance(module, nn.Linear) else module.weight.dim() - 1
             per_sample = tuple(x.shape[-rank:])
-            flat = x.reshape(-1, *per_sample)
+            flat = self._kept(x.reshape(-1, *per_sample), name)
             acc = self._accumulator(name)
             if acc.geometry is None:
                 acc.geometry = LayerGeometry.of_module(name, module, per_sample)
@@ -144,17 +162,19 @@ class EventRecorder:
 
     def _batch_norm_hook(self, _module, _args, _out) -> None:
         # Folded into the synaptic layer before it at inference: that layer gets a bias.
-        if self._last_synaptic is not None:
+        if self.active and self._last_synaptic is not None:
             self._accumulator(self._last_synaptic).has_bias = True
 
     def _neuron_hook(self, name: str):
         def hook(module, _args, out):
+            if not self.active:
+                return
             out = out.detach()
             lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
             per_sample = tuple(out.shape[lead:])
             owner = self._neuron_owner.setdefault(name, self._last_synaptic or name)
             acc = self._accumulator(owner)
-            flat = out.reshape(-1, *per_sample)
+            flat = self._kept(out.reshape(-1, *per_sample), name)
             spikes = flat.sum(0).double()  # float32 is exact per batch (< 2**24 steps)
             if name not in acc.neuron_names:
                 acc.neuron_names.append(name)
@@ -224,23 +244,27 @@ def iter_batches(inputs, batch_size: int = 128) -> Iterator[torch.Tensor]:
 
 
 def count_events(model: nn.Module, inputs, input_shape: tuple[int, ...] | None = None,
-                 progress=None) -> EventCounts:
+                 progress=None, outputs: list | None = None) -> EventCounts:
     """Run ``model`` (eval mode, no grad) over ``inputs`` and return its per-layer counts.
 
     ``progress(n)`` is called with each batch's sample count. Inputs of one more axis than
     ``input_shape`` are static ``[B, ...]``; two more, ``[T, B, ...]`` event data.
+    ``outputs``: a list that gets ``(output, labels or None)`` of every batch (cpu), for the
+    accuracy by timestep of the same pass.
     """
     recorder = EventRecorder(unwrap_encoding(model))
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     samples = 0
     try:
         with torch.no_grad():
-            for x in iter_batches(inputs):
+            for x, y in iter_labelled(inputs):
                 x = x.float().to(device)
                 static = input_shape is None or x.dim() == len(input_shape) + 1
                 recorder.event_counts = not static
                 functional.reset_net(model)
-                model(x)
+                out = model(x)
+                if outputs is not None:
+                    outputs.append((out.float().cpu(), None if y is None else y.cpu()))
                 batch = x.shape[0] if static else x.shape[1]
                 samples += batch
                 if progress is not None:
@@ -248,10 +272,101 @@ def count_events(model: nn.Module, inputs, input_shape: tuple[int, ...] | None =
     finally:
         recorder.remove()
         functional.reset_net(model)
+    return _event_counts_of(recorder, samples)
+
+
+def _event_counts_of(recorder: EventRecorder, samples: int,
+                     timesteps: int | None = None) -> EventCounts:
     if not samples:
         raise NeuroKDError("no input samples to count on")
     layers = [acc.done() for acc in recorder.layers.values()]
     if not any(layer.geometry is not None for layer in layers):
         raise NeuroKDError("the model has no conv or linear layer to count")
     first = next(layer for layer in layers if layer.geometry is not None)
-    return EventCounts(layers, samples, max(1, round(first.frames / samples)))
+    return EventCounts(layers, samples, timesteps or max(1, round(first.frames / samples)))
+
+
+@dataclass(frozen=True)
+class ExitCounts:
+    """One run counted twice: every sample for all T steps (``full``) and each sample only up to
+    its exit step (``exited``: the same :class:`EventCounts`, so every quantity, energy model
+    and profile prices it unchanged; its ``timesteps`` stays T). ``steps`` [N] in 1..T,
+    ``logits`` [T, N, K] (cpu), ``labels`` [N] or None when the inputs carried none."""
+
+    full: EventCounts
+    exited: EventCounts
+    steps: torch.Tensor
+    logits: torch.Tensor
+    labels: torch.Tensor | None
+
+
+def iter_labelled(inputs, batch_size: int = 128
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """``(x, y)`` from what :func:`iter_batches` takes; ``y`` is None for bare tensors."""
+    if isinstance(inputs, torch.Tensor) or not isinstance(inputs, Iterable):
+        for x in iter_batches(inputs, batch_size):
+            yield x, None
+        return
+    for batch in inputs:
+        labelled = isinstance(batch, list | tuple) and len(batch) > 1 \
+            and isinstance(batch[1], torch.Tensor)
+        for x in iter_batches([batch]):
+            yield x, (batch[1] if labelled else None)
+
+
+def count_events_with_exit(model: nn.Module, inputs, rule, threshold: float,
+                           input_shape: tuple[int, ...] | None = None,
+                           progress=None) -> ExitCounts:
+    """:func:`count_events` at full T and up to each sample's exit step under ``rule``
+    (a name of ``neurokd.anytime.EXIT_RULES``) at ``threshold``.
+
+    Each batch runs twice: once at full T (its logits ``[T, B, K]`` give the exit steps
+    ``e_b``), then again counting only the frames ``t < e_b`` of each sample. The student is
+    causal (step t reads steps 1..t only), so those frames are exactly what running sample b
+    for ``e_b`` steps produces: the exit's energy is that of the shorter runs, not an estimate.
+
+        >>> # counts = count_events_with_exit(student, x, "confidence", 0.9)
+        >>> # counts.exited.layers[0].frames == int(counts.steps.sum())
+    """
+    from neurokd.anytime import check_threshold, exit_steps, get_rule
+
+    rule = get_rule(rule)
+    threshold = check_threshold(rule, threshold)
+    root = unwrap_encoding(model)
+    full, exited = EventRecorder(root), EventRecorder(root)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    samples, all_steps, all_logits, all_labels = 0, [], [], []
+    try:
+        with torch.no_grad():
+            for x, y in iter_labelled(inputs):
+                x = x.float().to(device)
+                static = input_shape is None or x.dim() == len(input_shape) + 1
+                full.event_counts = exited.event_counts = not static
+                full.active, exited.active = True, False
+                functional.reset_net(model)
+                logits = model(x)
+                if logits.dim() != 3:
+                    raise NeuroKDError(f"an early exit needs the student's per-timestep logits "
+                                       f"[T, B, K], not {list(logits.shape)}")
+                steps = exit_steps(rule, logits, threshold)
+                timesteps, batch = logits.shape[:2]
+                exited.frame_mask = (torch.arange(timesteps, device=steps.device).view(-1, 1)
+                                     < steps.view(1, -1)).reshape(-1)
+                full.active, exited.active = False, True
+                functional.reset_net(model)
+                model(x)
+                samples += batch
+                all_steps.append(steps.cpu())
+                all_logits.append(logits.float().cpu())
+                all_labels.append(None if y is None else y.cpu())
+                if progress is not None:
+                    progress(batch)
+    finally:
+        full.remove()
+        exited.remove()
+        functional.reset_net(model)
+    counts = _event_counts_of(full, samples)
+    labels = None if not all_labels or any(y is None for y in all_labels) \
+        else torch.cat(all_labels)
+    return ExitCounts(counts, _event_counts_of(exited, samples, counts.timesteps),
+                      torch.cat(all_steps), torch.cat(all_logits, dim=1), labels)

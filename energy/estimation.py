@@ -21,7 +21,7 @@ from neurokd.student.inputs import source_batches
 from neurokd.student.sources import StudentSource, as_source
 
 from .ann import ann_layer_events, ann_reference, check_ann, sample_of
-from .count import EventCounts, count_events, eval_mode, iter_batches
+from .count import EventCounts, count_events, count_events_with_exit, eval_mode, iter_batches
 from .neurobench import neurobench_metrics
 from .pairing import check_pairing, one_sample_counts
 from .pricing import EnergyReport, Prices, price, price_ann
@@ -56,10 +56,52 @@ class _Pricing:
         return _Pricing(Prices.of(self.profile, self.model, layout), self.ann)
 
 
+@dataclass(frozen=True)
+class ExitChoice:
+    """The early exit an estimate prices: a rule of ``neurokd.anytime.EXIT_RULES`` and its
+    threshold (checked when made), and where they came from (``given``: the caller's options;
+    ``run``: the exit the run recorded in its metrics.json).
+
+        >>> ExitChoice.of("confidence", 0.9).threshold
+        0.9
+    """
+
+    rule: str
+    threshold: float
+    origin: str = "given"
+
+    @classmethod
+    def of(cls, rule: str, threshold: float, origin: str = "given") -> ExitChoice:
+        from neurokd.anytime import check_threshold, get_rule
+
+        try:
+            return cls(get_rule(rule).name, check_threshold(rule, threshold), origin)
+        except ConfigError as exc:
+            raise ConfigError(f"--exit-threshold: {exc}") from None
+
+
+def exit_choice(source: StudentSource | None, rule: str | None, threshold: float | None,
+                no_exit: bool = False) -> ExitChoice | None:
+    """What ``energy report`` prices: ``--exit-rule R --exit-threshold C`` when given, else the
+    exit the run recorded (a checkpoint of a run trained with ``--exit-rule``), else none;
+    ``--no-exit`` prices all T steps whatever the run recorded."""
+    if no_exit and (rule is not None or threshold is not None):
+        raise ConfigError("--no-exit prices all T timesteps: drop --exit-rule/--exit-threshold")
+    if (rule is None) != (threshold is None):
+        raise ConfigError("--exit-rule and --exit-threshold go together (a rule and its "
+                          "threshold c)")
+    if no_exit:
+        return None
+    if rule is not None:
+        return ExitChoice.of(rule, threshold)
+    recorded = source.exit if source is not None else None
+    return ExitChoice.of(recorded["rule"], recorded["threshold"], "run") if recorded else None
+
+
 def estimate(model, inputs, profile: str | Path | EnergyProfile = "45nm-fp32", ann=None, *,
              energy_model: str | EnergyModel = "compute", reporter=None,
              total: int | None = None, inputs_label: str = "",
-             neurobench: bool = False) -> EnergyReport:
+             neurobench: bool = False, exit: ExitChoice | None = None) -> EnergyReport:
     """Count ``model`` on ``inputs`` (a batch tensor or an iterable of batches) and price it.
 
     ``model``: a checkpoint path, a ``StudentSource`` or a multi-step spikingjelly model.
@@ -67,34 +109,60 @@ def estimate(model, inputs, profile: str | Path | EnergyProfile = "45nm-fp32", a
     student's architecture with ReLU), ``"none"``, or any ANN module. ``energy_model``: a
     name of ``ENERGY_MODELS`` (``compute``, ``memory``). ``neurobench``: also compute the
     NeuroBench metrics (``report.neurobench``). ``reporter``: a ``neurokd.runtime.progress.Reporter``
-    for the progress bar over ``total`` samples.
+    for the progress bar over ``total`` samples. ``exit``: an :class:`ExitChoice`; each sample
+    is then priced up to its exit step (``report.layers``, ``snn_energy_pj``) and at full T
+    (``report.full_layers``, ``snn_energy_full_pj``). Labelled batches ``(x, y)`` also give
+    ``report.accuracy_by_timestep`` (and the exit's accuracy).
+
+        >>> # estimate("runs/demo/student.pt", x, "loihi", exit=ExitChoice.of("margin", 0.5))
     """
     pricing = _Pricing.of(profile, energy_model)
     source = as_source(model, purpose="count")
     check_ann(source, ann)
-    return _estimate(source, inputs, pricing, ann, reporter, total, inputs_label, neurobench)
+    return _estimate(source, inputs, pricing, ann, reporter, total, inputs_label, neurobench,
+                     exit)
 
 
 def _estimate(source: StudentSource, inputs, pricing: _Pricing, ann, reporter,
-              total: int | None, inputs_label: str, neurobench: bool = False) -> EnergyReport:
-    student, first = source.model, []
+              total: int | None, inputs_label: str, neurobench: bool = False,
+              exit: ExitChoice | None = None) -> EnergyReport:
+    student, first, outputs = source.model, [], []
 
     def batches():
-        for x in iter_batches(inputs):
+        # Whole batches pass on, labels included: they give the accuracy by timestep.
+        for batch in (inputs.split(128) if isinstance(inputs, torch.Tensor) else inputs):
             if not first:
-                first.append(x)  # the ANN reference is counted on one sample of these
-            yield x
+                first.append(next(iter_batches([batch])))  # the ANN reference's sample
+            yield batch
 
     if total is None and isinstance(inputs, torch.Tensor):
         total = len(inputs)
     task = reporter.start("energy: counting events", total or 0) if reporter else None
+    progress = (lambda n: reporter.advance(task, n)) if reporter else None
     with eval_mode(student):
-        counts = count_events(student, batches(), source.input_shape or None,
-                              (lambda n: reporter.advance(task, n)) if reporter else None)
+        if exit is None:
+            counts = count_events(student, batches(), source.input_shape or None, progress,
+                                  outputs)
+        else:
+            both = count_events_with_exit(student, batches(), exit.rule, exit.threshold,
+                                          source.input_shape or None, progress)
+            counts = both.exited
     if reporter:
         reporter.finish(task, f"{counts.samples} samples, T={counts.timesteps}")
     result = _report(counts, pricing, source.label,
                      inputs_label or f"{counts.samples} samples")
+    if exit is None:
+        logits = torch.cat([out for out, _ in outputs], dim=1) if outputs else None
+        labels = None if any(y is None for _, y in outputs) or not outputs \
+            else torch.cat([y for _, y in outputs])
+    else:
+        logits, labels = both.logits, both.labels
+        result.full_layers = price(both.full, pricing.snn)
+        result.exit = _exit_summary(exit, both.steps, logits, labels)
+    if logits is not None and labels is not None and logits.dim() == 3:
+        from neurokd.anytime import accuracy_by_timestep
+
+        result.accuracy_by_timestep = accuracy_by_timestep(logits, labels)
     result.model = source.description
     if neurobench:
         result.neurobench = neurobench_metrics(student, counts).to_dict()
@@ -104,6 +172,19 @@ def _estimate(source: StudentSource, inputs, pricing: _Pricing, ann, reporter,
         sample = sample_of(first[0], source.input_shape or None)
         result.ann_layers = price_ann(ann_layer_events(ann_model, sample), pricing.ann)
     return result
+
+
+def _exit_summary(exit: ExitChoice, steps: torch.Tensor, logits: torch.Tensor,
+                  labels: torch.Tensor | None) -> dict:
+    """The report's ``exit`` record: the rule, where each sample stopped and (with labels)
+    the accuracy of the prediction it stopped with."""
+    from neurokd.anytime import apply_rule
+
+    outcome = apply_rule(exit.rule, logits, exit.threshold)
+    return {"rule": exit.rule, "threshold": exit.threshold, "origin": exit.origin,
+            "mean_timesteps": float(steps.double().mean()),
+            "accuracy": None if labels is None else outcome.accuracy(labels),
+            "exit_histogram": outcome.histogram}
 
 
 def _report(counts: EventCounts, pricing: _Pricing, label: str, inputs: str,
@@ -147,15 +228,23 @@ def estimate_from_options(source: StudentSource | None, profile: str = "45nm-fp3
                           batch_size: int = 256, spike_counts: str | Path | None = None,
                           reporter=None, random_inputs: bool = False,
                           energy_model: str = "compute",
-                          neurobench: bool = False) -> EnergyReport:
+                          neurobench: bool = False, exit_rule: str | None = None,
+                          exit_threshold: float | None = None,
+                          no_exit: bool = False) -> EnergyReport:
     """``neurokd energy report`` in one call: the float estimate of ``source`` on the inputs
     the options choose (``neurokd.student.inputs`` policy) and/or the energy of the deployed run in
     the ``spike_counts`` file.
 
     With both, the float estimate runs on as many test samples as the deployed run (unless
     ``samples`` says otherwise) and carries the deployed run's report in ``.deployed``.
+    The exit priced is :func:`exit_choice`'s (the options', else the run's recorded one);
+    a spike-count file holds no per-sample timesteps, so a deployed run is priced at full T.
     """
     pricing = _Pricing.of(profile, energy_model)
+    exit = exit_choice(source, exit_rule, exit_threshold, no_exit)
+    if exit is not None and exit.origin == "given" and source is None:
+        raise ConfigError("--exit-rule needs the checkpoint or --model as well as --from-sim: "
+                          "a spike-count file holds no per-sample timesteps to stop")
     if source is None and spike_counts is None:
         raise ConfigError("give a checkpoint, --model pkg.module:build_fn, or --from-sim "
                           "RESULT.npz")
@@ -178,7 +267,7 @@ def estimate_from_options(source: StudentSource | None, profile: str = "45nm-fp3
     if stored is not None:  # one sample through the student: refused before the counting
         check_pairing(spike_counts, stored, one_sample_counts(source, batches),
                       (source.config or {}).get("dataset"), source.description)
-    result = _estimate(source, batches, pricing, ann, reporter, total, label, neurobench)
+    result = _estimate(source, batches, pricing, ann, reporter, total, label, neurobench, exit)
     if deployed is not None:
         result.deployed = _deployed_energy(*deployed, pricing, result)
     return result

@@ -131,6 +131,12 @@ class EnergyReport:
     ann_profile: str | None = None    # the profile that priced the ANN (None: ``profile``)
     neurobench: dict | None = None    # neurobench.NeuroBenchMetrics.to_dict(), --neurobench
     model: str = ""                   # what the student is, for titles (StudentSource.description)
+    # An early exit (estimation.ExitChoice): ``layers`` then price each sample up to its exit
+    # step and ``full_layers`` all T steps; ``exit`` holds rule, threshold, origin,
+    # mean_timesteps, accuracy (None without labels) and exit_histogram.
+    exit: dict | None = None
+    full_layers: list[LayerEnergy] | None = None
+    accuracy_by_timestep: list[float] | None = None  # prefix accuracy, t = 1..T (labels given)
 
     @property
     def quantities(self) -> tuple[Quantity, ...]:
@@ -139,6 +145,18 @@ class EnergyReport:
     @property
     def snn_energy_pj(self) -> float:
         return sum(layer.energy_pj for layer in self.layers)
+
+    @property
+    def snn_energy_full_pj(self) -> float:
+        """The SNN's energy at all T timesteps (``snn_energy_pj`` when nothing exits early)."""
+        layers = self.layers if self.full_layers is None else self.full_layers
+        return sum(layer.energy_pj for layer in layers)
+
+    @property
+    def exit_ratio(self) -> float | None:
+        """Energy with the exit / energy at full T (None without an exit)."""
+        full = self.snn_energy_full_pj
+        return None if self.exit is None or not full else self.snn_energy_pj / full
 
     @property
     def ann_energy_pj(self) -> float | None:
@@ -197,7 +215,10 @@ class EnergyReport:
                                "source": layout.source} if prices_memory else None),
             "source": self.source, "counted_on": self.counted_on, "inputs": self.inputs,
             "samples": self.samples, "timesteps": self.timesteps,
-            "snn_energy_pj": self.snn_energy_pj, "ann_energy_pj": self.ann_energy_pj,
+            "snn_energy_pj": self.snn_energy_pj, "snn_energy_full_pj": self.snn_energy_full_pj,
+            "exit": dict(self.exit) if self.exit else None, "exit_energy_ratio": self.exit_ratio,
+            "accuracy_by_timestep": self.accuracy_by_timestep,
+            "ann_energy_pj": self.ann_energy_pj,
             "ratio": self.ratio, "ann": self.ann,
             "ann_profile": (self.ann_profile or self.profile.name) if self.ann else None,
             "note": self.note, "totals": self.totals(),

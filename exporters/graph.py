@@ -38,7 +38,7 @@ from neurokd.errors import NeuroKDError
 from neurokd.text import first_line
 
 from .export_memory import require_memory
-from .neurons import NeuronParams, neuron_params, neuron_steps
+from .neurons import NeuronParams, neuron_params, neuron_step, neuron_steps
 from .zoo_layers import VotingLinear, functional_flatten
 
 # Record kinds. "input"/"output" bracket the list; "add" sums its inputs (residual shortcuts).
@@ -331,21 +331,31 @@ class GraphExecutor(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         steps = self.graph.timesteps
         x = time_major(x, self.graph.input_shape, steps)
-        values = {"input": x.reshape(-1, *x.shape[2:])}
         spikes: list[torch.Tensor] = []
-        out = values["input"]
+
+        def neurons(record: LayerRecord, value: torch.Tensor) -> torch.Tensor:
+            seq = value.reshape(steps, -1, *value.shape[1:])
+            spike_seq = neuron_steps(seq, record.neuron)
+            spikes.append(spike_seq)
+            return spike_seq.reshape(-1, *spike_seq.shape[2:])
+
+        out = self._walk(x.reshape(-1, *x.shape[2:]), neurons)
+        return out.reshape(steps, -1, *out.shape[1:]), spikes
+
+    def _walk(self, x: torch.Tensor, neurons) -> torch.Tensor:
+        """The records on ``x`` (``[N, ...]`` frames); ``neurons(record, input)`` runs each
+        neuron layer (over T, or one step with state: :class:`StepExecutor`)."""
+        values = {"input": x}
+        out = x
         for record in self.graph.records[1:]:
             ins = [values[name] for name in record.inputs]
             if record.kind == "output":
-                out = ins[0].reshape(steps, -1, *ins[0].shape[1:])
+                out = ins[0]
                 break
             if record.kind == "add":
                 value = ins[0] + ins[1]
             elif record.kind == "neuron":
-                seq = ins[0].reshape(steps, -1, *ins[0].shape[1:])
-                spike_seq = neuron_steps(seq, record.neuron)
-                spikes.append(spike_seq)
-                value = spike_seq.reshape(-1, *spike_seq.shape[2:])
+                value = neurons(record, ins[0])
             else:
                 module = self.layers[self._slot[record.name]]
                 value = _apply(module, ins[0])
@@ -353,7 +363,60 @@ class GraphExecutor(nn.Module):
                 record.input_shape = tuple(ins[0].shape[1:])
                 record.output_shape = tuple(value.shape[1:])
             values[record.name] = value
-        return out, spikes
+        return out
+
+
+class StepExecutor(GraphExecutor):
+    """One timestep of a :class:`StudentGraph`, the neurons' state passed in and out:
+    ``(x [B, ...], *states) -> (logits [B, K], *new states, *spikes [B, ...])``.
+
+    ``x`` is the timestep's input: the static sample (direct encoding repeats it, so every
+    step gets the same ``x``) or one frame of ``[T, B, ...]`` spikes. One state per neuron
+    layer (:meth:`state_names`; two for ``cubalif``: membrane and current), each shaped like
+    the layer's output, zeros at t = 1: the membrane is kept relative to its resting value
+    (``v - v_reset``), so the initial state is zeros for every reset. Stepping it T times
+    gives exactly the rows of :class:`GraphExecutor` (the same ops in the same order).
+
+        >>> # step = StepExecutor(graph); states = step.initial_states(batch=1)
+        >>> # for t in range(T): logits, *states = step(x[t], *states)[:1 + len(states)]
+    """
+
+    def state_names(self) -> list[str]:
+        return [f"{r.name}.{part}" for r in self.graph.neurons for part in _state_parts(r)]
+
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        """Per-sample shapes (no batch axis) of the states, in :meth:`state_names` order."""
+        return [tuple(r.output_shape) for r in self.graph.neurons for _ in _state_parts(r)]
+
+    def initial_states(self, batch: int) -> list[torch.Tensor]:
+        return [torch.zeros(batch, *shape) for shape in self.state_shapes()]
+
+    def forward(self, x: torch.Tensor, *states: torch.Tensor):
+        given = iter(states)
+        new_states: list[torch.Tensor] = []
+        spikes: list[torch.Tensor] = []
+
+        def neurons(record: LayerRecord, value: torch.Tensor) -> torch.Tensor:
+            params = record.neuron
+            rest = params.v_initial
+            v = next(given)
+            v = v + rest if rest else v  # a zero offset adds no op (and no rounding)
+            # Only cubalif reads a current; the others get v as a stand-in, since a zeros_like
+            # here would put Shape/ConstantOfShape ops in every step of the file for nothing.
+            current = next(given) if params.model == "cubalif" else v
+            spike, v, current = neuron_step(value, v, current, params)
+            new_states.append(v - rest if rest else v)
+            if params.model == "cubalif":
+                new_states.append(current)
+            spikes.append(spike)
+            return spike
+
+        logits = self._walk(x, neurons)
+        return (logits, *new_states, *spikes)
+
+
+def _state_parts(record: LayerRecord) -> tuple[str, ...]:
+    return ("v", "i") if record.neuron.model == "cubalif" else ("v",)
 
 
 def _computes(record: LayerRecord) -> bool:

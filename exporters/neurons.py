@@ -88,25 +88,39 @@ def neuron_steps(x_seq: torch.Tensor, params: NeuronParams) -> torch.Tensor:
     """Spikes ``[T, ...]`` of one neuron layer, in spikingjelly's operation order (bit-exact)."""
     v = torch.full_like(x_seq[0], params.v_initial)
     current = torch.zeros_like(x_seq[0])
-    leak_to = 0.0 if params.v_reset is None else params.v_reset
     spikes = []
     for x in x_seq.unbind(0):
-        if params.model == "if":
-            h = v + x
-        elif params.model == "cubalif":
-            current = current * params.c_decay + x
-            h = v * params.v_decay + current
-        elif params.rate is not None:  # parametric LIF multiplies by sigmoid(w)
-            h = (v + (x - (v - leak_to)) * params.rate if params.decay_input
-                 else v - (v - leak_to) * params.rate + x)
-        elif params.decay_input:
-            h = v + (x - (v - leak_to)) / params.tau
-        else:
-            h = v - (v - leak_to) / params.tau + x
-        fired = h >= params.v_threshold
-        spikes.append(fired.to(x.dtype))
-        if params.v_reset is None:
-            v = torch.where(fired, h - params.v_threshold, h)
-        else:
-            v = torch.where(fired, torch.full_like(h, params.v_reset), h)
+        spike, v, current = neuron_step(x, v, current, params)
+        spikes.append(spike)
     return torch.stack(spikes)
+
+
+def neuron_step(x: torch.Tensor, v: torch.Tensor, current: torch.Tensor, params: NeuronParams
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One timestep of :func:`neuron_steps`: ``(spike, new v, new current)``, all shaped like
+    ``x`` (``current`` is only read and changed by ``cubalif``). The stepwise ONNX export
+    (exporters/onnx/stepwise.py) runs this once per call with ``v`` and ``current`` as state.
+
+        >>> p = NeuronParams("if", 1.0, 0.0)
+        >>> neuron_step(torch.tensor([1.5]), torch.zeros(1), torch.zeros(1), p)[0].tolist()
+        [1.0]
+    """
+    leak_to = 0.0 if params.v_reset is None else params.v_reset
+    if params.model == "if":
+        h = v + x
+    elif params.model == "cubalif":
+        current = current * params.c_decay + x
+        h = v * params.v_decay + current
+    elif params.rate is not None:  # parametric LIF multiplies by sigmoid(w)
+        h = (v + (x - (v - leak_to)) * params.rate if params.decay_input
+             else v - (v - leak_to) * params.rate + x)
+    elif params.decay_input:
+        h = v + (x - (v - leak_to)) / params.tau
+    else:
+        h = v - (v - leak_to) / params.tau + x
+    fired = h >= params.v_threshold
+    if params.v_reset is None:
+        v = torch.where(fired, h - params.v_threshold, h)
+    else:
+        v = torch.where(fired, torch.full_like(h, params.v_reset), h)
+    return fired.to(x.dtype), v, current

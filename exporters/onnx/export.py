@@ -21,56 +21,34 @@ from __future__ import annotations
 import io
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from neurokd.data.encoding import ENCODINGS, batch_axis
+from neurokd.data.encoding import batch_axis
 from neurokd.errors import NeuroKDError
 from neurokd.files.safe_io import atomic_path
-from neurokd.student.inputs import recorded_settings, source_inputs
+from neurokd.student.inputs import source_inputs
 from neurokd.student.sources import StudentSource, as_source
 from neurokd.text import describe, first_line
 
-from ..base import Exporter, ExportResult
+from ..base import Exporter
 from ..graph import GraphExecutor, StudentGraph, trace_student
 from ..verify import chunks, compare, eager_run, private_copy, take
-
-ONNX_KINDS = ("conv", "dense", "batchnorm", "flatten", "avgpool", "maxpool", "neuron", "add")
-STANDARD_DOMAINS = ("", "ai.onnx")
-LOGIT_TOLERANCE = 1e-5
-
-
-@dataclass
-class OnnxExportResult(ExportResult):
-    model: str                       # "student" or "teacher"
-    exporter: str                    # which torch.onnx path produced the file
-    opset: int
-    input_name: str
-    input_shape: tuple[int | str, ...]     # "batch" marks the dynamic axis
-    output_names: list[str]
-    output_shape: tuple[int | str, ...]    # logits
-    timesteps: int | None            # None for the teacher
-    ops: dict[str, int]              # op type -> count, all in the standard domain
-    neuron_layers: list[str] = field(default_factory=list)
-
-    def summary_lines(self) -> list[str]:
-        shape = ",".join(str(d) for d in self.input_shape)
-        out = ",".join(str(d) for d in self.output_shape)
-        steps = f", T={self.timesteps}" if self.timesteps else ""
-        return [f"wrote {self.path} ({self.file_bytes / 1024:.0f} kB): {self.model}{steps}, "
-                f"input [{shape}] -> logits [{out}]",
-                f"  {self.exporter}, opset {self.opset}, standard ops only: "
-                + " ".join(sorted(self.ops)),
-                self.agreement_line("onnxruntime")]
-
-
-def onnx_limits(graph: StudentGraph) -> list[str]:
-    """Layers ONNX export cannot take (the neuron loop is written out, so nearly anything)."""
-    return graph.offending(ONNX_KINDS)
+from .common import (  # noqa: F401 - OnnxExportResult and the constants: this module's face too
+    EXPORTER_ORDER,
+    LOGIT_TOLERANCE,
+    ONNX_KINDS,
+    STANDARD_DOMAINS,
+    OnnxExportResult,
+    check_standard,
+    describe_model,
+    keep_outputs,
+    onnx_limits,
+    shape_of,
+)
 
 
 class _Unrolled(nn.Module):
@@ -90,7 +68,7 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
                 dataset: str | None = None, data_dir: str | None = None,
                 random_inputs: bool = False, batch_size_check: int = 64,
                 input_shape: tuple[int, ...] | None = None, timesteps: int | None = None,
-                exporter: str = "auto") -> OnnxExportResult:
+                exporter: str = "auto", stepwise: bool = False) -> OnnxExportResult:
     """Export, verify with ONNX Runtime, then write ``path`` atomically.
 
     ``source``: a StudentSource, a checkpoint path, or a module (with ``input_shape`` and
@@ -103,6 +81,8 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
     full check below; otherwise (it cannot capture the model, or it baked the example's batch
     size into a reshape, which the batch-1 and batch-64 runs of the check catch) the dynamo
     exporter writes it. ``"torchscript"`` or ``"dynamo"`` use that one alone.
+    ``stepwise``: a one-timestep graph with the neurons' state as inputs and outputs instead
+    of the unrolled one (``stepwise.py``; streaming, early exit).
 
     >>> export_onnx("runs/demo/student.pt", "runs/demo/student.onnx").exporter
     'torch.onnx TorchScript (checked)'
@@ -111,6 +91,14 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
         raise NeuroKDError(f"unknown ONNX exporter {exporter!r}; choose from "
                            f"{', '.join(EXPORTER_ORDER)}")
     source = as_source(source, input_shape, timesteps)
+    if stepwise:
+        if teacher:
+            raise NeuroKDError("--stepwise exports the spiking student (an ANN teacher has no "
+                               "timesteps to step through)")
+        from .stepwise import export_stepwise
+
+        return export_stepwise(source, path, spike_outputs, max_samples, dataset, data_dir,
+                               random_inputs, batch_size_check, exporter)
     if teacher:
         if source.teacher is None:
             raise NeuroKDError(f"{source.label} has no teacher to export")
@@ -133,8 +121,8 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
         try:
             proto, label = _to_onnx(wrapper, example, names, use_dynamo, axis)
             _declare_output_shapes(proto, wrapper, example, batch_axis=0 if teacher else 1)
-            _describe(proto, source, teacher, axis == 1)
-            _check_standard(proto)
+            describe_model(proto, source, teacher, axis == 1)
+            check_standard(proto)
             agreement = compare(reference, _ort_run(proto), inputs, batch_size_check, neurons,
                                 axis)
             agreement.check("ONNX", LOGIT_TOLERANCE, spikes_exact=True)
@@ -151,7 +139,7 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
         f"{label} (after TorchScript: {failures[0].split(': ', 1)[1][:80]})"
     if not spike_outputs and len(names) > 1:
         full, proto, names = proto, keep_outputs(proto, ["logits"]), ["logits"]
-        _check_standard(proto)
+        check_standard(proto)
         _same_logits(full, proto, inputs, batch_size_check, axis)
     data = proto.SerializeToString()
     with atomic_path(path) as tmp:
@@ -159,13 +147,9 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
     return OnnxExportResult(
         Path(path), len(data), described, agreement, "teacher" if teacher else "student",
         exporter, max(o.version for o in proto.opset_import if o.domain in STANDARD_DOMAINS),
-        "input", _shape_of(proto.graph.input[0]), names,
-        _shape_of(proto.graph.output[0]), None if teacher else source.timesteps,
+        "input", shape_of(proto.graph.input[0]), names,
+        shape_of(proto.graph.output[0]), None if teacher else source.timesteps,
         dict(sorted(Counter(n.op_type for n in proto.graph.node).items())), neurons)
-
-
-# Which torch.onnx exporters ``exporter=`` tries, in order (False: TorchScript, True: dynamo).
-EXPORTER_ORDER = {"auto": (False, True), "torchscript": (False,), "dynamo": (True,)}
 
 
 def _to_onnx(module: nn.Module, example: torch.Tensor, names: list[str], dynamo: bool,
@@ -220,55 +204,6 @@ def _declare_output_shapes(proto, module: nn.Module, example: torch.Tensor,
                 dim.dim_value = int(size)
 
 
-def _describe(proto, source: StudentSource, teacher: bool, time_major: bool) -> None:
-    """Model properties, so a user of the bare file knows how to read its inputs and outputs
-    (and ``neurokd simulate --backend onnx`` finds the data set, as with netx files)."""
-    import json
-
-    import onnx
-
-    props = {"producer": "neurokd", "neurokd.model": "teacher" if teacher else "student",
-             "neurokd.source": source.label, "neurokd.input_shape": str(source.input_shape)}
-    settings = recorded_settings(source.config)
-    if settings.get("dataset"):
-        props["neurokd.dataset"] = settings["dataset"]
-        props["neurokd.image_size"] = str(settings.get("image_size", 32))
-        if settings.get("data_dir"):
-            props["neurokd.data_dir"] = str(settings["data_dir"])
-        props["neurokd.data"] = json.dumps(settings)
-    encoding = (source.config or {}).get("encoding")
-    if time_major:
-        what = (f"rate: {ENCODINGS['rate'].summary}" if encoding == "rate" else
-                "events: [T, batch, 2, H, W] event frames, channel 0 OFF and 1 ON")
-        props["neurokd.input"] = f"[T, batch, C, H, W] spikes, T={source.timesteps}; {what}"
-    if not teacher:
-        props |= {"neurokd.timesteps": str(source.timesteps),
-                  "neurokd.logits": "[T, batch, classes], one row per timestep; the prediction "
-                                    "is the argmax of the mean over T",
-                  "neurokd.encoding": "spikes: the input already has its time axis" if
-                  time_major else "direct: the static input is repeated at every timestep"}
-        if source.exit:  # the run's early exit: rule, threshold, what it gave (docs/anytime.md)
-            props["neurokd.exit"] = json.dumps(source.exit)
-    onnx.helper.set_model_props(proto, props)
-
-
-
-
-def _check_standard(proto) -> None:
-    """Full checker pass, and no op outside the standard domain (no custom ops, no functions)."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise NeuroKDError(f"exported ONNX model fails onnx.checker: {describe(exc)}") from None
-    custom = sorted({f"{n.domain}::{n.op_type}" for n in proto.graph.node
-                     if n.domain not in STANDARD_DOMAINS}
-                    | {f"{f.domain}::{f.name} (function)" for f in proto.functions})
-    if custom:
-        raise NeuroKDError(f"exported ONNX model uses non-standard ops: {', '.join(custom)}")
-
-
 def _ort_run(proto):
     """ONNX Runtime on the serialized model, default session options (what users get)."""
     import onnxruntime as ort
@@ -296,38 +231,7 @@ def _same_logits(full, stripped, inputs: torch.Tensor, batch_size: int, axis: in
                                "use spike_outputs=True")
 
 
-def keep_outputs(proto, names: list[str]):
-    """The model with only the named outputs, minus the nodes nothing needs any more."""
-    import onnx
-
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    graph = model.graph
-    kept = [o for o in graph.output if o.name in names]
-    del graph.output[:]
-    graph.output.extend(kept)
-    needed = set(names)
-    live = []
-    for node in reversed(graph.node):
-        if any(out in needed for out in node.output):
-            live.append(node)
-            needed.update(i for i in node.input if i)
-    del graph.node[:]
-    graph.node.extend(reversed(live))
-    inits = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-    infos = [v for v in graph.value_info if v.name in needed]
-    del graph.value_info[:]
-    graph.value_info.extend(infos)
-    return model
-
-
-def _shape_of(value_info) -> tuple[int | str, ...]:
-    dims = value_info.type.tensor_type.shape.dim
-    return tuple(d.dim_param or d.dim_value for d in dims)
-
-
 EXPORTER = Exporter("onnx", ".onnx", "the student unrolled over T (or the ANN teacher), checked "
-                    "in ONNX Runtime", export_onnx, onnx_limits, ("teacher", "spike_outputs"),
-                    stems=("student", "student.spikes", "teacher"))
+                    "in ONNX Runtime", export_onnx, onnx_limits,
+                    ("teacher", "spike_outputs", "stepwise"),
+                    stems=("student", "student.spikes", "teacher", "student.step"))

@@ -12,7 +12,6 @@ layers after their outputs.
 from __future__ import annotations
 
 import ast
-import json
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from neurokd.errors import NeuroKDError
 from neurokd.runtime.progress import Reporter
 from neurokd.student.geometry import LayerGeometry
 from neurokd.student.inputs import DataRef, split_inputs
+from neurokd.text import first_line
 
 from ..onnx.checks import check_metadata, check_per_sample, load_checked_onnx
 from ..verify import take
@@ -42,6 +42,10 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
     props = {p.key: p.value for p in model.metadata_props}
     if props.get("neurokd.model") != "student":
         raise NeuroKDError(f"{path}: not a student exported by neurokd export --target onnx")
+    if props.get("neurokd.stepwise"):  # one timestep per call: its caller keeps the state
+        raise NeuroKDError(f"{path} is a stepwise (one timestep per call) export: simulate the "
+                           "unrolled one (neurokd export --target onnx --spikes), or step it "
+                           "yourself as examples/stream_exit.py does")
     spike_outputs = [o for o in model.graph.output if o.name.startswith("spikes.")]
     if not spike_outputs:
         raise NeuroKDError(f"{path} has no spike outputs: export it with --spikes")
@@ -60,20 +64,32 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
                                 input_shape, reporter)
     axis = batch_axis(x, input_shape)   # 1: [T, N, ...] event frames or rate-coded spikes
     count = x.shape[axis]
-    session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
+        raise NeuroKDError(f"{path}: ONNX Runtime {ort.__version__} cannot load this model "
+                           f"({first_line(exc, 200)})") from None
     names = ["logits", *(o.name for o in spike_outputs)]
     task = reporter.start("ONNX Runtime (samples)", count)
     predictions, totals, started = [], [0.0] * len(spike_outputs), time.perf_counter()
+    logits = []  # [T, chunk, K] each: the accuracy after every timestep, and the exit
     for start in range(0, count, CHUNK):
-        outputs = session.run(names, {"input": take(x, slice(start, start + CHUNK),
-                                                    axis).numpy()})
+        try:
+            outputs = session.run(names, {"input": take(x, slice(start, start + CHUNK),
+                                                        axis).numpy()})
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
+            raise NeuroKDError(f"{path}: ONNX Runtime fails running this model; the file is "
+                               f"damaged or not a neurokd export ({first_line(exc, 200)})") \
+                from None
         predictions.append(outputs[0].mean(0).argmax(-1))
+        logits.append(outputs[0])
         totals = [total + out.sum(axis=(0, 1)) for total, out in zip(totals, outputs[1:],
                                                                      strict=True)]
         reporter.advance(task, min(CHUNK, count - start))
     seconds = time.perf_counter() - started
     reporter.finish(task, f"{seconds:.1f} s")
     accuracy = float((np.concatenate(predictions) == labels).mean())
+    by_step, exit = _anytime(path, props, np.concatenate(logits, axis=1), labels)
     spikes = [*totals] + [None] * (len(layers) - len(totals))
     # Spikes in: the events are the spikes over samples and timesteps; graded input is
     # repeated at every timestep, its events the non-zero values x T.
@@ -85,7 +101,32 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
         "onnx", str(path), dataset, count, timesteps, accuracy, None, None, None, {},
         {o.name[len("spikes."):]: int(total.sum()) for o, total in zip(spike_outputs, totals,
                                                                        strict=True)},
-        seconds / count, [name for name, _ in layers], [g.kind for _, g in layers], counts)
+        seconds / count, [name for name, _ in layers], [g.kind for _, g in layers], counts,
+        accuracy_by_timestep=by_step, exit=exit)
+
+
+def _anytime(path: Path, props: dict[str, str], logits: np.ndarray, labels: np.ndarray
+             ) -> tuple[list[float], dict | None]:
+    """Accuracy after each timestep, and the exit the file records (``neurokd.exit``, the
+    run's rule and threshold) applied to the run's logits ``[T, N, K]``."""
+    import torch
+
+    from neurokd.anytime import accuracy_by_timestep, apply_rule, checked_exit_record
+
+    logits_t, labels_t = torch.from_numpy(logits), torch.from_numpy(np.asarray(labels))
+    by_step = accuracy_by_timestep(logits_t, labels_t)
+    if "neurokd.exit" not in props:
+        return by_step, None
+    from neurokd.files.json_text import loads_bounded
+
+    recorded = checked_exit_record(loads_bounded(props["neurokd.exit"],
+                                                 f"{path}: metadata neurokd.exit"),
+                                   f"{path} metadata")
+    outcome = apply_rule(recorded["rule"], logits_t, recorded["threshold"])
+    return by_step, {"rule": recorded["rule"], "threshold": recorded["threshold"],
+                     "accuracy": outcome.accuracy(labels_t),
+                     "mean_timesteps": outcome.mean_timesteps,
+                     "exit_histogram": outcome.histogram}
 
 
 def _recorded(path: Path, props: dict[str, str], input_shape: tuple[int, ...],
@@ -93,10 +134,9 @@ def _recorded(path: Path, props: dict[str, str], input_shape: tuple[int, ...],
     """The data settings the export recorded (``neurokd.data``); exports made before it:
     the data set, folder and image size (the input's width for imagefolder)."""
     if "neurokd.data" in props:
-        try:
-            settings = json.loads(props["neurokd.data"])
-        except json.JSONDecodeError:
-            settings = None
+        from neurokd.files.json_text import loads_bounded
+
+        settings = loads_bounded(props["neurokd.data"], f"{path}: metadata neurokd.data")
         if not isinstance(settings, dict):
             raise NeuroKDError(f"{path}: metadata neurokd.data is not a JSON object")
     else:
@@ -117,9 +157,9 @@ def _metadata(path: Path, props: dict[str, str]) -> tuple[int, tuple[int, ...]]:
     try:
         timesteps = int(props["neurokd.timesteps"])
         input_shape = tuple(int(d) for d in ast.literal_eval(props["neurokd.input_shape"]))
-    except (ValueError, TypeError, SyntaxError):
-        raise NeuroKDError(f"{path}: metadata neurokd.timesteps={props['neurokd.timesteps']!r} "
-                           f"/ neurokd.input_shape={props['neurokd.input_shape']!r} are not a "
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError, OverflowError):
+        raise NeuroKDError(f"{path}: metadata neurokd.timesteps={props['neurokd.timesteps']!r:.40} "
+                           f"/ neurokd.input_shape={props['neurokd.input_shape']!r:.80} are not a "
                            "number and a shape like (1, 8, 8)") from None
     check_metadata(path, timesteps, input_shape)
     return timesteps, input_shape

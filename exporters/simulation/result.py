@@ -27,6 +27,12 @@ class SimulationResult:
     layer_names: list[str]          # synaptic layers in order (the student's module paths)
     layer_types: list[str]          # "conv" | "dense"
     counts: EventCounts | None = field(default=None, repr=False)  # what --save writes
+    # The prefix prediction's accuracy after t = 1..T steps (docs/anytime.md); None where a
+    # backend does not keep per-timestep logits.
+    accuracy_by_timestep: list[float] | None = None
+    # The export's recorded exit (rule, threshold) on this run: accuracy, mean_timesteps,
+    # exit_histogram; None when the export records none.
+    exit: dict | None = None
 
     def to_json(self) -> dict:
         """What ``--json`` writes. ``lava_accuracy`` repeats ``accuracy`` under the name the

@@ -14,7 +14,7 @@ from neurokd.files.safe_io import write_json
 from ..energy.pricing import EnergyReport
 from ..energy.profiles import BUILTIN, EnergyProfile, profile_keys
 from ..energy.quantities import COSTS, energy_key, energy_model
-from .figure import pyplot, write_png
+from .figure import plot_text, pyplot, write_png
 
 
 def energy_text(pj: float | None) -> str:
@@ -175,6 +175,8 @@ def print_report(result: EnergyReport, console: Console | None = None) -> None:
         console.print(f"note: {result.note}", markup=False, highlight=False)
     if result.neurobench:
         console.print(_neurobench_line(result.neurobench), markup=False, highlight=False)
+    for line in anytime_lines(result):
+        console.print(line, markup=False, highlight=False)
     deployed = result.deployed
     if deployed is not None:
         _print_tables(console, deployed)
@@ -184,6 +186,28 @@ def print_report(result: EnergyReport, console: Console | None = None) -> None:
         if result.snn_energy_pj:
             line += f" ({deployed.snn_energy_pj / result.snn_energy_pj:.3f}x)"
         console.print(line, markup=False, highlight=False)
+
+
+def anytime_lines(result: EnergyReport) -> list[str]:
+    """The exit's energy beside full T's, its mean timesteps and accuracy, and the accuracy of
+    the prediction after each timestep (docs/anytime.md)."""
+    lines = []
+    exit = result.exit
+    if exit is not None:
+        from ..anytime import get_rule
+
+        origin = "the run's exit" if exit["origin"] == "run" else "exit"
+        sign = get_rule(exit["rule"]).comparison
+        accuracy = "" if exit["accuracy"] is None else f", accuracy {100 * exit['accuracy']:.2f}%"
+        lines.append(f"{origin} {exit['rule']} {sign} {exit['threshold']:.4g}: mean "
+                     f"{exit['mean_timesteps']:.2f} of T={result.timesteps} timesteps{accuracy}")
+        ratio = "—" if result.exit_ratio is None else f"{result.exit_ratio:.3f}x"
+        lines.append(f"SNN energy per inference: {energy_text(result.snn_energy_pj)} with the "
+                     f"exit, {energy_text(result.snn_energy_full_pj)} at full T ({ratio})")
+    if result.accuracy_by_timestep:
+        lines.append("accuracy by timestep (steps 1..t): " + ", ".join(
+            f"t={t} {100 * a:.2f}%" for t, a in enumerate(result.accuracy_by_timestep, 1)))
+    return lines
 
 
 def _neurobench_line(metrics: dict) -> str:
@@ -236,6 +260,9 @@ def plot_title(result: EnergyReport) -> str:
         f"{result.inputs} ({result.samples} samples)"
     head = (f"{result.model or result.source} · {inputs} · T={result.timesteps} · profile "
             f"{result.profile.name} · {result.energy_model} model")
+    if result.exit is not None:  # the bars are the exit's energy: say so, and the full T's
+        head += (f" · exit {result.exit['rule']} (mean {result.exit['mean_timesteps']:.2f} "
+                 f"steps; {energy_text(result.snn_energy_full_pj)} at full T)")
     if result.ratio is None:
         tail = (f"SNN {energy_text(result.snn_energy_pj)} per inference"
                 + ("" if result.ann else "; no ANN reference"))
@@ -259,7 +286,8 @@ def energy_figure(result: EnergyReport):
     plt = pyplot()
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6.4))
-    figure.suptitle(plot_title(result), fontsize=11)
+    figure.suptitle("\n".join(plot_text(line, 300) for line in plot_title(result).split("\n")),
+                    fontsize=11)
     _energy_bars(left, result)
     _rate_bars(right, result)
     figure.tight_layout()
@@ -289,7 +317,7 @@ def _energy_stacks(result: EnergyReport, side: str) -> dict[str, list[float]]:
 def _energy_bars(axes, result: EnergyReport) -> None:
     import numpy as np
 
-    names = [layer.name for layer in result.layers] + ["total"]
+    names = [plot_text(layer.name) for layer in result.layers] + ["total"]
     x = np.arange(len(names))
     width = 0.4 if result.ann else 0.8
     shades = {"compute": 1.0, "addressing": 0.65, "memory": 0.35}
@@ -316,7 +344,7 @@ def _energy_bars(axes, result: EnergyReport) -> None:
         axes.set_ylim(min(smallest) / 3, max(smallest) * 4)
     axes.set_xticks(x, names, rotation=30, ha="right")
     axes.set_ylabel("energy per inference (nJ, log scale)")
-    axes.set_title("energy per layer" + (f": SNN vs ANN ({result.ann})" if result.ann else ""))
+    axes.set_title("energy per layer" + (f": SNN vs ANN ({plot_text(result.ann)})" if result.ann else ""))
     axes.legend(fontsize=8, loc="upper left")
 
 
@@ -361,7 +389,7 @@ def _rate_bars(axes, result: EnergyReport) -> None:
                           xytext=(0, 6), textcoords="offset points")
     judged = [v for v in verdicts if v]
     below = sum(v == "yes" for v in judged)
-    axes.set_xticks(x, [layer.name for layer in layers], rotation=30, ha="right")
+    axes.set_xticks(x, [plot_text(layer.name) for layer in layers], rotation=30, ha="right")
     axes.set_ylim(0, top * 1.12)
     axes.set_ylabel("rate per input or neuron and timestep")
     axes.set_title((f"{below} of {len(judged)} spiking layers below break-even (cheaper than "

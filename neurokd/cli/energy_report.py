@@ -37,6 +37,12 @@ from .options import (
 @click.option("--from-sim", "--from-lava", "spike_counts", type=click.Path(dir_okay=False),
               help="RESULT.npz of `neurokd simulate --save`: price the deployed run's spike "
               "counts (--from-lava is the older name)")
+@click.option("--exit-rule", help="price each sample only up to its exit step under this "
+              "rule (confidence, entropy, margin; docs/anytime.md), with --exit-threshold; "
+              "default: the exit the run recorded, if any")
+@click.option("--exit-threshold", type=float, help="the exit rule's threshold c")
+@click.option("--no-exit", is_flag=True, help="price all T timesteps even when the run "
+              "recorded an exit")
 @random_weights_option("count and price")
 @output_option("--json", "json_path", "write every number of the table to this JSON file")
 @output_option("--plot", "plot_path", "write this PNG: per-layer energy bars of the SNN and "
@@ -44,7 +50,8 @@ from .options import (
 @quiet_option
 def energy_report(checkpoint, model_spec, weights, input_shape, timesteps, dataset, data_dir,
                   random_inputs, samples, batch_size, profile, energy_model, ann, neurobench,
-                  spike_counts, random_weights, json_path, plot_path, quiet) -> None:
+                  spike_counts, exit_rule, exit_threshold, no_exit, random_weights,
+                  json_path, plot_path, quiet) -> None:
     """Per-layer SOPs, MACs, neuron updates and energy of a student versus its ANN, with
     the input spike rate at which each layer breaks even.
 
@@ -54,6 +61,7 @@ def energy_report(checkpoint, model_spec, weights, input_shape, timesteps, datas
       neurokd energy report runs/demo/student.pt --profile loihi --ann twin --plot e.png
       neurokd energy report runs/demo/student.pt --energy-model memory --json e.json
       neurokd energy report runs/demo/student.pt --from-sim r.npz  # + a simulate --save run
+      neurokd energy report runs/demo/student.pt --exit-rule margin --exit-threshold 0.5
       neurokd energy report --model mypkg.nets:build --weights w.pt --input-shape 1,8,8 \\
           --timesteps 4 --dataset digits
     """
@@ -62,6 +70,10 @@ def energy_report(checkpoint, model_spec, weights, input_shape, timesteps, datas
     from ..runtime.progress import make_reporter
     from .energy_render import print_report, write_plot, write_report_json
 
+    if exit_rule is not None or exit_threshold is not None:  # refused before any loading
+        from ..energy.estimation import exit_choice
+
+        exit_choice(None, exit_rule, exit_threshold, no_exit)
     for output in (json_path, plot_path):  # refused before any counting, not after it
         if output:
             check_writable(output, reads=(checkpoint, weights, spike_counts, profile))
@@ -73,7 +85,8 @@ def energy_report(checkpoint, model_spec, weights, input_shape, timesteps, datas
         result = estimate_from_options(source, profile, ann, dataset, data_dir, samples,
                                        batch_size, spike_counts, reporter,
                                        random_inputs=random_inputs, energy_model=energy_model,
-                                       neurobench=neurobench)
+                                       neurobench=neurobench, exit_rule=exit_rule,
+                                       exit_threshold=exit_threshold, no_exit=no_exit)
     print_report(result)
     if json_path:
         write_report_json(result, json_path)

@@ -18,7 +18,7 @@ from .options import (
 # Target-only keyword options of the exporters and the flags that set them; which target
 # takes which comes from the registry (Exporter.options).
 FLAGS = {"teacher": "--teacher", "spike_outputs": "--spikes", "lava_samples": "--lava-samples",
-         "check_consumers": "--check-consumers"}
+         "check_consumers": "--check-consumers", "stepwise": "--stepwise"}
 
 
 def _targets() -> dict:
@@ -49,6 +49,10 @@ class _Targets(click.Choice):
               help=f"export the ANN teacher instead of the student {_only('teacher')}")
 @click.option("--spikes", is_flag=True,
               help=f"also output every neuron layer's spikes {_only('spike_outputs')}")
+@click.option("--stepwise", is_flag=True,
+              help="one timestep per call: input x and the neurons' states, output that "
+              "step's logits and the new states, for streaming and early exit "
+              f"(docs/anytime.md) {_only('stepwise')}")
 @random_weights_option("export")
 @click.option("--check-samples", type=click.IntRange(min=1), default=512, show_default=True,
               help="test samples the written file is checked on")
@@ -62,8 +66,8 @@ class _Targets(click.Choice):
 @data_options
 @quiet_option
 def export(checkpoint, model_spec, weights, input_shape, timesteps, target, output,
-           export_teacher, spikes, random_weights, check_samples, lava_samples, check_consumers, dataset,
-           data_dir, random_inputs, quiet) -> None:
+           export_teacher, spikes, stepwise, random_weights, check_samples, lava_samples,
+           check_consumers, dataset, data_dir, random_inputs, quiet) -> None:
     """Write the student in a target's file format, checked against PyTorch first.
 
     \b
@@ -71,6 +75,7 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
       neurokd export --target onnx runs/demo/student.pt      # -> runs/demo/student.onnx
       neurokd export --target nir runs/demo/student.pt -o student.nir
       neurokd export --target loihi runs/demo/student.pt     # checked in Lava too
+      neurokd export --target onnx --stepwise runs/demo/student.pt  # -> student.step.onnx
       neurokd export --target onnx --model mypkg.nets:build --weights w.pt \\
           --input-shape 1,8,8 --timesteps 4 --dataset digits
     """
@@ -80,7 +85,8 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
 
     chosen = _targets()[target]
     given = {"teacher": export_teacher or None, "spike_outputs": spikes or None,
-             "lava_samples": lava_samples, "check_consumers": check_consumers or None}
+             "lava_samples": lava_samples, "check_consumers": check_consumers or None,
+             "stepwise": stepwise or None}
     for key, value in given.items():
         if value is not None and key not in chosen.options:
             takers = [name for name, e in _targets().items() if key in e.options]
@@ -88,7 +94,7 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
     source = load_source(checkpoint, model_spec, weights, input_shape, timesteps,
                          random_weights)
     path = check_writable(output or _default_output(checkpoint, source, chosen, export_teacher,
-                                                    spikes),
+                                                    spikes, stepwise),
                           reads=(checkpoint, weights))
     options = {k: v for k, v in given.items() if v is not None}
     with make_reporter(quiet) as reporter:
@@ -99,12 +105,14 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
     print_lines(result.summary_lines())
 
 
-def _default_output(checkpoint, source, chosen, teacher: bool, spikes: bool = False) -> str:
+def _default_output(checkpoint, source, chosen, teacher: bool, spikes: bool = False,
+                    stepwise: bool = False) -> str:
     """Beside the checkpoint, named after what is in the file: ``student.onnx``,
     ``teacher.onnx``, ``student.spikes.onnx`` (with the spike outputs: a different file, so
-    one export never silently replaces the other)."""
+    one export never silently replaces the other), ``student.step.onnx`` (``--stepwise``)."""
     folder = Path(checkpoint).parent if checkpoint else Path(".")
     stem = "teacher" if teacher else source.label
+    stem = f"{stem}.step" if stepwise else stem
     path = chosen.default_path(folder, f"{stem}.spikes" if spikes else stem)
     if checkpoint and path.resolve() == Path(checkpoint).resolve():  # a .nir source to NIR
         raise click.UsageError(f"the default output {path} is the source itself; give -o")

@@ -26,6 +26,20 @@ def pyplot() -> Any:
     return plt
 
 
+MAX_LABEL = 80  # characters of a name from a file shown in a plot
+
+
+def plot_text(value: Any, limit: int = MAX_LABEL) -> str:
+    """A name read from a file (a layer, method or dataset name) as plain text for a plot:
+    control characters shown as spaces, cut to ``limit`` characters, and ``$`` escaped, so
+    matplotlib never parses it as mathtext (``$\\frac{$`` fails to draw; a megabyte-long
+    name fills the glyph cache)."""
+    text = "".join(c if c.isprintable() else " " for c in str(value)[:limit + 1])
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
 def write_png(figure: Any, path: str | Path, dpi: int = 100) -> Path:
     """``figure`` as a PNG at ``path`` (temporary name, then renamed: never half a file); the
     figure is closed in any case, so a long-running process does not collect them."""
