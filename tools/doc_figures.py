@@ -17,6 +17,8 @@ from pathlib import Path
 from statistics import mean
 from textwrap import fill
 
+from neurokd.text import pct
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TWIN = "ReLU twin of the student"
@@ -53,7 +55,7 @@ def _prose(text: str) -> str:
 
 
 def _pct(share: float) -> str:
-    return f"{100 * share:.2f}%"
+    return pct(share)  # neurokd's one percent formatter
 
 
 def _ratios(model: str) -> str:
@@ -265,9 +267,40 @@ def energy_deployed() -> str:
             f"({lava['deployed_energy_pj'] / lava['float_energy_pj']:.3f}x):")
 
 
+def _p(value: float) -> str:
+    return f"{value:.0e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def readme_anytime() -> str:
+    """README.md: TSER's edge at early timesteps (benchmarks/anytime.py's results)."""
+    digits, mnist1d = _load("anytime-digits.json"), _load("anytime-mnist1d.json")
+    diffs = digits["tser_minus_kd"]["accuracy_by_timestep"]
+    steps = ", ".join(f"{100 * d['mean_diff']:+.2f}" for d in diffs)
+    pvalues = ", ".join(_p(d["t_test_p"]) for d in diffs)
+    tser = digits["methods"]["tser"]
+    kd = digits["methods"]["kd"]
+    energy = tser["energy"]
+    first = mnist1d["tser_minus_kd"]["accuracy_by_timestep"][0]
+    last = mnist1d["tser_minus_kd"]["accuracy_by_timestep"][-1]
+    return _prose(
+        "**Where TSER does win: early timesteps.** What TSER trains — each timestep's logits "
+        "distilled on their own — shows in the accuracy after t of T steps "
+        f"([anytime-digits.md](benchmarks/results/anytime-digits.md), {digits['seeds']} seeds, "
+        f"T={digits['settings']['timesteps']}): tser − kd is {steps} points at t = 1..T "
+        f"(paired t-test p = {pvalues}), and with a confidence exit calibrated on validation "
+        f"(`--exit-drop {digits['exit']['drop_points']}`) tser answers after "
+        f"{tser['exit_mean_timesteps']['mean']:.2f} timesteps on average against kd's "
+        f"{kd['exit_mean_timesteps']['mean']:.2f}, at {energy['loihi']['ratio']['mean']:.3f}x "
+        f"(loihi) / {energy['45nm-fp32']['ratio']['mean']:.3f}x (45nm-fp32) the full-T energy. "
+        f"On mnist1d ({mnist1d['seeds']} seeds, memorised teacher) tser − kd is "
+        f"{100 * first['mean_diff']:+.2f} points at t = 1 (p = {_p(first['t_test_p'])}) and "
+        f"{100 * last['mean_diff']:+.2f} at t = T (p = {_p(last['t_test_p'])}).")
+
+
 # block name -> (page, generator); the page is README.md or a file in docs/
 BLOCKS = {
     "readme-demo-figures": ("README.md", readme_demo),
+    "readme-anytime": ("README.md", readme_anytime),
     "results-demo-figures": ("results.md", results_demo),
     "energy-timing": ("energy.md", energy_timing),
     "energy-measured": ("energy.md", energy_measured),
