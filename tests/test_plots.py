@@ -152,6 +152,26 @@ def test_history_plot_draws_each_quantity(figures):
         "seconds per epoch"
 
 
+def test_accuracy_axis_follows_where_the_run_settles_and_marks_the_kept_epoch(figures):
+    """A 10-100% axis flattened the band where students differ: the floor is the lowest value
+    after the first fifth of the epochs, less 2 points; earlier epochs below it are named."""
+    val = [0.10, 0.60, 0.95, 0.97, 0.96, 0.98, 0.97, 0.96, 0.97, 0.97]
+    train = [0.20, 0.70, 0.96, 0.98, 0.99, 0.99, 1.00, 1.00, 1.00, 1.00]
+    history = [{"epoch": e, "loss": 1.0, "train_accuracy": t, "val_accuracy": v}
+               for e, (t, v) in enumerate(zip(train, val, strict=True), start=1)]
+    metrics = {"method": "kd", "dataset": "digits", "timesteps": 4, "student_accuracy": 0.97,
+               "best_epoch": 6, "history": history}
+    figure = history_figure("zoom", metrics)
+    figures(figure)
+    accuracy = figure.axes[1]
+    late = [100 * x for x in val[2:] + train[2:]]   # epochs 3..10: after the first fifth (2)
+    assert accuracy.get_ylim() == pytest.approx((min(late) - 2.0, 100.5))
+    assert accuracy.get_title() == "accuracy (epochs 1-2 below the axis)"
+    kept = [line for line in accuracy.lines if line.get_label().startswith("kept")]
+    assert kept and kept[0].get_label() == "kept: epoch 6 (validation 98.00%)"
+    assert list(kept[0].get_xdata()) == [6, 6]
+
+
 def test_history_plot_says_what_an_older_history_lacks(figures, tmp_path):
     import json
 

@@ -10,17 +10,18 @@ input: a file that is not a neurokd history is one error naming the file and the
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from ..anytime import checked_exit_record, get_rule
 from ..errors import NeuroKDError
+from ..files.json_text import loads_bounded
 from ..text import pct
-from .figure import pyplot, write_png
+from .figure import plot_text, pyplot, write_png
 
 MAX_METRICS_BYTES = 64 * 1024 * 1024   # a 300-epoch history with every term is ~1 MB
+MAX_NAMES = 1000  # loss terms or layers of one epoch record (a ResNet-19 has ~40 layers)
 
 
 def read_history(run: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -33,9 +34,10 @@ def read_history(run: str | Path) -> tuple[Path, dict[str, Any]]:
     if path.stat().st_size > MAX_METRICS_BYTES:
         raise NeuroKDError(f"{path}: {path.stat().st_size:,} bytes is not a run history")
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NeuroKDError(f"{path}: not JSON ({exc})") from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise NeuroKDError(f"cannot read {path}: {exc.strerror or exc}") from None
+    metrics = loads_bounded(raw, str(path))
     if not isinstance(metrics, dict) or not isinstance(metrics.get("history"), list):
         raise NeuroKDError(f"{path}: no 'history' list: not a neurokd metrics.json")
     for key in ("history", "teacher_history"):
@@ -66,14 +68,19 @@ def _check_record(path: Path, key: str, index: int, record: Any) -> None:
                                f"{record.get(field)!r}")
     for group in ("terms", "layer_firing_rates"):
         values = record.get(group) or {}
-        if not isinstance(values, dict) or not all(_number(v) for v in values.values()):
-            raise NeuroKDError(f"{where}.{group} must map names to finite numbers")
+        if not isinstance(values, dict) or len(values) > MAX_NAMES or \
+                not all(_number(v) for v in values.values()):
+            raise NeuroKDError(f"{where}.{group} must map names to finite numbers (at most "
+                               f"{MAX_NAMES} names)")
     _check_curve(f"{where}.val_accuracy_by_timestep", record.get("val_accuracy_by_timestep"))
+
+
+MAX_VALUE = 1e15  # no loss, rate, accuracy or epoch is larger: 1e308 overflows the axes
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and \
-        math.isfinite(value)
+        math.isfinite(value) and abs(value) <= MAX_VALUE
 
 
 def _series(history: list[dict], field: str) -> tuple[list[float], list[float]]:
@@ -101,7 +108,7 @@ def history_figure(name: str, metrics: dict[str, Any]):
     grid = figure.add_gridspec(3, 2)
     panels = [figure.add_subplot(grid[row, column]) for row in range(2) for column in range(2)]
     _loss_panel(panels[0], student, teacher)
-    _accuracy_panel(panels[1], student, teacher)
+    _accuracy_panel(panels[1], student, teacher, metrics.get("best_epoch"))
     _rate_panel(panels[2], student)
     _lr_panel(panels[3], student)
     panels += [figure.add_subplot(grid[2, column]) for column in range(2)]
@@ -118,8 +125,9 @@ def history_figure(name: str, metrics: dict[str, Any]):
                       "logged it)", ha="center", va="center", transform=axis.transAxes)
             axis.set_xticks([])
             axis.set_yticks([])
-    figure.suptitle(f"{name}: {metrics.get('method', '?')} on "
-                    f"{metrics.get('dataset', '?')}, T={metrics.get('timesteps', '?')}; test "
+    figure.suptitle(f"{plot_text(name)}: {plot_text(metrics.get('method', '?'))} on "
+                    f"{plot_text(metrics.get('dataset', '?'))}, "
+                    f"T={plot_text(metrics.get('timesteps', '?'))}; test "
                     f"accuracy student {pct(metrics.get('student_accuracy'))}, teacher "
                     f"{pct(metrics.get('teacher_accuracy'))}")
     figure.tight_layout()
@@ -188,7 +196,7 @@ def _loss_panel(axis, student: list[dict], teacher: list[dict]) -> None:
     for name in dict.fromkeys(names):
         epochs = [r["epoch"] for r in student if name in (r.get("terms") or {})]
         values = [r["terms"][name] for r in student if name in (r.get("terms") or {})]
-        axis.plot(epochs, values, label=f"term {name}")
+        axis.plot(epochs, values, label=f"term {plot_text(name)}")
     if teacher:
         axis.plot(*_series(teacher, "loss"), color="gray", linestyle="--", label="teacher loss")
     axis.axhline(0.0, color="lightgray", linewidth=0.8)
@@ -197,15 +205,50 @@ def _loss_panel(axis, student: list[dict], teacher: list[dict]) -> None:
     axis.legend(fontsize="small")
 
 
-def _accuracy_panel(axis, student: list[dict], teacher: list[dict]) -> None:
+def _accuracy_panel(axis, student: list[dict], teacher: list[dict],
+                    kept: int | None = None) -> None:
+    """Train and validation accuracy. The axis follows where the run settles (a 10-100% axis
+    flattened the 95-100 band where students differ): its floor is the lowest value after the
+    first fifth of the epochs, less 2 points; the epochs below it are said in the title. The
+    kept (best-validation) epoch is marked."""
+    plotted = []
     for history, who, style in ((student, "student", "-"), (teacher, "teacher", "--")):
         for field in ("train_accuracy", "val_accuracy"):
             epochs, values = _series(history, field)
             if values:
                 axis.plot(epochs, [100 * v for v in values], linestyle=style,
                           label=f"{who} {field.split('_')[0]}")
-    axis.set(title="accuracy", xlabel="epoch", ylabel="accuracy (%)")
+                settled = len(epochs) // 5
+                plotted += [(e, 100 * v, e > epochs[settled - 1] if settled else True)
+                            for e, v in zip(epochs, values, strict=True)]
+    title = "accuracy"
+    late = [v for _, v, is_late in plotted if is_late]
+    if late:
+        floor = max(0.0, min(late) - 2.0)
+        axis.set_ylim(floor, 100.5)
+        below = sorted({e for e, v, _ in plotted if v < floor})
+        if below:
+            title += f" (epoch{'s' * (len(below) > 1)} {_span(below)} below the axis)"
+    if kept is not None:
+        val = dict(zip(*_series(student, "val_accuracy"), strict=True)).get(kept)
+        axis.axvline(kept, color="tab:green", linestyle=":", linewidth=1.5,
+                     label=f"kept: epoch {kept}" + ("" if val is None else
+                                                   f" (validation {100 * val:.2f}%)"))
+    axis.set(title=title, xlabel="epoch", ylabel="accuracy (%)")
     axis.legend(fontsize="small")
+
+
+def _span(epochs: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    runs, start, previous = [], epochs[0], epochs[0]
+    for epoch in [*epochs[1:], None]:
+        if epoch is not None and epoch == previous + 1:
+            previous = epoch
+            continue
+        runs.append(str(start) if start == previous else f"{start}-{previous}")
+        if epoch is not None:
+            start = previous = epoch
+    return ", ".join(runs)
 
 
 def _rate_panel(axis, student: list[dict]) -> None:
@@ -214,7 +257,7 @@ def _rate_panel(axis, student: list[dict]) -> None:
     for name in dict.fromkeys(layers):
         points = [(r["epoch"], r["layer_firing_rates"][name]) for r in student
                   if name in (r.get("layer_firing_rates") or {})]
-        axis.plot([p[0] for p in points], [p[1] for p in points], label=name)
+        axis.plot([p[0] for p in points], [p[1] for p in points], label=plot_text(name))
     axis.set(title="student firing rate on the validation split", xlabel="epoch",
              ylabel="spikes per neuron and timestep")
     axis.legend(fontsize="small")
