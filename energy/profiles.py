@@ -48,6 +48,10 @@ from neurokd.validation import MAX_TEXT
 from .memory import LAYOUTS
 from .quantities import COST_KEYS
 
+# The most one operation or byte may cost (1 J): a cost of 1e308 pJ times any count overflows
+# to inf, which would print as "inf mJ" and could not be written as JSON.
+MAX_COST_PJ = 1e12
+
 HOROWITZ = "Horowitz, 'Computing's energy problem', ISSCC 2014 (45 nm)"
 DAVIES = "Davies et al., 'Loihi: a neuromorphic manycore processor', IEEE Micro 2018, Table 1"
 LEMAIRE = "Lemaire et al., ICONIP 2022 (arXiv 2210.13107)"
@@ -81,9 +85,9 @@ class EnergyProfile:
                 raise ConfigError(f"profile {self.name}: unknown cost key {key!r}{_near(key)}; "
                                   f"cost keys: {', '.join(COST_KEYS)}")
             if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"profile {self.name}: {key} must be a number >= 0 (pJ), "
-                                  f"not {value!r}")
+                    or not math.isfinite(value) or not 0 <= value <= MAX_COST_PJ:
+                raise ConfigError(f"profile {self.name}: {key} must be a number from 0 to "
+                                  f"{MAX_COST_PJ:g} pJ, not {value!r:.40}")
         self._check_extras()
         # In COSTS order whatever order they were given in, so tables and JSON read alike;
         # read-only, so a built-in profile cannot be changed by accident.
@@ -255,6 +259,9 @@ def _profile_from_toml(path: Path) -> EnergyProfile:
         raise ConfigError(f"malformed TOML in energy profile {path}: {exc}") from None
     except RecursionError:  # arrays nested thousands deep
         raise ConfigError(f"malformed TOML in energy profile {path}: nested too deeply") from None
+    except ValueError as exc:  # an integer of 100,000 digits (Python's int-to-str limit)
+        raise ConfigError(f"malformed TOML in energy profile {path}: {str(exc).splitlines()[0][:160]}") \
+            from None
     try:
         return EnergyProfile.from_dict(values, str(path))
     except ConfigError as exc:

@@ -141,6 +141,13 @@ class SpikeCountFile:
     dataset: str | None     # None: written before the file recorded it
 
 
+# A count per element is at most one spike per timestep (an event camera's count frames: at
+# most 65535 events per pixel and frame); counts past that are forged, and 1e308 would overflow
+# every sum made of them.
+MAX_EVENTS_PER_FRAME = 1 << 16
+MAX_FRAMES = 1 << 40  # samples x timesteps
+
+
 def read_spike_counts(path: str | Path) -> tuple[EventCounts, str]:
     """The counts in a result file and its backend; anything off the contract is refused."""
     stored = read_spike_file(path)
@@ -161,8 +168,9 @@ def read_spike_file(path: str | Path) -> SpikeCountFile:
         raise NeuroKDError(f"{path}: spike-count file version {arrays['version']} is not supported "
                            f"(this neurokd reads version {RESULT_VERSION})")
     samples, timesteps = _int(arrays, "samples", path), _int(arrays, "timesteps", path)
-    if samples < 1 or timesteps < 1:
-        raise NeuroKDError(f"{path}: samples and timesteps must be >= 1")
+    if samples < 1 or timesteps < 1 or samples * timesteps > MAX_FRAMES:
+        raise NeuroKDError(f"{path}: samples and timesteps must be >= 1, their product at most "
+                           f"{MAX_FRAMES:,} (samples {samples:,}, timesteps {timesteps:,})")
     names, types = (_texts(arrays, key, path) for key in ("layer_names", "layer_types"))
     if len(names) != len(types) or not names:
         raise NeuroKDError(f"{path}: layer_names and layer_types must list the same layers")
@@ -186,8 +194,8 @@ def _texts(arrays: dict, key: str, path: Path) -> list[str]:
 def _int(arrays: dict, key: str, path: Path) -> int:
     value = arrays[key]
     if value.size != 1 or value.dtype.kind not in "iu":
-        raise NeuroKDError(f"{path}: {key} must be one integer, not {value!r}")
-    return int(value)
+        raise NeuroKDError(f"{path}: {key} must be one integer, not {value!r:.80}")
+    return int(value.reshape(-1)[0])
 
 
 def _layer(arrays: dict, i: int, name: str, kind: str, frames: int, path: Path,
@@ -200,15 +208,26 @@ def _layer(arrays: dict, i: int, name: str, kind: str, frames: int, path: Path,
     if kind not in ("conv", "dense"):
         raise NeuroKDError(f"{path}: layer_types[{i}] ({name}) is {kind!r}, not conv or dense")
     geometry_values = arrays[geometry_key].ravel()
+    if geometry_values.dtype.kind not in "iu":  # sizes, strides, paddings: whole numbers
+        raise NeuroKDError(f"{path}: {geometry_key} of layer {i} ({name}) holds "
+                           f"{geometry_values.dtype} values, not integers")
     expected = 11 if kind == "conv" else 2
     if len(geometry_values) != expected:
         raise NeuroKDError(f"{path}: {geometry_key} of a {kind} layer has "
                            f"{len(geometry_values)} numbers (expected {expected})")
+    if arrays[shape_key].dtype.kind not in "iu" or arrays[shape_key].size > 8:
+        raise NeuroKDError(f"{path}: {shape_key} of layer {i} ({name}) must list at most 8 "
+                           f"integer sizes, not {arrays[shape_key].dtype} "
+                           f"{arrays[shape_key].shape}")
     shape = tuple(int(d) for d in arrays[shape_key].ravel())
     try:
         geometry = LayerGeometry.from_array(kind, geometry_values, shape)
     except ValueError as exc:
         raise NeuroKDError(f"{path}: {geometry_key} of layer {i} ({name}): {exc}") from None
+    for key in (events_key, spikes_key):
+        if key in arrays and arrays[key].dtype.kind not in "iuf":
+            raise NeuroKDError(f"{path}: {key} of layer {i} ({name}) holds {arrays[key].dtype} "
+                               "values, not counts")
     events = np.asarray(arrays[events_key], dtype=np.float64)
     if events.shape != shape:
         raise NeuroKDError(f"{path}: {events_key} has shape {events.shape}, "
@@ -225,9 +244,11 @@ def _layer(arrays: dict, i: int, name: str, kind: str, frames: int, path: Path,
             raise NeuroKDError(f"{path}: {spikes_key} has shape {spikes.shape}, layer {i} "
                                f"({name}) outputs {tuple(geometry.output_shape)}")
     for key, counts in ((events_key, events), (spikes_key, spikes)):
-        if counts is not None and (not np.isfinite(counts).all() or counts.min(initial=0) < 0):
-            raise NeuroKDError(f"{path}: {key} of layer {i} ({name}) holds negative or "
-                               "non-finite counts")
+        if counts is not None and (not np.isfinite(counts).all() or counts.min(initial=0) < 0
+                                   or counts.max(initial=0) > frames * MAX_EVENTS_PER_FRAME):
+            raise NeuroKDError(f"{path}: {key} of layer {i} ({name}) holds negative, "
+                               f"non-finite or impossible counts (over {MAX_EVENTS_PER_FRAME} "
+                               f"per element and timestep of its {frames:,} sample steps)")
     updates = 0 if spikes is None else spikes.size * frames
     return LayerEvents(name, geometry, events, frames, i > 0 or input_spikes, updates, spikes,
                        has_bias=True)

@@ -31,6 +31,7 @@ def load_checked_onnx(path: Path):
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
         raise NeuroKDError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    _check_versions(path, model)
     tensors = list(_initializers(model.graph))
     external = [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
@@ -43,6 +44,23 @@ def load_checked_onnx(path: Path):
         raise NeuroKDError(f"{path}: onnx.checker refuses the model ({first[:200]})") from None
     check_bytes(sum(_declared_bytes(path, t) for t in tensors), f"{path}: its weights")
     return model
+
+
+def _check_versions(path: Path, model) -> None:
+    """An IR version or opset newer than the installed onnx knows (a file from a future
+    exporter) is named, not left to ONNX Runtime's own failure."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if model.ir_version > onnx.IR_VERSION:
+        raise NeuroKDError(f"{path}: ONNX IR version {model.ir_version} is newer than this "
+                           f"installation reads ({onnx.IR_VERSION}, onnx {onnx.__version__}); "
+                           "export it again with the opset neurokd writes")
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx") and not 1 <= entry.version <= newest:
+            raise NeuroKDError(f"{path}: it uses ONNX opset {entry.version}, but the installed "
+                               f"onnx {onnx.__version__} and ONNX Runtime know opsets up to "
+                               f"{newest}; export it again with the opset neurokd writes")
 
 
 def check_metadata(path: Path, timesteps: int, input_shape: tuple[int, ...]) -> None:

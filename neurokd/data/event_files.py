@@ -142,7 +142,11 @@ def read_aedat2(path: Path, sensor: tuple[int, int]) -> Events:
         if first != AEDAT2_MAGIC:
             raise _corrupt(path, "AEDAT 2.0", f"it starts with {first!r}, not {AEDAT2_MAGIC!r}")
         handle.seek(0)
-        body = total - cifar10_dvs._skip_header(handle)
+        try:
+            body = total - cifar10_dvs._skip_header(handle)
+        except UnicodeDecodeError as exc:  # spikingjelly decodes the first line as UTF-8
+            raise _corrupt(path, "AEDAT 2.0", f"its header line is not UTF-8 text ({exc.reason} "
+                           f"at byte {exc.start})") from None
     if body % 8:
         raise _corrupt(path, "AEDAT 2.0", f"{body} bytes after the header is not a whole number "
                        "of 8-byte events")

@@ -53,7 +53,8 @@ def _bundle(name: str, classes: tuple[str, ...], sensor: tuple[int, int], identi
                              lambda events: bin_events(events, timesteps, sensor, factor),
                              options.get("reporter") or Reporter(), name)
     binary = frames == "binary"
-    train, test = CachedFrames(folder, "train", binary), CachedFrames(folder, "test", binary)
+    train, test = (CachedFrames(folder, split, binary, shape, len(classes))
+                   for split in ("train", "test"))
     keep, held = stratified_split(train.targets, options.get("val_fraction", 0.1))
     return DataBundle(name=name, train=Subset(train, keep.tolist()),
                       val=Subset(train, held.tolist()), test=test, input_shape=shape[1:],

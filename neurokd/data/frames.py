@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError, DataError, WriteError
 from ..files.npz import read_npy_header
 from ..runtime.progress import Reporter
+from ..text import first_line
 from .event_files import Events
 
 CACHE_ENV = "NEUROKD_CACHE_DIR"
@@ -147,7 +149,7 @@ def build_cache(root: Path, key: str, identity: dict, splits: dict[str, SplitSou
     if final.exists():
         raise DataError(f"frames cache folder {final} is incomplete (no meta.json); delete it "
                         "to rebuild it")
-    needed = sum(s.count for s in splits.values()) * int(np.prod(frame_shape)) * \
+    needed = sum(s.count for s in splits.values()) * math.prod(frame_shape) * \
         FRAME_DTYPE.itemsize
     free = shutil.disk_usage(root).free
     if needed > free:
@@ -194,12 +196,13 @@ class CachedFrames(Dataset):
 
     time_major = True
 
-    def __init__(self, folder: Path, split: str, binary: bool):
+    def __init__(self, folder: Path, split: str, binary: bool,
+                 frame_shape: tuple[int, ...] | None = None, num_classes: int | None = None):
         self.path = folder / f"{split}.frames.npy"
         self.binary = binary
-        self.shape, self.offset = _frames_header(self.path)
-        self.targets = _labels(folder / f"{split}.labels.npy", self.shape[0])
-        self.sample_bytes = int(np.prod(self.shape[1:])) * FRAME_DTYPE.itemsize
+        self.shape, self.offset = _frames_header(self.path, frame_shape)
+        self.targets = _labels(folder / f"{split}.labels.npy", self.shape[0], num_classes)
+        self.sample_bytes = math.prod(self.shape[1:]) * FRAME_DTYPE.itemsize
         self._fd: int | None = None
         self._pid = -1
 
@@ -231,28 +234,45 @@ class CachedFrames(Dataset):
         return {**self.__dict__, "_fd": None, "_pid": -1}
 
 
-def _frames_header(path: Path) -> tuple[tuple[int, ...], int]:
-    """Shape and data offset of a cached frames file, checked against its size."""
+def _frames_header(path: Path, frame_shape: tuple[int, ...] | None = None
+                   ) -> tuple[tuple[int, ...], int]:
+    """Shape and data offset of a cached frames file, checked against its size (and the frame
+    shape the cache was built for): sizes are Python ints, so no product wraps."""
     rebuild = f"delete its folder {path.parent} to rebuild it"
     try:
         with open(path, "rb") as handle:
             shape, fortran, dtype, offset = read_npy_header(handle)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"frames cache file {path} is unreadable ({exc}); {rebuild}") from None
-    expected = offset + int(np.prod(shape)) * FRAME_DTYPE.itemsize
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DataError(f"frames cache file {path} is unreadable ({first_line(exc, 160)}); "
+                        f"{rebuild}") from None
+    expected = offset + math.prod(shape) * FRAME_DTYPE.itemsize
+    if frame_shape is not None and tuple(shape[1:]) != tuple(frame_shape):
+        raise DataError(f"frames cache file {path} holds frames of shape "
+                        f"{tuple(shape[1:])}, not {tuple(frame_shape)}; {rebuild}")
     if dtype != FRAME_DTYPE or fortran or len(shape) != 5 or path.stat().st_size != expected:
         raise DataError(f"frames cache file {path} is damaged (dtype {dtype}, shape {shape}, "
                         f"{path.stat().st_size} bytes); {rebuild}")
     return shape, offset
 
 
-def _labels(path: Path, count: int) -> np.ndarray:
+def _labels(path: Path, count: int, num_classes: int | None = None) -> np.ndarray:
+    """The labels file: its header checked (shape, dtype, size on disk) before it is read,
+    then every label inside the class range."""
+    rebuild = f"delete its folder {path.parent} to rebuild it"
     try:
-        labels = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"frames cache file {path} is unreadable ({exc}); delete its folder "
-                        f"{path.parent} to rebuild it") from None
-    if labels.shape != (count,) or labels.dtype.kind not in "iu" or (count and labels.min() < 0):
-        raise DataError(f"frames cache file {path} does not hold {count} labels; delete its "
-                        f"folder {path.parent} to rebuild it")
-    return labels
+        with open(path, "rb") as handle:
+            shape, fortran, dtype, offset = read_npy_header(handle)
+            size = os.fstat(handle.fileno()).st_size
+            if shape != (count,) or dtype.kind not in "iu" or fortran or \
+                    size != offset + count * dtype.itemsize:
+                raise DataError(f"frames cache file {path} does not hold {count} labels (its "
+                                f"header claims {dtype} of shape {shape}); {rebuild}")
+            labels = np.fromfile(handle, dtype=dtype, count=count)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DataError(f"frames cache file {path} is unreadable ({first_line(exc, 160)}); "
+                        f"{rebuild}") from None
+    if count and (labels.min() < 0 or (num_classes is not None and labels.max() >= num_classes)):
+        bad = int(labels.min() if labels.min() < 0 else labels.max())
+        raise DataError(f"frames cache file {path} holds label {bad}, outside the "
+                        f"{num_classes} classes; {rebuild}")
+    return labels.astype(np.int64)

@@ -47,11 +47,41 @@ def available_bytes() -> int:
 
 
 def budget() -> int:
+    """The budget, never more than the process's own address-space limit (``ulimit -v``)
+    leaves: past that an allocation fails whatever the machine has free."""
     if _override is not None:
-        return _override
-    if os.environ.get("NEUROKD_MAX_MEMORY"):
-        return parse_size(os.environ["NEUROKD_MAX_MEMORY"])
-    return int(0.75 * available_bytes())
+        chosen = _override
+    elif os.environ.get("NEUROKD_MAX_MEMORY"):
+        chosen = parse_size(os.environ["NEUROKD_MAX_MEMORY"])
+    else:
+        chosen = int(0.75 * available_bytes())
+    room = address_space_left()
+    return chosen if room is None else max(0, min(chosen, room))
+
+
+def address_space_left() -> int | None:
+    """Bytes the process may still map under RLIMIT_AS (None: no limit)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    if limit == resource.RLIM_INFINITY or limit < 0:
+        return None
+    return limit - _mapped_bytes()
+
+
+def _mapped_bytes() -> int:
+    """The process's mapped address space now (VmSize)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def gib(size: int) -> str:
@@ -62,5 +92,7 @@ def check_bytes(size: int, what: str) -> None:
     """Refuse ``what`` if it would need more than the budget."""
     limit = budget()
     if size > limit:
-        raise NeuroKDError(f"{what} would need {gib(size)}, more than the {gib(limit)} neurokd "
-                           "may use here (--max-memory)")
+        room = address_space_left()
+        why = "the process's address-space limit (ulimit -v) leaves" if room is not None and \
+            room <= limit else "neurokd may use here (--max-memory)"
+        raise NeuroKDError(f"{what} would need {gib(size)}, more than the {gib(limit)} {why}")

@@ -26,18 +26,20 @@ def dataset_bytes(dataset) -> int:
 
 
 def check_hdf5_tree(handle, path: str | Path, factor: int = 2) -> int:
-    """Refuse links and outside storage anywhere in the open file ``handle``; the total bytes
-    of its datasets (refused if ``factor`` times that exceeds the memory budget)."""
+    """Refuse links, outside storage and complex values anywhere in the open file ``handle``;
+    the total bytes of its datasets (refused if ``factor`` times that exceeds the memory
+    budget)."""
     import h5py
 
     problems: list[str] = []
+    complex_values: list[str] = []  # raised after the walk: h5py wraps what its callback raises
     total = objects = 0
 
     def visit(name: str, link) -> None:
         nonlocal total, objects
         objects += 1
         if objects > MAX_OBJECTS:
-            raise NeuroKDError(f"{path}: holds more than {MAX_OBJECTS:,} HDF5 objects")
+            return True  # stops the walk (an exception raised here comes back wrapped)
         if isinstance(link, h5py.SoftLink):
             problems.append(f"/{name} is a soft link to {link.path}")
             return
@@ -52,9 +54,16 @@ def check_hdf5_tree(handle, path: str | Path, factor: int = 2) -> int:
                 target = item.id.get_create_plist().get_external(0)[0]
                 problems.append(f"dataset /{name} keeps its data outside the file "
                                 f"(external storage in {target.decode(errors='replace')})")
+            elif item.dtype.kind == "c":  # no network parameter is complex (NaN+NaNj passes
+                # a finiteness check made on the real part)
+                complex_values.append(f"dataset /{name} holds {item.dtype} values")
             total += dataset_bytes(item)
 
     handle.visititems_links(visit)
+    if objects > MAX_OBJECTS:
+        raise NeuroKDError(f"{path}: holds more than {MAX_OBJECTS:,} HDF5 objects")
+    if complex_values:
+        raise NeuroKDError(f"{path}: {complex_values[0]}; network parameters are real numbers")
     if problems:
         raise NeuroKDError(f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)"
                                                       if len(problems) > 1 else "")

@@ -11,6 +11,7 @@ array is read (with ``allow_pickle=False``).
 from __future__ import annotations
 
 import math
+import tokenize
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +51,9 @@ def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
                                    f"most {MAX_MEMBERS:,}")
             headers = [_header(archive, member, path) for member in members]
             check_bytes(sum(h.nbytes for h in headers), f"{path}: its arrays")
+            size = path.stat().st_size
             for member, header in zip(members, headers, strict=True):
-                _check_complete(member, header, path)
+                _check_complete(member, header, path, size)
             return {header.name: _array(archive, member, header, path)
                     for member, header in zip(members, headers, strict=True)}
     except (OSError, zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
@@ -62,13 +64,17 @@ def read_npy_header(handle) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     """Shape, Fortran order, dtype and data offset of the ``.npy`` stream at ``handle``'s
     position, without reading its data (ValueError for anything that is not one)."""
     version = npy.read_magic(handle)
-    if version == (1, 0):
-        shape, fortran, dtype = npy.read_array_header_1_0(handle)
-    elif version in ((2, 0), (3, 0)):
-        shape, fortran, dtype = npy.read_array_header_2_0(handle)
-    else:
-        raise ValueError(f"npy format version {version}")
-    return tuple(int(d) for d in shape), fortran, dtype, handle.tell()
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(handle)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy.read_array_header_2_0(handle)
+        else:
+            raise ValueError(f"npy format version {version}")
+        return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype), handle.tell()
+    except (SyntaxError, tokenize.TokenError, TypeError, KeyError, OverflowError,
+            UnicodeDecodeError) as exc:  # numpy parses the header as a Python literal
+        raise ValueError(f"a damaged .npy header ({type(exc).__name__})") from None
 
 
 def _header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> ArrayHeader:
@@ -85,7 +91,21 @@ def _header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path) -> Ar
     return ArrayHeader(name, shape, dtype, offset)
 
 
-def _check_complete(member: zipfile.ZipInfo, header: ArrayHeader, path: Path) -> None:
+# Deflate stores at most ~1032 bytes per byte it writes (zlib's limit); a member claiming more
+# than that of its compressed size lies about its size.
+MAX_RATIO = 1100
+
+
+def _check_complete(member: zipfile.ZipInfo, header: ArrayHeader, path: Path,
+                    archive_size: int) -> None:
+    """The member's sizes agree with each other, the archive and the array's header, so no
+    array is allocated from a size the file cannot hold."""
+    stored = member.compress_type == zipfile.ZIP_STORED
+    if member.compress_size > archive_size or (stored and member.file_size != member.compress_size) \
+            or member.file_size > MAX_RATIO * member.compress_size + (1 << 16):
+        raise NeuroKDError(f"{path}: member {header.name!r} claims {member.file_size:,} bytes "
+                           f"from {member.compress_size:,} stored in a {archive_size:,}-byte "
+                           "file: its size fields are forged")
     if member.file_size < header.offset + header.nbytes:
         raise NeuroKDError(f"{path}: array {header.name!r} claims {header.shape} {header.dtype} "
                            f"({header.nbytes:,} bytes) but its member holds "

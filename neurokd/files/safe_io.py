@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -144,4 +145,25 @@ def write_text(target: str | Path, text: str) -> Path:
 
 
 def write_json(target: str | Path, data: Any) -> Path:
-    return write_text(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """``data`` as strict JSON: a NaN or infinity (a figure that overflowed) is refused before
+    anything is written, never written as the bare ``NaN``/``Infinity`` JSON readers reject."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise NeuroKDError(f"cannot write {target}: {_non_finite(data) or 'a value'} is not a "
+                           "finite number (an input's figures overflowed)") from None
+    return write_text(target, text + "\n")
+
+
+def _non_finite(data: Any, where: str = "") -> str | None:
+    """Where in ``data`` the first NaN or infinity is (``layers[2].energy_pj``)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where or "the value"
+    items = data.items() if isinstance(data, dict) else enumerate(data) \
+        if isinstance(data, list | tuple) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}[{key}]" if isinstance(key, int) else
+                            f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None

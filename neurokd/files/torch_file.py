@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ def read_torch_file(path: str | Path) -> Any:
     if kind:  # before torch.load, whose weights_only essay would say nothing about it
         raise CheckpointError(f"{path}: not a neurokd checkpoint: it is {kind}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a sparse tensor is refused below, not warned about
+            warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load (holds objects beyond plain weights; weights_only=True: "
@@ -32,6 +35,35 @@ def read_torch_file(path: str | Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - any unreadable byte stream is the same user error
         raise CheckpointError(
             f"{path}: not a readable PyTorch file ({first_line(exc, 160)})") from None
+    _check_tensors(path, loaded)
+    return loaded
+
+
+MAX_DEPTH = 32  # neurokd's checkpoints nest 3 levels
+
+
+def _check_tensors(path: Path, loaded: Any) -> None:
+    """Every tensor in the file dense, in memory and of a real or integer dtype: a sparse,
+    meta or quantized tensor (which ``weights_only`` lets through) is named here, not left to
+    fail deep inside a model."""
+    stack = [(loaded, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise CheckpointError(f"{path}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, torch.Tensor):
+            what = ("a sparse tensor" if value.layout != torch.strided else
+                    "a meta tensor (no data)" if value.is_meta else
+                    "a quantized tensor" if value.is_quantized else
+                    f"a {value.dtype} tensor" if value.is_complex() else None)
+            if what:
+                raise CheckpointError(f"{path}: {where or 'the file'} is {what}; a neurokd "
+                                      "checkpoint holds dense real-valued tensors")
+        elif isinstance(value, dict):
+            stack += [(v, f"{where}.{k}" if where else str(k), depth + 1)
+                      for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            stack += [(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
 
 
 # The first bytes of the files a user may hand over by mistake, and what they are.

@@ -10,6 +10,7 @@ APIs share :func:`as_source` (a checkpoint or NIR path, a source or a bare modul
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,10 @@ from torch import nn
 from ..anytime import checked_exit_record
 from ..data.encoding import DirectEncoding
 from ..errors import ConfigError, NeuroKDError
+from ..files.budget import check_bytes
 from ..files.torch_file import read_torch_file
 from ..text import first_line
-from ..validation import check_shape
+from ..validation import SIZE_LIMITS, check_shape
 
 
 @dataclass
@@ -90,8 +92,7 @@ def load_source(checkpoint: str | Path | None = None, model: str | None = None,
     if input_shape is None or timesteps is None:
         raise ConfigError("--model needs --input-shape C,H,W and --timesteps T")
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
-    if timesteps < 1:
-        raise ConfigError(f"--timesteps must be >= 1, not {timesteps}")
+    check_timesteps(timesteps, shape)
     user_model = _build_user_model(model)
     if weights is not None:
         state = read_torch_file(weights)
@@ -110,6 +111,16 @@ def load_source(checkpoint: str | Path | None = None, model: str | None = None,
     encoded = DirectEncoding(user_model, shape, timesteps).eval()
     _check_input_shape(encoded, user_model, model, shape)
     return StudentSource(encoded, shape, timesteps, model.rsplit(":", 1)[-1])
+
+
+def check_timesteps(timesteps: int, shape: tuple[int, ...]) -> None:
+    """``--timesteps`` bounded as a run's are, and one sample's input over them within the
+    memory budget, before the model sees any (1e9 steps of 1x8x8 would ask for 256 GB)."""
+    if not isinstance(timesteps, int) or not 1 <= timesteps <= SIZE_LIMITS["timesteps"]:
+        raise ConfigError(f"--timesteps must be in 1..{SIZE_LIMITS['timesteps']}, not "
+                          f"{timesteps}")
+    check_bytes(timesteps * math.prod(shape) * 4, f"--timesteps {timesteps} x --input-shape "
+                f"{','.join(map(str, shape))}: one sample's input")
 
 
 def _check_weights_choice(model: str | None, weights, random_weights: bool | None) -> None:
@@ -171,8 +182,8 @@ def nir_source(path: str | Path, input_shape: str | tuple | None = None,
     from .nir.reader import read_nir
 
     shape = parse_shape(input_shape) if isinstance(input_shape, str) else input_shape
-    if timesteps is not None and timesteps < 1:
-        raise ConfigError(f"--timesteps must be >= 1, not {timesteps}")
+    if timesteps is not None:
+        check_timesteps(timesteps, tuple(shape or (1,)))
     network = read_nir(Path(path), timesteps, shape, convention, dt)
     dataset = network.metadata.get("dataset")
     return StudentSource(network.model, network.input_shape, network.timesteps, Path(path).stem,

@@ -30,6 +30,7 @@ import numpy as np
 from torch import nn
 
 from ...errors import NeuroKDError
+from ...files.budget import check_bytes
 from ...files.hdf5 import check_hdf5_tree
 from ...text import describe
 from .shapes import READ_TYPES, array, infer_shapes
@@ -90,12 +91,17 @@ def read_nir(source, timesteps: int | None = None, input_shape: tuple[int, ...] 
     notes: list[str] = []
     graph = _read_checked(Path(source), notes) if isinstance(source, str | Path) else source
     _check_values(graph, label)
-    metadata = _metadata(graph)
+    metadata = _metadata(graph, label)
     rule = CONVENTIONS[convention]
     step = _dt(metadata, rule, dt, label)
     steps = _timesteps(metadata, timesteps, label)
     order, sources = _structure(graph, label)
     shapes = infer_shapes(graph, order, sources, input_shape, metadata, label, notes)
+    # one sample through all its timesteps, a layer's input and output at once: within the
+    # memory budget before the model is built and run (a huge Input shape asks for GiBs)
+    largest = max(math.prod(shape) for shape in (shapes.input_shape, *shapes.outputs.values()))
+    check_bytes(2 * 4 * steps * largest, f"{label}: one sample over its {steps} timesteps "
+                f"(a layer of {largest:,} values)")
     model, layers = build_network(graph, order, sources, shapes, rule, step, steps, label, notes)
     return NirNetwork(model, shapes.input_shape, steps, step, convention, metadata,
                       {n: type(v).__name__ for n, v in graph.nodes.items()}, layers, notes)
@@ -129,26 +135,35 @@ def _check_file(path: Path) -> None:
     except OSError as exc:
         raise NeuroKDError(f"{path}: not a NIR file (not readable as HDF5: {describe(exc)})") from None
     with handle:
-        graph = handle.get("node")
-        if not isinstance(graph, h5py.Group) or _type_of(graph) != "NIRGraph":
-            raise NeuroKDError(f"{path}: not a NIR file (no 'node' group of type NIRGraph)")
-        nodes = graph.get("nodes")
-        if not isinstance(nodes, h5py.Group) or len(nodes) > MAX_NODES:
-            raise NeuroKDError(f"{path}: a NIR graph needs a 'nodes' group of at most "
-                               f"{MAX_NODES} nodes")
-        problems = []
-        for name, node in nodes.items():
-            kind = _type_of(node) if isinstance(node, h5py.Group) else None
-            if kind == "NIRGraph":
-                problems.append(f"node {name!r} is a subgraph (NIRGraph; snnTorch writes "
-                                "recurrent layers this way): neurokd reads flat feed-forward "
-                                "graphs")
-            elif kind not in READ_TYPES:
-                problems.append(f"node {name!r} has type {kind!r}, which neurokd does not read "
-                                f"(it reads {', '.join(READ_TYPES)})")
-        if problems:
-            raise NeuroKDError(f"{path}: {'; '.join(problems)}")
-        check_hdf5_tree(handle, path)  # no links, no outside storage; sizes within budget
+        try:
+            _check_open(handle, path)
+        except (RuntimeError, KeyError, ValueError, OSError) as exc:  # h5py on damaged trees
+            raise NeuroKDError(f"{path}: not a readable NIR file ({describe(exc)})") from None
+
+
+def _check_open(handle, path: Path) -> None:
+    import h5py
+
+    graph = handle.get("node")
+    if not isinstance(graph, h5py.Group) or _type_of(graph) != "NIRGraph":
+        raise NeuroKDError(f"{path}: not a NIR file (no 'node' group of type NIRGraph)")
+    nodes = graph.get("nodes")
+    if not isinstance(nodes, h5py.Group) or len(nodes) > MAX_NODES:
+        raise NeuroKDError(f"{path}: a NIR graph needs a 'nodes' group of at most "
+                           f"{MAX_NODES} nodes")
+    problems = []
+    for name, node in nodes.items():
+        kind = _type_of(node) if isinstance(node, h5py.Group) else None
+        if kind == "NIRGraph":
+            problems.append(f"node {name!r} is a subgraph (NIRGraph; snnTorch writes "
+                            "recurrent layers this way): neurokd reads flat feed-forward "
+                            "graphs")
+        elif kind not in READ_TYPES:
+            problems.append(f"node {name!r} has type {kind!r}, which neurokd does not read "
+                            f"(it reads {', '.join(READ_TYPES)})")
+    if problems:
+        raise NeuroKDError(f"{path}: {'; '.join(problems)}")
+    check_hdf5_tree(handle, path)  # no links, no outside storage; sizes within budget
 
 
 def _type_of(group) -> str | None:
@@ -165,6 +180,9 @@ def _check_values(graph, label: str) -> None:
     for name, node in graph.nodes.items():
         for key, value in vars(node).items():
             value = array(value) if hasattr(value, "detach") else value  # in-memory graphs
+            if isinstance(value, np.ndarray) and value.dtype.kind in "cV":  # complex, records
+                raise NeuroKDError(f"{label}: node {name!r} ({type(node).__name__}) {key} "
+                                   f"holds {value.dtype} values, not real numbers")
             if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiub":
                 continue
             if value.dtype.kind == "f" and not np.isfinite(value).all():
@@ -175,11 +193,15 @@ def _check_values(graph, label: str) -> None:
                                    f"v_threshold must be > 0, not {value.min():g}")
 
 
-def _metadata(graph) -> dict[str, Any]:
+def _metadata(graph, label: str) -> dict[str, Any]:
     found = {}
     for key, value in (getattr(graph, "metadata", None) or {}).items():
-        value = value.decode() if isinstance(value, bytes) else value
-        found[str(key)] = value.item() if isinstance(value, np.generic) else value
+        value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        value = value.item() if isinstance(value, np.generic) else value
+        if isinstance(value, np.ndarray) and key in ("dataset", "data_dir", "producer"):
+            raise NeuroKDError(f"{label}: metadata {key!r} is an array of shape {value.shape}, "
+                               "not a name")
+        found[str(key)] = value
     return found
 
 
@@ -203,7 +225,7 @@ def _timesteps(metadata: dict, timesteps: int | None, label: str) -> int:
                            "and spikingjelly do not write it): give --timesteps T")
     try:
         steps = int(np.asarray(value).reshape(-1)[0])
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         raise NeuroKDError(f"{label}: timesteps in the metadata is not a number: "
                            f"{value!r}") from None
     if not 1 <= steps <= MAX_STEPS:

@@ -50,10 +50,14 @@ def infer_shapes(graph, order: list[str], sources: dict[str, list[str]],
         notes.append(f"input shape {tuple(input_shape)} given; the Input node says {declared}")
     try:
         shapes = _walk(graph, order, sources, start, _checked_shape(shape, start, label), label)
-    except NeuroKDError:
+    except NeuroKDError as first:
         if input_shape or len(shape) < 2 or shape[0] != 1:
             raise
-        shapes = _walk(graph, order, sources, start, shape[1:], label)  # a batch axis of 1
+        try:
+            shapes = _walk(graph, order, sources, start, shape[1:], label)  # a batch axis of 1
+        except NeuroKDError:
+            # not a batch axis either: the fault is the one found in the graph as written
+            raise first from None
         notes.append(f"the Input node's shape {shape} includes a batch axis (Norse and Rockpool "
                      f"write it): read as {shape[1:]}")
     stated = metadata.get("input_shape")
@@ -100,7 +104,7 @@ def _walk(graph, order, sources, start: str, shape: tuple[int, ...], label: str)
         shapes.inputs[name] = shape_in
         try:
             out = _output_shape(node, shape_in)
-        except (ValueError, TypeError, IndexError) as exc:
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
             raise NeuroKDError(f"{label}: node {name!r} ({type(node).__name__}): {exc}") from None
         shapes.outputs[name] = _checked_shape(out, name, label)
     return shapes
