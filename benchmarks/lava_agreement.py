@@ -7,8 +7,11 @@ float), of the bit-accurate integer model and of Lava, the argmax agreement and 
 identical spikes per layer between Lava and the integer model, and Lava's simulation time per
 sample. Trains the demo student first when ``runs/demo/student.pt`` is absent. Writes
 lava_agreement.md and .json, or lava_agreement-<dataset>.md and .json for a student of another
-data set (e.g. a digits-dvs student, whose input is binary spikes), into
-benchmarks/runs/results/ (--publish: benchmarks/results/).
+data set (e.g. a digits-dvs student, whose input is binary spikes), and
+lava_agreement-<student>[-<dataset>].md for a residual student (``--student resnet``: exported as
+neurokd's Loihi graph file, run in Lava as a process graph), into benchmarks/runs/results/
+(--publish: benchmarks/results/). Networks without a data set (spikingjelly's zoo, a random
+resnet19): ``benchmarks/lava_graph_agreement.py``.
 
 Usage: python benchmarks/lava_agreement.py [CHECKPOINT] [--samples N]
 Goals: agreement >= 99%, accuracy drop (float -> Lava) <= 1 point.
@@ -83,12 +86,23 @@ def main() -> None:
         "command": command, "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
         "load": " ".join(f"{x:.2f}" for x in load),
     }
-    figures |= {"dataset": result.dataset, "input": exported.encoding}
-    stem = "lava_agreement" + ("" if result.dataset == "digits" else f"-{result.dataset}")
+    figures |= {"dataset": result.dataset, "input": exported.encoding,
+                "file": exported.graph and f"neurokd Loihi graph file ({exported.graph})",
+                "deployed_size": exported.size.to_json() if exported.size else None,
+                "size_line": exported.size.lines()[0].strip() if exported.size else ""}
+    student = _student(checkpoint)
+    stem = "lava_agreement" + ("" if student == "cnn" else f"-{student}") + \
+        ("" if result.dataset == "digits" else f"-{result.dataset}")
     out = results_dir.folder(args)
     write_json(out / f"{stem}.json", figures)
     write_text(out / f"{stem}.md", render(figures))
     print(render(figures))
+
+
+def _student(checkpoint: Path) -> str:
+    from neurokd.student.sources import load_source
+
+    return (load_source(checkpoint).config or {}).get("student", "cnn")
 
 
 def _input(f: dict) -> str:
@@ -104,7 +118,8 @@ def render(f: dict) -> str:
     lines = [
         "# Loihi export in Lava: agreement and accuracy",
         "",
-        f"Student `{f['checkpoint']}` (T = {f['timesteps']}), exported to lava-dl netx HDF5 with "
+        f"Student `{f['checkpoint']}` (T = {f['timesteps']}), exported to "
+        f"{f.get('file') or 'lava-dl netx HDF5'} with "
         f"8-bit weights; {_input(f)}. Lava 0.10 CPU "
         "simulation, `Loihi2SimCfg(select_tag=\"fixed_pt\")`, samples streamed 256 at a time (one Lava run per block).",
         "",
@@ -138,6 +153,8 @@ def render(f: dict) -> str:
         lines.append(f"| {lay['name']} | {lay['kind']} | {lay['scale']:.4g} | "
                      f"[{lay['int_range'][0]}, {lay['int_range'][1]}] | {pct(lay['clipped'])} | "
                      f"{lay['v_th_mant']} | {lay['v_decay']} | {lay['limit']} |")
+    if f.get("size_line"):
+        lines += ["", f"Export's size report: {f['size_line']}"]
     lines += ["", f"Simulation time covers Lava's run calls only (process start-up, Lava import "
               f"and network build excluded: the whole `simulate` took {f['simulate_wall_seconds']:.1f} s). "
               f"Machine: {f['machine']} (shared with other jobs).", "",

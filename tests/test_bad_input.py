@@ -94,7 +94,10 @@ def broken_files(trained_run: Path, tmp_path_factory) -> Path:
         "from torch import nn\n"
         "def pooled():\n"
         "    return nn.Sequential(layer.Conv2d(1, 4, 3, padding=1), neuron.LIFNode(),\n"
-        "                         layer.MaxPool2d(2), layer.Flatten(), layer.Linear(64, 10))\n")
+        "                         layer.MaxPool2d(2), layer.Flatten(), layer.Linear(64, 10))\n"
+        "def input_pooled():\n"
+        "    return nn.Sequential(layer.MaxPool2d(2), layer.Conv2d(1, 4, 3, padding=1),\n"
+        "                         neuron.LIFNode(), layer.Flatten(), layer.Linear(64, 10))\n")
     _nir_files(tmp_path)
     return tmp_path
 

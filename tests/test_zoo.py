@@ -44,15 +44,13 @@ ZOO = textwrap.dedent("""
 SHAPES = {"vgg11_bn": "3,32,32", "resnet18": "3,32,32", "sew_resnet18": "3,32,32",
           "mnistnet": "1,28,28"}
 # model -> target -> what the one error line must say
+# (Loihi takes the residual adds and max pools as its graph file: tests/test_loihi_graph.py.)
 REFUSALS = {
     "vgg11_bn": {"nir": "features.3 (max pooling: NIR has no max-pool node)",
-                 "loihi": "features.3 (MaxPool2d: netx has no pooling layer"},
-    "resnet18": {"nir": "maxpool (max pooling: NIR has no max-pool node)",
-                 "loihi": "add (residual addition: netx holds a chain of layers"},
-    "sew_resnet18": {"nir": "maxpool (max pooling: NIR has no max-pool node)",
-                     "loihi": "add (residual addition: netx holds a chain of layers"},
-    "mnistnet": {"nir": "conv_fc.3 (max pooling: NIR has no max-pool node)",
-                 "loihi": "conv_fc.7 (MaxPool2d: netx has no pooling layer"},
+                 "loihi": "avgpool (AdaptiveAvgPool2d: only average pools with even"},
+    "resnet18": {"nir": "maxpool (max pooling: NIR has no max-pool node)"},
+    "sew_resnet18": {"nir": "maxpool (max pooling: NIR has no max-pool node)"},
+    "mnistnet": {"nir": "conv_fc.3 (max pooling: NIR has no max-pool node)"},
 }
 
 
@@ -82,6 +80,16 @@ def test_zoo_refusals_name_the_layer(zoo, capsys, name, target):
                       "--random-weights", "-o", str(out), "--check-samples", "2", "--quiet")
     assert_one_line_error(outcome, contains=REFUSALS[name][target])
     assert not out.exists() and not list(zoo.glob("*.tmp"))
+
+
+def test_zoo_max_pools_reach_loihi_as_a_graph(zoo, capsys):
+    """MNISTNet's max pools of spikes are OR groups in neurokd's Loihi graph file."""
+    out = zoo / "mnistnet.net"
+    outcome = run_cli(capsys, "export", "--target", "loihi", *_model_args("mnistnet"),
+                      "--random-weights", "-o", str(out), "--check-samples", "4",
+                      "--lava-samples", "0", "--quiet")
+    assert outcome.code == 0, outcome.err
+    assert "neurokd Loihi graph (5 layers, 0 relay and 2 max-pool groups" in outcome.out
 
 
 @pytest.mark.slow  # 11-129 M parameters through torch.onnx and onnxruntime: minutes

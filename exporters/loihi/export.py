@@ -23,15 +23,18 @@ timestep, scaled like every other layer's spikes (``s_x = 1``): no graded input,
 quantization. Frames holding event counts above 1 are refused (``--event-frames binary``).
 
 Average pools with non-overlapping windows are folded into the conv/linear after them
-(``pool_fold.py``). Refused, naming the layers: residual additions, max pooling and average
-pools that do not fold, soft reset, ``v_reset != 0``,
-neuron layers on the raw input or two in a row, and synaptic layers without neurons between
-them (except the readout).
+(``pool_fold.py``). A network with residual additions or max pooling is not a chain: it is
+written as neurokd's Loihi graph file (``graph_build.py``, ``graph_file.py``) and checked the
+same way, in the graph's integer model and in Lava (``lava_runner.py`` builds the graph from
+``lava.proc`` processes). Refused, naming the layers: average pools that do not fold, max
+pooling of anything but binary spikes, soft reset, ``v_reset != 0``, neuron layers on the raw
+input or two in a row, and synaptic layers without neurons between them (except the readout).
+The export prints the deployed size and the Loihi 2 cores it needs (``deployed_size.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +52,7 @@ from neurokd.text import pct
 from ..base import Exporter, ExportResult
 from ..graph import LayerRecord, StudentGraph, fold_batchnorm, trace_student
 from ..verify import Agreement, eager_run, private_copy
+from .deployed_size import DeployedSize, deployed_size
 from .fixed_point import (
     FixedPointRun,
     QuantizedLayer,
@@ -56,6 +60,10 @@ from .fixed_point import (
     check_spikes,
     run_fixed_point,
 )
+from .graph_build import build_float_graph, mark_limits, quantize_graph
+from .graph_check import check_graph_in_lava, compare_graph
+from .graph_file import read_graph, write_graph
+from .graph_network import GraphNetwork
 from .lava_host import lava_python, run_lava
 from .netx_file import FloatLayer, read_netx, run_float, write_netx
 from .pool_fold import fold_average_pools
@@ -83,11 +91,14 @@ class LoihiExportResult(ExportResult):
     lava_samples: int = 0           # samples run in Lava (netx) with spikes equal to the model
     lava_skipped: str | None = None  # why Lava did not check the file (no .venv-lava)
     saturated: int = 0              # membrane values clipped at 24 bits on the check inputs
+    size: DeployedSize | None = None   # neurons, synapses, memory, Loihi 2 cores
+    graph: str = ""                 # a graph file: its groups and synapses in words ("": netx)
 
     def summary_lines(self) -> list[str]:
         """What was written, the per-layer quantization, and how the integer network agrees."""
         shape = ",".join(str(d) for d in self.input_shape)
-        lines = [f"wrote {self.path} ({self.file_bytes / 1024:.0f} kB): lava-dl netx HDF5, "
+        written = f"neurokd Loihi graph ({self.graph})" if self.graph else "lava-dl netx HDF5"
+        lines = [f"wrote {self.path} ({self.file_bytes / 1024:.0f} kB): {written}, "
                  f"T={self.timesteps}, input [{shape}] as {self.encoding} "
                  + ("(0/1 as they come, nothing quantized)" if self.encoding == SPIKE_ENCODING
                     else f"(x * {self.input_scale:.4g}, rounded)")]
@@ -113,10 +124,14 @@ class LoihiExportResult(ExportResult):
             lines.append(f"  warning: {self.saturated:,} membrane values hit Loihi's 24-bit "
                          "limit on the check inputs and were clipped (the float student has "
                          "none)")
+        if self.size is not None:
+            lines += self.size.lines()
+        runner = ("neurokd's process graph: lava.proc conv/dense + LIFReset" if self.graph
+                  else "lava-dl netx")
         if self.lava_skipped:
             lines.append(f"  not run in Lava: {self.lava_skipped}")
         else:
-            lines.append(f"  Lava (lava-dl netx, fixed_pt) on {self.lava_samples} samples: "
+            lines.append(f"  Lava ({runner}, fixed_pt) on {self.lava_samples} samples: "
                          "spikes and readout identical to the integer model")
         return lines
 
@@ -169,8 +184,11 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     source = as_source(source, input_shape, timesteps)
     model = private_copy(source.model)
     graph = trace_student(model, source.input_shape, source.timesteps)
-    chain, folded_pools = loihi_chain(graph)
     choice = {"dataset": dataset, "data_dir": data_dir, "random": random_inputs}
+    chain, folded_pools, problems = _chain_of(graph)
+    if problems:  # not a chain netx can hold: neurokd's graph file, or refused by name
+        return _export_graph(source, model, graph, Path(path), max_samples, choice,
+                             lava_samples, reporter, min_agreement)
     inputs, labels, described = source_inputs(source, "test", max_samples, **choice)
     spikes = not is_static(inputs, source.input_shape)
     if spikes:
@@ -207,7 +225,70 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
                              folded_pools=folded_pools,
                              calibrated_on=calibrated_on,
                              lava_samples=0 if lava_skipped else min(lava_samples, count),
-                             lava_skipped=lava_skipped, saturated=check.run.saturated)
+                             lava_skipped=lava_skipped, saturated=check.run.saturated,
+                             size=chain_size(network))
+
+
+def chain_size(network) -> DeployedSize:
+    """The deployed size of a netx chain: one neuron group per layer."""
+    return deployed_size([(int(np.prod(lay.output_shape)), [lay.geometry])
+                          for lay in network.layers])
+
+
+def graph_size(network: GraphNetwork) -> DeployedSize:
+    """The deployed size of a graph: its groups with the synapses into each."""
+    return deployed_size([(int(np.prod(g.shape)), [s.geometry for s in network.incoming(k)])
+                          for k, g in enumerate(network.groups)])
+
+
+def _export_graph(source: StudentSource, model: nn.Module, graph: StudentGraph, path: Path,
+                  max_samples: int, choice: dict, lava_samples: int,
+                  reporter: Reporter | None, min_agreement: float) -> LoihiExportResult:
+    """``export_loihi`` for a network with residual adds or max pooling: the same inputs,
+    calibration and checks, written as neurokd's Loihi graph file."""
+    float_graph, folded_pools, problems = build_float_graph(graph)
+    StudentGraph.refuse(problems, "Loihi")
+    inputs, labels, described = source_inputs(source, "test", max_samples, **choice)
+    spikes = not is_static(inputs, source.input_shape)
+    if spikes:
+        check_spikes(inputs)  # before any quantization work
+    calibration, _, calibrated_on = (inputs, None, "") if spikes else \
+        source_inputs(source, "train", max_samples, **choice)
+    network = quantize_graph(float_graph, calibration, spikes)
+    reference_logits, _ = eager_run(model, [])(inputs)
+    meta = {**recorded_settings(source.config), "source": source.label,
+            "num_classes": int(reference_logits.shape[-1]),
+            "class_names": list(source.class_names or [])}
+    count = len(labels) if labels is not None else inputs.shape[1 if spikes else 0]
+    with atomic_path(path) as tmp:
+        write_graph(tmp, network, float_graph, meta)
+        written = read_graph(tmp)  # the check runs on what the file holds, not on memory
+        check = compare_graph(written.network, written.float_graph, inputs, labels)
+        if check.agreement.argmax_agreement < min_agreement:
+            raise NeuroKDError(
+                f"Loihi export: the 8-bit integer network predicts the float network's class "
+                f"on only {check.agreement.argmax_agreement:.1%} of {count} samples "
+                f"(need {min_agreement:.0%}); nothing written")
+        lava_skipped = check_graph_in_lava(tmp, written.network, check.x_q[:lava_samples],
+                                           check.run.first(lava_samples), reporter) \
+            if lava_samples > 0 else "--lava-samples 0"
+        size = tmp.stat().st_size
+    float_accuracy = None  # the student itself, not its BatchNorm-folded float twin
+    if labels is not None:
+        float_accuracy = float((reference_logits.mean(0).argmax(-1) == labels).mean())
+    roles = [g.role for g in network.groups]
+    described_graph = (f"{roles.count('layer') + roles.count('readout')} layers, "
+                       f"{roles.count('relay')} relay and {roles.count('maxpool')} max-pool "
+                       f"groups, {len(network.synapses)} synapses")
+    layers = [g for g in network.groups if g.role in ("layer", "readout")]
+    return LoihiExportResult(Path(path), size, described, check.agreement, layers,
+                             source.timesteps, source.input_shape, network.input_scale,
+                             check.spike_agreement, float_accuracy, check.quantized_accuracy,
+                             encoding=SPIKE_ENCODING if spikes else GRADED_ENCODING,
+                             folded_pools=folded_pools, calibrated_on=calibrated_on,
+                             lava_samples=0 if lava_skipped else min(lava_samples, count),
+                             lava_skipped=lava_skipped, saturated=check.run.saturated,
+                             size=graph_size(network), graph=described_graph)
 
 
 def check_in_lava(path: Path, network: QuantizedNetwork, x_q: np.ndarray,
@@ -238,8 +319,10 @@ Chain = list[tuple[LayerRecord, LayerRecord | None]]
 
 
 def loihi_limits(graph: StudentGraph) -> list[str]:
-    """Layers netx cannot hold, by name (empty when the graph is a chain it can hold)."""
-    return _chain_of(graph)[2]
+    """Layers neither netx nor neurokd's graph file can hold, by name (empty when one can)."""
+    if not _chain_of(graph)[2]:
+        return []
+    return build_float_graph(graph)[2]
 
 
 def loihi_chain(graph: StudentGraph) -> tuple[Chain, list[str]]:
@@ -252,7 +335,7 @@ def loihi_chain(graph: StudentGraph) -> tuple[Chain, list[str]]:
 
 def _chain_of(graph: StudentGraph) -> tuple[Chain, list[str], list[str]]:
     folded, pools = fold_average_pools(fold_batchnorm(graph))
-    folded.records = [_mark_limits(folded, r) for r in folded.records]
+    folded.records = [mark_limits(folded, r, graphs=False) for r in folded.records]
     offending = folded.offending(LOIHI_KINDS)
     if offending:
         return [], pools, offending
@@ -278,30 +361,6 @@ def _chain_of(graph: StudentGraph) -> tuple[Chain, list[str], list[str]]:
     if not chain:
         problems.append("the model has no conv or linear layer")
     return chain, pools, problems
-
-
-def _mark_limits(graph: StudentGraph, record: LayerRecord) -> LayerRecord:
-    reason = ""
-    if record.kind == "add":
-        reason = "residual addition: netx holds a chain of layers, no shortcuts"
-    elif record.kind in ("maxpool", "avgpool"):
-        reason = (f"{type(record.module).__name__}: netx has no pooling layer and only "
-                  "non-overlapping average pools before a conv/linear fold; use a strided conv")
-    elif record.kind == "neuron" and record.neuron.model not in ("lif", "if"):
-        reason = (f"{type(record.module).__name__}: neurokd writes Loihi's CUBA neuron without "
-                  "current memory (iDecay 4096), so only LIF and IF map onto it")
-    elif record.kind == "neuron" and record.neuron.reset == "soft":
-        reason = "soft reset: Loihi's CUBA neuron resets v to 0"
-    elif record.kind == "neuron" and record.neuron.v_reset != 0.0:
-        reason = f"v_reset={record.neuron.v_reset:g}: Loihi resets v to 0"
-    elif record.kind == "conv" and not isinstance(record.module, nn.Conv2d):
-        reason = f"{type(record.module).__name__}: netx convolutions are 2-D"
-    elif record.kind == "conv" and record.module.padding_mode != "zeros":
-        reason = f"padding_mode={record.module.padding_mode!r}: netx pads with zeros"
-    elif record.kind == "flatten" and graph.consumers(record.name) and \
-            graph.consumers(record.name)[0].kind != "dense":
-        reason = "flatten not followed by a linear layer"
-    return replace(record, kind="unsupported", reason=reason) if reason else record
 
 
 def _float_layer(synapse: LayerRecord, neuron: LayerRecord | None) -> FloatLayer:
@@ -346,6 +405,7 @@ def compare_fixed_point(network: QuantizedNetwork, float_layers: list[FloatLayer
     return FixedPointCheck(agreement, spike_agreement, accuracy, run, x_q)
 
 
-EXPORTER = Exporter("loihi", ".net", "lava-dl netx HDF5 in Loihi's 8-bit integer arithmetic, "
+EXPORTER = Exporter("loihi", ".net", "lava-dl netx HDF5 (a chain) or neurokd's Loihi graph "
+                    "file (residual adds, max pooling) in Loihi's 8-bit integer arithmetic, "
                     "checked bit for bit in Lava", export_loihi, loihi_limits,
                     ("lava_samples", "reporter", "min_agreement"))

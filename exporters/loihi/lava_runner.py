@@ -410,11 +410,14 @@ def build_graph(net_path: str, steps: int, timesteps: int, message_bits: int,
         bits = message_bits if origin < 0 else 0
         weight = synapse["weight"].astype(np.int32)
         if synapse["type"] == "conv":  # as netx loads a conv: flipped, (out, W, H, in)
+            split = int(synapse["groups"])
+            if split > 127:  # Lava's Conv keeps groups in an int8 Var (128 reads as -128)
+                weight, split = block_diagonal(weight, split), 1
             process = Conv(weight=np.ascontiguousarray(
                 weight[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)),
                 input_shape=origin_shape[::-1], padding=tuple(synapse["padding"][::-1]),
                 stride=tuple(synapse["stride"][::-1]),
-                dilation=tuple(synapse["dilation"][::-1]), groups=int(synapse["groups"]),
+                dilation=tuple(synapse["dilation"][::-1]), groups=split,
                 num_message_bits=bits, num_weight_bits=8, weight_exp=0)
         else:
             process = Dense(weights=weight, num_message_bits=bits, num_weight_bits=8,
@@ -435,6 +438,18 @@ def build_graph(net_path: str, steps: int, timesteps: int, message_bits: int,
         readout = io.sink.Read(buffer=steps)
         readout.connect_var(neurons[-1].v)
     return source, records, readout, depths
+
+
+def block_diagonal(weight: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped conv's weight ``(out, in/groups, kH, kW)`` as the ungrouped conv it equals
+    (zeros between the groups): the same sums, which Lava's Conv can hold."""
+    out, per_group = weight.shape[:2]
+    full = np.zeros((out, per_group * groups, *weight.shape[2:]), dtype=weight.dtype)
+    step = out // groups
+    for g in range(groups):
+        full[g * step:(g + 1) * step, g * per_group:(g + 1) * per_group] = \
+            weight[g * step:(g + 1) * step]
+    return full
 
 
 def main_graph(request_path: str, result_path: str) -> None:

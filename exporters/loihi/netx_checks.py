@@ -41,6 +41,12 @@ class NetxFieldError(NeuroKDError):
 
 def check_meta(meta: dict[str, Any]) -> None:
     """The ``neurokd.*`` root attributes ``read_netx`` relies on."""
+    check_input_meta(meta)
+    _check_layer_meta(meta)
+
+
+def check_input_meta(meta: dict[str, Any]) -> None:
+    """T and the input's shape and quantization (the netx and the graph file share them)."""
     timesteps = meta.get("timesteps")
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or \
             not 1 <= timesteps <= SIZE_LIMITS["timesteps"]:
@@ -59,6 +65,9 @@ def check_meta(meta: dict[str, Any]) -> None:
     if meta["input_min"] > meta["input_max"]:
         raise NetxFieldError(f"neurokd.input_max {meta['input_max']} is below "
                              f"neurokd.input_min {meta['input_min']}: the input range is empty")
+
+
+def _check_layer_meta(meta: dict[str, Any]) -> None:
     names, scales, shapes = (meta.get(k) for k in ("layer_names", "layer_scales",
                                                    "layer_input_shapes"))
     if not isinstance(names, list) or not all(isinstance(n, str) and 0 < len(n) <= 256

@@ -159,7 +159,8 @@ def read_netx(path: str | Path) -> NetxFile:
             _check_shapes(path, network, float_layers)
     except NetxFieldError as exc:
         raise NeuroKDError(f"{path}: {exc}") from None
-    except (OSError, KeyError, IndexError, ValueError, TypeError, RecursionError) as exc:
+    except (OSError, KeyError, IndexError, ValueError, TypeError, RecursionError,
+            RuntimeError, OverflowError) as exc:  # h5py's "B-tree iteration failed"; int(inf)
         raise NeuroKDError(f"{path}: cannot read the netx file ({type(exc).__name__}: "
                            f"{first_line(exc)})") from None
     return NetxFile(network, float_layers, meta)

@@ -1,5 +1,7 @@
 """``neurokd simulate --backend lava``: a Loihi export on a test split in Lava, against its models.
 
+(A graph file, residual adds or max pooling, runs through ``lava_graph.py``.)
+
 Runs the netx file in Lava's CPU simulator (``lava_host.run_lava``, bit-accurate fixed point)
 and compares it with two computations done here: the float network (BatchNorm folded, stored
 in the file) and the bit-accurate integer model (``fixed_point.run_fixed_point``). The per-layer
@@ -20,9 +22,11 @@ from neurokd.runtime.progress import Reporter
 from neurokd.student.inputs import DataRef, split_inputs
 
 from ..loihi.fixed_point import QuantizedNetwork, run_fixed_point
+from ..loihi.graph_file import is_graph_file
 from ..loihi.lava_host import lava_python, run_lava
 from ..loihi.netx_file import read_netx, run_float
 from ..verify import take
+from .lava_graph import simulate_lava_graph
 from .result import SimulationResult
 
 BLOCK = 256   # samples per Lava run and integer/float pass: a CIFAR test split stays in MBs
@@ -35,6 +39,8 @@ def simulate_lava(export: str | Path, dataset: str | None = None, samples: int |
     the export was made from) and compare it with the float and integer models, ``block``
     samples at a time. ``data_dir``: the data set's folder (CIFAR, imagefolder; default:
     the run's)."""
+    if is_graph_file(export):  # residual adds, max pooling: neurokd's graph file
+        return simulate_lava_graph(export, dataset, samples, reporter, data_dir, chunk, block)
     stored = read_netx(export)
     network = stored.network
     dataset = dataset or stored.meta.get("dataset")
