@@ -198,19 +198,13 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     float_layers = [_float_layer(syn, neu) for syn, neu in chain]
     network = quantize(chain, calibration, source.timesteps, spikes)
     reference_logits, _ = eager_run(model, [])(inputs)
-    meta = {**recorded_settings(source.config), "source": source.label,
-            "num_classes": int(reference_logits.shape[-1]),
-            "class_names": list(source.class_names or [])}
+    meta = _file_meta(source, reference_logits)
     count = len(labels) if labels is not None else inputs.shape[1 if spikes else 0]
     with atomic_path(path) as tmp:
         write_netx(tmp, network, float_layers, meta)
         written = read_netx(tmp)  # the check runs on what the file holds, not on memory
         check = compare_fixed_point(written.network, written.float_layers, inputs, labels)
-        if check.agreement.argmax_agreement < min_agreement:
-            raise NeuroKDError(
-                f"Loihi export: the 8-bit integer network predicts the float network's class "
-                f"on only {check.agreement.argmax_agreement:.1%} of {count} samples "
-                f"(need {min_agreement:.0%}); nothing written")
+        _require_agreement(check.agreement, count, min_agreement)
         lava_skipped = check_in_lava(tmp, written.network, check.x_q[:lava_samples],
                                      check.run.first(lava_samples), reporter) \
             if lava_samples > 0 else "--lava-samples 0"
@@ -256,19 +250,13 @@ def _export_graph(source: StudentSource, model: nn.Module, graph: StudentGraph, 
         source_inputs(source, "train", max_samples, **choice)
     network = quantize_graph(float_graph, calibration, spikes)
     reference_logits, _ = eager_run(model, [])(inputs)
-    meta = {**recorded_settings(source.config), "source": source.label,
-            "num_classes": int(reference_logits.shape[-1]),
-            "class_names": list(source.class_names or [])}
+    meta = _file_meta(source, reference_logits)
     count = len(labels) if labels is not None else inputs.shape[1 if spikes else 0]
     with atomic_path(path) as tmp:
         write_graph(tmp, network, float_graph, meta)
         written = read_graph(tmp)  # the check runs on what the file holds, not on memory
         check = compare_graph(written.network, written.float_graph, inputs, labels)
-        if check.agreement.argmax_agreement < min_agreement:
-            raise NeuroKDError(
-                f"Loihi export: the 8-bit integer network predicts the float network's class "
-                f"on only {check.agreement.argmax_agreement:.1%} of {count} samples "
-                f"(need {min_agreement:.0%}); nothing written")
+        _require_agreement(check.agreement, count, min_agreement)
         lava_skipped = check_graph_in_lava(tmp, written.network, check.x_q[:lava_samples],
                                            check.run.first(lava_samples), reporter) \
             if lava_samples > 0 else "--lava-samples 0"
@@ -404,6 +392,23 @@ def compare_fixed_point(network: QuantizedNetwork, float_layers: list[FloatLayer
     accuracy = None if labels is None else float((quantized == labels).mean())
     return FixedPointCheck(agreement, spike_agreement, accuracy, run, x_q)
 
+
+
+def _file_meta(source: StudentSource, reference_logits: torch.Tensor) -> dict:
+    """What a Loihi file (netx chain or graph) records of its run: the data settings, the
+    source, the class count and names."""
+    return {**recorded_settings(source.config), "source": source.label,
+            "num_classes": int(reference_logits.shape[-1]),
+            "class_names": list(source.class_names or [])}
+
+
+def _require_agreement(agreement, count: int, min_agreement: float) -> None:
+    """Refuse a file whose integer network predicts the float network's class too rarely."""
+    if agreement.argmax_agreement < min_agreement:
+        raise NeuroKDError(
+            f"Loihi export: the 8-bit integer network predicts the float network's class "
+            f"on only {agreement.argmax_agreement:.1%} of {count} samples "
+            f"(need {min_agreement:.0%}); nothing written")
 
 EXPORTER = Exporter("loihi", ".net", "lava-dl netx HDF5 (a chain) or neurokd's Loihi graph "
                     "file (residual adds, max pooling) in Loihi's 8-bit integer arithmetic, "
