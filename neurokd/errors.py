@@ -38,6 +38,11 @@ class ExternalToolError(NeuroKDError):
     exit_code = 1
 
 
+class ToolMissing(ExternalToolError):
+    """A check the user asked for needs a tool that is not installed (the Lava environment):
+    exit 1, nothing written, with how to install it; the CLI adds how to skip the check."""
+
+
 class Interrupted(NeuroKDError):
     """Training stopped on a signal after saving its state (exit 130 for SIGINT, 143 for TERM):
     the CLI says so without calling it an error."""

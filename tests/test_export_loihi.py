@@ -407,3 +407,24 @@ def test_lava_environment_is_found_from_the_working_folder(tmp_path, monkeypatch
     python.unlink()
     with pytest.raises(NeuroKDError, match="make lava"):
         lava_host.lava_python()
+
+
+def test_without_lava_the_export_stops_unless_the_check_is_skipped(trained_run, tmp_path,
+                                                                   capsys, monkeypatch):
+    """A file said to be checked in Lava that was not would be worse than an error: without a
+    Lava environment the export is exit 1 with nothing written, and --no-lava-check says in
+    the summary that Lava did not run."""
+    monkeypatch.setenv("NEUROKD_LAVA_PYTHON", str(tmp_path / "no-such-python"))
+    target = tmp_path / "student.net"
+    outcome = run_cli(capsys, "export", "--target", "loihi", str(trained_run / "student.pt"),
+                      "-o", str(target), "--check-samples", "16", "-q")
+    assert_one_line_error(outcome, code=1,
+                          contains="the Lava check of the written file cannot run")
+    assert "--no-lava-check" in outcome.err and "make lava" in outcome.err
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left
+    outcome = run_cli(capsys, "export", "--target", "loihi", str(trained_run / "student.pt"),
+                      "-o", str(target), "--check-samples", "16", "-q", "--no-lava-check")
+    assert outcome.code == 0, outcome.err
+    assert "not run in Lava: skipped as asked" in outcome.out
+    assert read_netx(target).network.timesteps == torch.load(
+        trained_run / "student.pt", weights_only=True)["config"]["timesteps"]

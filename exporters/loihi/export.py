@@ -64,7 +64,7 @@ from .graph_build import build_float_graph, mark_limits, quantize_graph
 from .graph_check import check_graph_in_lava, compare_graph
 from .graph_file import read_graph, write_graph
 from .graph_network import GraphNetwork
-from .lava_host import lava_python, run_lava
+from .lava_host import lava_python, require_lava, run_lava
 from .netx_file import FloatLayer, read_netx, run_float, write_netx
 from .pool_fold import fold_average_pools
 from .quantize import layer_geometry, quantize
@@ -178,7 +178,8 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     weights while its accuracy stays put). And, when ``.venv-lava`` exists, in Lava itself
     (lava-dl netx, ``Loihi2SimCfg(select_tag="fixed_pt")``) on the first ``lava_samples``
     check inputs: every spike and readout value must equal the integer model's, else nothing
-    is written. ``lava_samples=0`` skips the Lava check. The check inputs are the test split
+    is written. ``lava_samples=0`` skips the Lava check; without a Lava environment any other
+    value is ``ToolMissing`` (exit 1), never a silent skip. The check inputs are the test split
     and the input range is calibrated on the training split (``neurokd.student.inputs``).
     """
     source = as_source(source, input_shape, timesteps)
@@ -189,6 +190,7 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
     if problems:  # not a chain netx can hold: neurokd's graph file, or refused by name
         return _export_graph(source, model, graph, Path(path), max_samples, choice,
                              lava_samples, reporter, min_agreement)
+    require_lava(lava_samples)  # after the refusals of the network, before any work
     inputs, labels, described = source_inputs(source, "test", max_samples, **choice)
     spikes = not is_static(inputs, source.input_shape)
     if spikes:
@@ -207,7 +209,7 @@ def export_loihi(source: StudentSource | nn.Module | str | Path, path: str | Pat
         _require_agreement(check.agreement, count, min_agreement)
         lava_skipped = check_in_lava(tmp, written.network, check.x_q[:lava_samples],
                                      check.run.first(lava_samples), reporter) \
-            if lava_samples > 0 else "--lava-samples 0"
+            if lava_samples > 0 else "skipped as asked (no Lava check)"
         size = tmp.stat().st_size
     float_accuracy = None  # the student itself, not its BatchNorm-folded float twin
     if labels is not None:
@@ -242,6 +244,7 @@ def _export_graph(source: StudentSource, model: nn.Module, graph: StudentGraph, 
     calibration and checks, written as neurokd's Loihi graph file."""
     float_graph, folded_pools, problems = build_float_graph(graph)
     StudentGraph.refuse(problems, "Loihi")
+    require_lava(lava_samples)
     inputs, labels, described = source_inputs(source, "test", max_samples, **choice)
     spikes = not is_static(inputs, source.input_shape)
     if spikes:
@@ -259,7 +262,7 @@ def _export_graph(source: StudentSource, model: nn.Module, graph: StudentGraph, 
         _require_agreement(check.agreement, count, min_agreement)
         lava_skipped = check_graph_in_lava(tmp, written.network, check.x_q[:lava_samples],
                                            check.run.first(lava_samples), reporter) \
-            if lava_samples > 0 else "--lava-samples 0"
+            if lava_samples > 0 else "skipped as asked (no Lava check)"
         size = tmp.stat().st_size
     float_accuracy = None  # the student itself, not its BatchNorm-folded float twin
     if labels is not None:

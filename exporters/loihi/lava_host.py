@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurokd.errors import ExternalToolError, NeuroKDError
+from neurokd.errors import ExternalToolError, NeuroKDError, ToolMissing
 from neurokd.runtime.progress import Reporter
 
 RUNNER = Path(__file__).with_name("lava_runner.py")
@@ -58,6 +58,20 @@ def lava_python() -> Path:
     raise NeuroKDError(f"no Lava environment: no {_VENV} in {here} or a folder above it; run "
                        "`make lava` in the neurokd checkout (Python 3.10 with lava-dl 0.6.0) or "
                        "set NEUROKD_LAVA_PYTHON to its python")
+
+
+def require_lava(lava_samples: int) -> None:
+    """Before any work: ToolMissing when ``lava_samples`` asks for a Lava check and no Lava
+    environment is there. A file exported "checked in Lava" that was not is worse than an
+    error, so a missing Lava is never skipped silently; ``lava_samples=0`` asks for no check.
+    """
+    if lava_samples <= 0:
+        return
+    try:
+        lava_python()
+    except NeuroKDError as exc:
+        raise ToolMissing(f"Loihi export: the Lava check of the written file cannot run: {exc}; "
+                          "nothing written (lava_samples=0 exports without that check)") from None
 
 
 def _runnable(path: Path) -> bool:

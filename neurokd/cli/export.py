@@ -59,6 +59,10 @@ class _Targets(click.Choice):
 @click.option("--lava-samples", type=click.IntRange(min=0), default=None,
               help="of those, run this many in Lava (.venv-lava) and require its spikes to "
               f"equal the integer model's; 0 skips [default: 32] {_only('lava_samples')}")
+@click.option("--no-lava-check", is_flag=True,
+              help="export without the Lava check (same as --lava-samples 0); without it, a "
+              f"missing .venv-lava is an error (exit 1), never a silent skip "
+              f"{_only('lava_samples')}")
 @click.option("--check-consumers", is_flag=True,
               help="then run the written file in every installed NIR consumer (snnTorch, "
               "Norse, spikingjelly, Sinabs, Rockpool) and report how each agrees "
@@ -67,7 +71,7 @@ class _Targets(click.Choice):
 @quiet_option
 def export(checkpoint, model_spec, weights, input_shape, timesteps, target, output,
            export_teacher, spikes, stepwise, random_weights, check_samples, lava_samples,
-           check_consumers, dataset, data_dir, random_inputs, quiet) -> None:
+           no_lava_check, check_consumers, dataset, data_dir, random_inputs, quiet) -> None:
     """Write the student in a target's file format, checked against PyTorch first.
 
     \b
@@ -79,11 +83,19 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
       neurokd export --target onnx --model mypkg.nets:build --weights w.pt \\
           --input-shape 1,8,8 --timesteps 4 --dataset digits
     """
+    from ..errors import ToolMissing
     from ..files.safe_io import check_writable
     from ..runtime.progress import make_reporter
     from .console import print_lines
 
     chosen = _targets()[target]
+    if no_lava_check:
+        if "lava_samples" not in chosen.options:
+            raise click.UsageError("--no-lava-check works with --target loihi only")
+        if lava_samples:
+            raise click.UsageError("--no-lava-check and --lava-samples "
+                                   f"{lava_samples} contradict each other")
+        lava_samples = 0
     given = {"teacher": export_teacher or None, "spike_outputs": spikes or None,
              "lava_samples": lava_samples, "check_consumers": check_consumers or None,
              "stepwise": stepwise or None}
@@ -100,8 +112,11 @@ def export(checkpoint, model_spec, weights, input_shape, timesteps, target, outp
     with make_reporter(quiet) as reporter:
         if "reporter" in chosen.options:
             options["reporter"] = reporter
-        result = chosen.export(source, path, max_samples=check_samples, dataset=dataset,
-                               data_dir=data_dir, random_inputs=random_inputs, **options)
+        try:
+            result = chosen.export(source, path, max_samples=check_samples, dataset=dataset,
+                                   data_dir=data_dir, random_inputs=random_inputs, **options)
+        except ToolMissing as exc:  # the library's wording names its keyword; here the flags
+            raise ToolMissing(str(exc).replace("lava_samples=0", "--no-lava-check")) from None
     print_lines(result.summary_lines())
 
 
