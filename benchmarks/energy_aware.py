@@ -2,6 +2,7 @@
 
     python benchmarks/energy_aware.py --publish                 # everything, ~10 min on 2 cores
     python benchmarks/energy_aware.py --parts demo --epochs 10  # the plain-vs-rate table only
+    python benchmarks/energy_aware.py --parts demo --dataset digits-dvs --publish  # event input
 
 Parts (docs/energy-aware.md):
   demo    digits, tser, one shared teacher: plain vs `--rate-target break-even` under
@@ -66,7 +67,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--parts", default="demo,sweep,workers")
     parser.add_argument("--epochs", type=int, default=30, help="student epochs of the demo")
     parser.add_argument("--weights", default="100,1000",
-                        help="--rate-weight values of the demo's rate runs")
+                        help="the demo's rate runs: --rate-weight values, each W or W@M "
+                        "(M: its --rate-margin, default 0.9)")
+    parser.add_argument("--dataset", default="digits",
+                        help="the demo part's data set (digits, digits-dvs: event input); the "
+                        "sweep and workers parts run on digits")
     parser.add_argument("--sweep-epochs", type=int, default=8)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--worker-trials", type=int, default=6)
@@ -75,29 +80,53 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def teacher_of(workdir: Path) -> Path:
-    path = workdir / "teacher" / "teacher.pt"
+def teacher_of(workdir: Path, dataset: str = "digits") -> Path:
+    name = "teacher" if dataset == "digits" else f"teacher-{dataset}"
+    path = workdir / name / "teacher.pt"
     if not path.exists():
-        train_teacher(RunConfig(out=str(workdir), name="teacher", threads=1))
+        train_teacher(RunConfig(out=str(workdir), name=name, dataset=dataset, threads=1))
     return path
 
 
-def demo(workdir: Path, teacher: Path, epochs: int, weights: list[float]) -> list[dict]:
+def demo_key(dataset: str) -> str:
+    """Where a data set's demo table lives in energy_aware.json."""
+    return "demo" if dataset == "digits" else f"demo-{dataset}"
+
+
+DEFAULT_MARGIN = RunConfig().rate_margin
+
+
+def rate_settings(text: str) -> list[tuple[float, float]]:
+    """``"100,300@0.8"`` -> ``[(100.0, 0.9), (300.0, 0.8)]``: (weight, margin) per rate run."""
+    settings = []
+    for item in text.split(","):
+        weight, _, margin = item.partition("@")
+        settings.append((float(weight), float(margin) if margin else DEFAULT_MARGIN))
+    return settings
+
+
+def demo(workdir: Path, dataset: str, epochs: int,
+           weights: list[tuple[float, float]]) -> list[dict]:
     rows = []
-    plain = distill(RunConfig(out=str(workdir), name="plain", teacher=str(teacher), epochs=epochs,
-                              threads=1), overwrite=True)
+    teacher = teacher_of(workdir, dataset)
+    workdir = workdir if dataset == "digits" else workdir / dataset
+    common = {"out": str(workdir), "teacher": str(teacher), "epochs": epochs, "threads": 1,
+              "dataset": dataset}
+    plain = distill(RunConfig(name="plain", **common), overwrite=True)
     for profile, model in PRICINGS:
         pricer = EnergyPricer.of(profile, model, "twin")
         rows.append(_row("plain", profile, model, plain.metrics,
                          pricer.report(plain.checkpoint)))
         print(rows[-1]["summary"], flush=True)
-        for weight in weights:
-            config = RunConfig(out=str(workdir), name=f"rate-{profile}-{model}-w{weight:g}",
-                               teacher=str(teacher), epochs=epochs, threads=1,
-                               rate_target="break-even", rate_weight=weight, profile=profile,
-                               energy_model=model)
+        for weight, margin in weights:
+            tag = f"w{weight:g}" + ("" if margin == DEFAULT_MARGIN else f"-m{margin:g}")
+            config = RunConfig(name=f"rate-{profile}-{model}-{tag}", rate_target="break-even",
+                               rate_weight=weight, rate_margin=margin, profile=profile,
+                               energy_model=model, **common)
             result = distill(config, overwrite=True, pricer=pricer)
-            rows.append(_row(f"rate break-even, w={weight:g}", profile, model, result.metrics,
+            kind = f"rate break-even, w={weight:g}" + (
+                "" if margin == DEFAULT_MARGIN else f", m={margin:g}")
+            rows.append(_row(kind, profile, model, result.metrics,
                              result.metrics["energy"], result.metrics["rate"]))
             print(rows[-1]["summary"], flush=True)
     return rows
@@ -148,7 +177,6 @@ def main() -> None:
     parts = args.parts.split(",")
     workdir = Path(args.workdir)
     out = results_dir.folder(args)
-    teacher = teacher_of(workdir)
     previous = out / "energy_aware.json"  # the parts not run now are kept
     result: dict = json.loads(previous.read_text()) if previous.exists() else {}
     result.setdefault("commands", {})
@@ -156,11 +184,13 @@ def main() -> None:
         old = result.pop("command")
         result["commands"].update({p: old for p in ("demo", "sweep", "workers") if p in result})
     command = "python benchmarks/energy_aware.py " + " ".join(sys.argv[1:])
-    result["commands"].update(dict.fromkeys(parts, command))
+    result["commands"].update({demo_key(args.dataset) if p == "demo" else p: command
+                               for p in parts})
     if "demo" in parts:
-        result["demo"] = demo(workdir, teacher, args.epochs,
-                              [float(w) for w in args.weights.split(",")])
+        result[demo_key(args.dataset)] = demo(workdir, args.dataset, args.epochs,
+                                              rate_settings(args.weights))
         write(result, out)  # each part as soon as it is measured
+    teacher = teacher_of(workdir)
     if "sweep" in parts:
         text = SWEEP_SPEC.format(trials=args.trials, epochs=args.sweep_epochs,
                                  teacher=teacher.resolve())
@@ -182,19 +212,20 @@ def write(result: dict, out: Path) -> None:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# Energy-aware distillation (digits)", "",
-             "Every run: digits, cnn student width 16, T=4, tser, one shared teacher, "
-             "--threads 1, 2 shared CPU cores. docs/energy-aware.md explains the term and the "
-             "sweep.", ""]
+    lines = ["# Energy-aware distillation (digits, digits-dvs)", "",
+             "Every run: cnn student width 16, T=4, tser, one shared teacher per data set, "
+             "--threads 1, 2 shared CPU cores; break-even targets repriced before every epoch. "
+             "docs/energy-aware.md explains the term and the sweep.", ""]
     commands = result.get("commands", {})
-    if "demo" in result:
-        lines += ["## Plain tser vs `--rate-target break-even` (ANN: ReLU twin)", "",
-                  f"    {commands.get('demo', '')}", "",
+    for key in [k for k in result if k == "demo" or k.startswith("demo-")]:
+        dataset = "digits" if key == "demo" else key[len("demo-"):]
+        lines += [f"## {dataset}: plain tser vs `--rate-target break-even` (ANN: ReLU twin)",
+                  "", f"    {commands.get(key, '')}", "",
                   "Per layer: test input rate / break-even rate (energy report's numbers; "
                   "**bold**: above break-even).", "",
                   "| run | profile/model | test accuracy | SNN/ANN energy | layers |",
                   "|---|---|---|---|---|"]
-        for row in result["demo"]:
+        for row in result[key]:
             layers = ", ".join(
                 (f"{n} {r['rate']:.3f}/{r['break_even']:.3f}" if r["below"] else
                  f"**{n} {r['rate']:.3f}/{r['break_even']:.3f}**")

@@ -43,3 +43,26 @@ def test_two_processes_under_torchrun_train_in_sync(tmp_path):
     # Each rank saw half of each epoch: the per-process batches add up to one pass.
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["epoch"] == 2 and state["step"] == 0
+
+
+@pytest.mark.slow
+def test_rate_term_under_torchrun(tmp_path):
+    """The rate term with break-even targets repriced each epoch: both ranks price the same
+    (unsharded) validation batch, so they train towards the same targets and stay in sync."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "neurokd", "distill",
+         "--epochs", "2", "--teacher-epochs", "1", "--out", str(tmp_path), "--name", "rate",
+         "--rate-target", "break-even", "--profile", "loihi", "--rate-weight", "100"],
+        capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("below break-even") == 1  # rank 0's summary only
+    metrics = json.loads((tmp_path / "rate" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["rank_parameter_max_difference"] == 0.0
+    history = metrics["history"]
+    assert all(set(h["rate_targets"]) == set(metrics["rate"]["targets"]) for h in history)
+    assert all(h["terms"]["rate"] >= 0 for h in history)
+    assert history[-1]["rate_targets"] == pytest.approx(
+        {n: 0.9 * t for n, t in metrics["rate"]["targets"].items()})
+    assert set(metrics["energy"]["layers"]) >= set(metrics["rate"]["targets"])

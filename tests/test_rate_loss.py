@@ -178,3 +178,50 @@ def test_result_agrees_with_energy_report(tmp_path):
         mine = energy["layers"][row["name"]]
         assert mine["break_even"] == pytest.approx(row["break_even_rate"])
         assert mine["below"] == row["below_break_even"]
+
+
+@pytest.mark.slow
+def test_targets_are_repriced_on_the_student_of_each_epoch(tmp_path, monkeypatch):
+    """Break-even rates move as the student's activity changes: each epoch trains towards
+    the break-even of the student it starts with (recomputed here by the energy estimator on
+    the very weights the pricer saw), and last.pt keeps the targets in force for a resume."""
+    from neurokd.energy import estimate
+    from neurokd.student.sources import StudentSource
+    from neurokd.train.distillation import distill, train_teacher
+
+    calls = []
+    original = EnergyPricer.break_even
+
+    def recording(self, student, config, teacher, inputs):
+        prices = original(self, student, config, teacher, inputs)
+        calls.append(({k: v.clone() for k, v in student.state_dict().items()}, inputs.clone(),
+                      prices))
+        return prices
+
+    monkeypatch.setattr(EnergyPricer, "break_even", recording)
+    common = {"out": str(tmp_path), "threads": 1, "teacher_epochs": 1}
+    teacher = train_teacher(RunConfig(name="t", **common))
+    config = RunConfig(name="r", epochs=3, teacher=str(teacher), rate_target="break-even",
+                       profile="loihi", energy_model="compute", rate_weight=100.0, **common)
+    result = distill(config, pricer=EnergyPricer.of("loihi", "compute", "twin"))
+    history = result.metrics["history"]
+    assert len(calls) == 3  # the plan, then before epochs 2 and 3
+    data = load_run_data(config)
+    values = {**config.to_dict(), "input_shape": list(data.input_shape),
+              "num_classes": data.num_classes}
+    for epoch, (state, inputs, prices) in enumerate(calls, start=1):
+        student = build_student(values)
+        student.load_state_dict(state)
+        source = StudentSource(student, tuple(values["input_shape"]), values["timesteps"],
+                               "student", config=values)
+        report = estimate(source, inputs, "loihi", "twin", energy_model="compute").to_dict()
+        printed = {row["name"]: row["break_even_rate"] for row in report["layers"]}
+        aims = history[epoch - 1]["rate_targets"]
+        assert set(aims) == set(LAYERS)
+        assert aims == pytest.approx({n: 0.9 * printed[n] for n in LAYERS}, rel=1e-9)
+        assert prices == pytest.approx(printed)
+    assert history[0]["rate_targets"] != history[2]["rate_targets"]  # they did move
+    kept = torch.load(tmp_path / "r" / "last.pt", weights_only=True)["extra"]
+    targets = result.metrics["rate"]["targets"]
+    assert kept["rate.target_values"].tolist() == pytest.approx([targets[n] for n in LAYERS])
+    assert {n: 0.9 * t for n, t in targets.items()} == pytest.approx(history[2]["rate_targets"])

@@ -41,14 +41,39 @@ def rate_penalty(rates: Mapping[str, torch.Tensor], targets: Mapping[str, float]
 
 
 class RateLoss(nn.Module):
-    """The rate term with its per-layer targets fixed at construction (see the module doc).
-    No parameters: nothing of it goes into last.pt but what the run config rebuilds."""
+    """The rate term over a fixed set of layers (see the module doc). No parameters; the
+    targets are a buffer, so last.pt keeps the ones in force and a resumed run goes on with
+    them. :meth:`set_targets` replaces them (break-even rates move as the student's own
+    activity changes what its layers cost: they are repriced each epoch)."""
 
     def __init__(self, targets: Mapping[str, float], rate_weight: float = 1.0,
                  rate_margin: float = 0.9):
         super().__init__()
-        self.targets = dict(targets)
+        self.names = list(targets)
+        self.register_buffer("target_values",
+                             torch.tensor([float(targets[n]) for n in self.names],
+                                          dtype=torch.float64))
         self.rate_weight, self.rate_margin = float(rate_weight), float(rate_margin)
+        # read on the host once per change, not per step (a device sync on CUDA)
+        self.targets: dict[str, float] = dict(zip(self.names, map(float, targets.values()),
+                                                  strict=True))
+        self.register_load_state_dict_post_hook(lambda module, _: module._refresh())
+
+    def _refresh(self) -> None:
+        self.targets = dict(zip(self.names, self.target_values.tolist(), strict=True))
+
+    def set_targets(self, targets: Mapping[str, float]) -> None:
+        """New ``r*`` for the same layers (a layer cannot join or leave: its term's history
+        would start or stop mid-run)."""
+        if set(targets) != set(self.names):
+            raise ValueError(f"targets for {sorted(targets)}, the term has {sorted(self.names)}")
+        self.target_values.copy_(torch.tensor([float(targets[n]) for n in self.names],
+                                              dtype=torch.float64))
+        self._refresh()
+
+    def aims(self) -> dict[str, float]:
+        """``{layer: m · r*}``: the rate each layer is pushed below."""
+        return {name: self.rate_margin * target for name, target in self.targets.items()}
 
     def forward(self, rates: Mapping[str, torch.Tensor]) -> torch.Tensor:
         value = rate_penalty(rates, self.targets, self.rate_weight, self.rate_margin)

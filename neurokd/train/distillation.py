@@ -322,7 +322,10 @@ def _train_student(ctx: _Context, teacher: Teacher) -> tuple[nn.Module, Any]:
                            config.detect_anomaly, config.optimizer, config.momentum, config.amp,
                            ctx.run_settings(), config.num_classes,
                            bn_loader=_bn_loader(ctx, data.train, train_loader),
-                           record_extra=_rate_record(config, plan))
+                           record_extra=(lambda: {"rate_targets": method.rate.aims()})
+                           if plan else None,
+                           epoch_start=_repricing(ctx, student, teacher, method.rate)
+                           if plan and plan.target == BREAK_EVEN else None)
     try:
         fitted = fit(student, train_loader, ctx.eval_loader(ctx.data.val), batch_loss, settings,
                      device, ctx.reporter, ctx.stop, resume, ctx.world, extra=method)
@@ -349,12 +352,29 @@ def _rate_plan(ctx: _Context, student: nn.Module, teacher: Teacher) -> RatePlan 
     return plan
 
 
-def _rate_record(config: RunConfig, plan: RatePlan | None) -> dict[str, Any] | None:
-    """What every history record says of the rate term: each layer's aim, m · r*."""
-    if plan is None:
-        return None
-    return {"rate_targets": {name: config.rate_margin * target
-                             for name, target in plan.targets.items()}}
+def _repricing(ctx: _Context, student: nn.Module, teacher: Teacher,
+               term: Any) -> Callable[[int], None]:
+    """Before each epoch after the first: the break-even targets again, on the student as it
+    is now. They move as the student changes (measured on the demo under loihi/compute:
+    features.6's break-even went 0.059 → 0.050 over 30 epochs, so targets priced once on the
+    initial student aimed above the break-even of the finished one). The layers keep their
+    targets; one whose break-even leaves (0, 1) keeps its last target. last.pt keeps the
+    targets in force (RateLoss's buffer), and repricing a restored student at the start of an
+    epoch gives the numbers the uninterrupted run had."""
+    inputs = next(iter(make_loader(ctx.data.val, 256)))[0].to(ctx.device)
+
+    def reprice(epoch: int) -> None:
+        if epoch == 1:
+            return  # the plan's own prices, made on this very student
+        prices = ctx.pricer.break_even(student, ctx.config.to_dict(), teacher.model, inputs)
+        current = term.targets
+        term.set_targets({name: float(prices[name]) if prices.get(name) is not None
+                          and 0 < prices[name] < 1 else target
+                          for name, target in current.items()})
+        ctx.rate_plan = dataclasses.replace(ctx.rate_plan, targets=term.targets,
+                                            break_even={**ctx.rate_plan.break_even, **prices})
+
+    return reprice
 
 
 def _bn_loader(ctx: _Context, train: Any, train_loader: Any) -> Any:

@@ -74,8 +74,12 @@ class FitSettings:
     amp: bool = False  # float16 autocast + gradient scaling (CUDA only)
     run_config: dict | None = None  # the run's settings, kept in last.pt to check a resume
     num_classes: int | None = None  # for the chance-accuracy check
-    record_extra: dict | None = None  # constant keys every history record carries (the
-    #                                   rate term's ``rate_targets``), so each epoch says them
+    # keys every history record carries (the rate term's ``rate_targets`` in force), asked for
+    # at the end of each epoch, so each epoch says what it trained towards
+    record_extra: Callable[[], dict] | None = None
+    # called with the epoch number before the first step of each epoch (not before the rest of
+    # an epoch resumed mid-way): the rate term reprices its break-even targets there
+    epoch_start: Callable[[int], None] | None = None
     # The training split in order, without augmentation: BatchNorm's statistics are recomputed
     # from it before each evaluation (evaluation.recalibrate_batchnorm); None: they are not.
     bn_loader: DataLoader | None = None
@@ -203,6 +207,8 @@ def fit(model: nn.Module, loader: DataLoader, val_loader: DataLoader, batch_loss
         else contextlib.nullcontext()
     with anomaly:
         while run.epoch <= settings.epochs:
+            if settings.epoch_start is not None and run.step == 0:
+                settings.epoch_start(run.epoch)
             task = _train_epoch(run, batch_loss, reporter, stop)
             _end_epoch(run, task, val_loader, device, reporter)
     model.load_state_dict(run.best_state)
@@ -344,7 +350,8 @@ def _end_epoch(run: _Run, task: Any, val_loader: DataLoader, device: torch.devic
         record["terms"] = {name: total / steps for name, total in run.term_sums.items()}
     if run.rate_sums:
         record["input_rates"] = {name: total / steps for name, total in run.rate_sums.items()}
-    record.update(run.settings.record_extra or {})
+    if run.settings.record_extra is not None:
+        record.update(run.settings.record_extra())
     record["epoch_seconds"] = round(run.epoch_seconds + time.perf_counter() - started, 3)
     run.result.history.append(record)
     if val.accuracy > run.result.best_val_accuracy:
