@@ -31,7 +31,8 @@ How the counting works, and what spikingjelly's ``op_counter`` is used for:
   every layer: a frame holding k events at a pixel (``--event-frames counts``) is k events
   there, k x fan-out SOPs, not an analog value.
 * Each neuron layer belongs to the synaptic layer that ran last before it (the conv before its
-  BatchNorm, the last conv before a residual addition). Neuron updates = neurons x timesteps;
+  BatchNorm, the last conv before a residual addition): ``neurokd.student.layers``, the rule
+  every per-layer number of neurokd names its layers by. Neuron updates = neurons x timesteps;
   an update is *active* when the neuron spiked in that timestep (Loihi prices those higher).
 
 This module records events (:class:`LayerEvents`); ``quantities.py`` turns them into the counted
@@ -51,6 +52,7 @@ from torch import nn
 from neurokd.data.encoding import unwrap_encoding
 from neurokd.errors import NeuroKDError
 from neurokd.student.geometry import LayerGeometry
+from neurokd.student.layers import NeuronOwners
 
 from .events import EventCounts, LayerEvents, synops  # noqa: F401 - the counter's records
 
@@ -88,8 +90,7 @@ class EventRecorder:
 
     def __init__(self, root: nn.Module):
         self.layers: dict[str, _Accumulator] = {}
-        self._neuron_owner: dict[str, str] = {}
-        self._last_synaptic: str | None = None
+        self._owners = NeuronOwners()  # which layer each neuron module belongs to
         self._handles = []
         # Inputs with a time axis are events: a count k at a position is k events.
         self.event_counts = False
@@ -157,13 +158,13 @@ class EventRecorder:
                 counts = torch.count_nonzero(flat, dim=0)
             acc.events += counts.reshape(acc.events.shape)
             acc.frames += flat.shape[0]
-            self._last_synaptic = name
+            self._owners.synapse(name)
         return hook
 
     def _batch_norm_hook(self, _module, _args, _out) -> None:
         # Folded into the synaptic layer before it at inference: that layer gets a bias.
-        if self.active and self._last_synaptic is not None:
-            self._accumulator(self._last_synaptic).has_bias = True
+        if self.active and self._owners.last is not None:
+            self._accumulator(self._owners.last).has_bias = True
 
     def _neuron_hook(self, name: str):
         def hook(module, _args, out):
@@ -172,7 +173,7 @@ class EventRecorder:
             out = out.detach()
             lead = 2 if getattr(module, "step_mode", "s") == "m" else 1
             per_sample = tuple(out.shape[lead:])
-            owner = self._neuron_owner.setdefault(name, self._last_synaptic or name)
+            owner = self._owners.neuron(name)
             acc = self._accumulator(owner)
             flat = self._kept(out.reshape(-1, *per_sample), name)
             spikes = flat.sum(0).double()  # float32 is exact per batch (< 2**24 steps)

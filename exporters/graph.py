@@ -35,6 +35,7 @@ from torch import nn
 
 from neurokd.data.encoding import time_major, unwrap_encoding
 from neurokd.errors import NeuroKDError
+from neurokd.student.layers import neuron_layers, spike_labels
 from neurokd.text import first_line
 
 from .export_memory import require_memory
@@ -97,6 +98,23 @@ class StudentGraph:
     @property
     def neurons(self) -> list[LayerRecord]:
         return [r for r in self.records if r.kind == "neuron"]
+
+    @property
+    def layer_names(self) -> list[str]:
+        """The synaptic (conv/dense) records' names in order: the layers' names."""
+        return [r.name for r in self.records if r.kind in ("conv", "dense")]
+
+    def neuron_layers(self) -> dict[str, str]:
+        """``{neuron record: its layer}`` by ``neurokd.student.layers`` (the conv/dense record
+        last before it)."""
+        return neuron_layers((r.name, r.kind != "neuron") for r in self.records
+                             if r.kind in ("conv", "dense", "neuron"))
+
+    def spike_labels(self) -> list[str]:
+        """Per neuron record (in :attr:`neurons` order) the name its spikes are shown under:
+        its layer's, or its own where the layer has several neuron records."""
+        labels = spike_labels(self.neuron_layers())
+        return [labels[r.name] for r in self.neurons]
 
     def offending(self, kinds: set[str] | tuple[str, ...]) -> list[str]:
         """``"name (reason)"`` for every record whose kind is not in ``kinds``."""
@@ -382,7 +400,11 @@ class StepExecutor(GraphExecutor):
     """
 
     def state_names(self) -> list[str]:
-        return [f"{r.name}.{part}" for r in self.graph.neurons for part in _state_parts(r)]
+        """``LAYER.v`` (and ``LAYER.i``) per neuron record, named as its spikes are
+        (:meth:`StudentGraph.spike_labels`)."""
+        return [f"{label}.{part}" for r, label in zip(self.graph.neurons,
+                                                      self.graph.spike_labels(), strict=True)
+                for part in _state_parts(r)]
 
     def state_shapes(self) -> list[tuple[int, ...]]:
         """Per-sample shapes (no batch axis) of the states, in :meth:`state_names` order."""

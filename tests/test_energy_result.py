@@ -195,7 +195,8 @@ def test_onnx_pool_between_layers_is_refused_before_running(onnx_exports, tmp_pa
     # spikes before the pool: its outputs (8, 8, 8) and its neurons' (8, 4, 4) disagree, and the
     # file is refused naming the layer, in one line, before anything is written
     assert_one_line_error(outcome, 2, "not in the result file's chain of layers")
-    assert "executor.layers.2" in outcome.err and "(8, 4, 4)" in outcome.err
+    # the layer under its module path (the export records it: neurokd.layer_names)
+    assert "after 3 gives" in outcome.err and "(8, 4, 4)" in outcome.err
     assert not (tmp_path / "r.npz").exists()
 
 

@@ -77,14 +77,17 @@ def test_student_round_trip_matches_spikingjelly(reset, digits_x, tmp_path):
     assert result.agreement.spike_mismatches == 0 and result.agreement.spikes_checked > 0
 
     ref_logits, ref_spikes = eager(model, digits_x)
+    assert list(ref_spikes) == ["features.2", "features.5", "features.8"]
+    assert result.neuron_layers == ["features.0", "features.3", "features.6"]
     for rows in (slice(0, 1), slice(0, 100)):  # two batch sizes through the same file
         got = run_file(path, digits_x[rows])
         assert got["logits"].shape == (3, rows.stop, 10)
         np.testing.assert_allclose(got["logits"], ref_logits[:, rows], rtol=0, atol=1e-5)
         assert np.array_equal(got["logits"].mean(0).argmax(-1),
                               ref_logits[:, rows].mean(0).argmax(-1))
-        for name, spikes in ref_spikes.items():
-            assert np.array_equal(got[f"spikes.{name}"], spikes[:, rows]), name
+        for name, spikes in ref_spikes.items():  # outputs named by the layer: its conv
+            output = f"spikes.features.{int(name.split('.')[1]) - 2}"
+            assert np.array_equal(got[output], spikes[:, rows]), name
     rates = [float(s.mean()) for s in ref_spikes.values()]
     assert all(0.01 < r < 0.9 for r in rates), rates  # the check is not vacuous
 

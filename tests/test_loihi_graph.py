@@ -255,7 +255,9 @@ def test_graph_structure_the_tiny_net_has(exported):
     earlier, unaligns the add)."""
     network = read_graph(exported["tiny"]).network
     names = [g.name for g in network.groups]
-    assert names == ["sn0", "pool", "sn1", "pool@relay1", "sn2", "sn3", "sn2@relay1", "fc"]
+    # a neuron layer's group is named by its layer, the conv before it (docs/formats.md)
+    assert names == ["conv0", "pool", "conv1", "pool@relay1", "conv2", "conv3", "conv2@relay1",
+                     "fc"]
     assert [(s.name, s.source, s.target) for s in network.synapses][:5] == [
         ("conv0", -1, 0), ("pool", 0, 1), ("conv1", 1, 2), ("pool@relay1<-pool", 1, 3),
         ("conv2", 2, 4)]

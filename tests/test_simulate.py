@@ -57,9 +57,12 @@ def test_onnx_backend_counts_match_the_student(trained_run, tmp_path, capsys):
         assert list(data["geometry_1"]) == [32, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1]
         assert list(data["input_shape_3"]) == [128]
         assert np.array_equal(data["input_events_0"], (x.numpy() != 0).sum(0) * 4.0)
+        # layers named by their conv / linear, their spikes those of the neurons after it
+        assert list(data["layer_names"]) == report["layer_names"] == \
+            ["features.0", "features.3", "features.6", "classifier.1"]
         for i, name in enumerate(["features.2", "features.5", "features.8"]):
             assert np.array_equal(data[f"output_spikes_{i}"], spikes[name]), name
-            assert report["spike_counts"][name] == int(spikes[name].sum())
+            assert report["spike_counts"][report["layer_names"][i]] == int(spikes[name].sum())
         assert int(data["has_neurons_3"]) == 0
 
 

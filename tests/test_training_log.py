@@ -78,9 +78,11 @@ def test_layer_firing_rates_are_spikes_per_neuron_and_step_on_validation(logged_
     for hook in hooks:
         hook.remove()
     best = result.metrics["history"][result.metrics["best_epoch"] - 1]
-    expected = {name: spikes[name] / sizes[name] for name in spikes}
-    assert set(best["layer_firing_rates"]) == set(expected) == {"features.2", "features.5",
-                                                                "features.8"}
+    # each neuron module's rate under its layer's name, the conv before it (docs/formats.md)
+    layer = {"features.2": "features.0", "features.5": "features.3", "features.8": "features.6"}
+    expected = {layer[name]: spikes[name] / sizes[name] for name in spikes}
+    assert set(best["layer_firing_rates"]) == set(expected) == {"features.0", "features.3",
+                                                                "features.6"}
     for name, rate in expected.items():
         assert best["layer_firing_rates"][name] == pytest.approx(rate, rel=1e-6)
     assert best["firing_rate"] == pytest.approx(sum(spikes.values()) / sum(sizes.values()),
@@ -112,7 +114,7 @@ def test_callback_csv_and_tensorboard_carry_the_same_records(logged_run):
     for row, record in zip(rows, history, strict=True):
         assert float(row["val_accuracy"]) == record["val_accuracy"]
         assert float(row["term:ce"]) == record["terms"]["ce"]
-        assert float(row["rate:features.5"]) == record["layer_firing_rates"]["features.5"]
+        assert float(row["rate:features.3"]) == record["layer_firing_rates"]["features.3"]
         curve = record["val_accuracy_by_timestep"]  # from steps 1..t; the last is val_accuracy
         assert [float(row[f"val_by_t:{t}"]) for t in range(1, 5)] == curve
         assert curve[-1] == record["val_accuracy"]
@@ -123,7 +125,7 @@ def test_callback_csv_and_tensorboard_carry_the_same_records(logged_run):
     np.testing.assert_allclose([v for _, v in loss], [r["loss"] for r in history], rtol=1e-6)
     val = [e.value for e in events.Scalars("student/accuracy/val")]
     np.testing.assert_allclose(val, [r["val_accuracy"] for r in history], rtol=1e-6)
-    assert "student/firing_rate/features.2" in events.Tags()["scalars"]
+    assert "student/firing_rate/features.0" in events.Tags()["scalars"]
 
 
 def test_plot_draws_every_panel(logged_run, tmp_path, capsys):

@@ -158,11 +158,13 @@ def _walk(graph: StudentGraph) -> tuple[list[_Pending], list[str]]:
     values: dict[str, _Spikes | _Current] = {"input": _Spikes(("input",), graph.input_shape)}
     pending: list[_Pending] = []
     problems: list[str] = []
+    # a neuron layer's group is named by its layer (neurokd.student.layers): the conv before it
+    labels = dict(zip((r.name for r in graph.neurons), graph.spike_labels(), strict=True))
     for record in graph.records[1:]:
         ins = [values.get(name) for name in record.inputs]
         if any(value is None for value in ins):
             continue  # after a layer already refused
-        value, problem = _step(record, ins, pending)
+        value, problem = _step(record, ins, pending, labels.get(record.name, record.name))
         if problem:
             problems.append(f"{record.name} ({problem})")
         elif value is not None:
@@ -170,8 +172,9 @@ def _walk(graph: StudentGraph) -> tuple[list[_Pending], list[str]]:
     return pending, problems
 
 
-def _step(record: LayerRecord, ins: list, pending: list[_Pending]):
-    """The value ``record`` gives, or why it cannot be expressed."""
+def _step(record: LayerRecord, ins: list, pending: list[_Pending], label: str):
+    """The value ``record`` gives, or why it cannot be expressed (``label``: a neuron
+    layer's group name)."""
     kind, first = record.kind, ins[0]
     shape = tuple(record.output_shape)
     if kind in ("conv", "dense"):
@@ -187,9 +190,9 @@ def _step(record: LayerRecord, ins: list, pending: list[_Pending]):
     if kind == "neuron":
         if not isinstance(first, _Current):
             return None, "a neuron layer without a conv/linear before it"
-        group = FloatGroup(record.name, "layer", shape, _bias_sum(first.terms), record.neuron)
+        group = FloatGroup(label, "layer", shape, _bias_sum(first.terms), record.neuron)
         pending.append(_Pending(group, _per_source(first.terms)))
-        return _Spikes((record.name,), shape), ""
+        return _Spikes((label,), shape), ""
     if kind == "add":
         return _add(ins, shape)
     if kind == "maxpool":

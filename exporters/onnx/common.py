@@ -54,9 +54,12 @@ def onnx_limits(graph: StudentGraph) -> list[str]:
 # Which torch.onnx exporters ``exporter=`` tries, in order (False: TorchScript, True: dynamo).
 EXPORTER_ORDER = {"auto": (False, True), "torchscript": (False,), "dynamo": (True,)}
 
-def describe_model(proto, source: StudentSource, teacher: bool, time_major: bool) -> None:
+def describe_model(proto, source: StudentSource, teacher: bool, time_major: bool,
+                   layers: list[str] | None = None) -> None:
     """Model properties, so a user of the bare file knows how to read its inputs and outputs
-    (and ``neurokd simulate --backend onnx`` finds the data set, as with netx files)."""
+    (and ``neurokd simulate --backend onnx`` finds the data set, as with netx files).
+    ``layers``: a student's conv/linear layers in order (``neurokd.layer_names``: the ONNX
+    graph keeps no module paths)."""
 
     import onnx
 
@@ -82,6 +85,8 @@ def describe_model(proto, source: StudentSource, teacher: bool, time_major: bool
                   time_major else "direct: the static input is repeated at every timestep"}
         if source.exit:  # the run's early exit: rule, threshold, what it gave (docs/anytime.md)
             props["neurokd.exit"] = json.dumps(source.exit)
+        if layers is not None:
+            props["neurokd.layer_names"] = json.dumps(list(layers))
     onnx.helper.set_model_props(proto, props)
 
 def check_standard(proto) -> None:

@@ -7,7 +7,8 @@ ops (charge: Add/Sub/Div; fire: GreaterOrEqual + Cast; reset: Where). The file h
 ``input`` ``[batch, *input_shape]`` (static data, direct encoding inside the file) or
 ``[T, batch, C, H, W]`` (event frames, rate-coded spikes: the spikes themselves), and the output
 ``logits`` ``[T, batch, K]`` (teacher: ``[batch, K]``), with a dynamic batch axis, and optionally
-``spikes.<layer>`` ``[T, batch, ...]`` per neuron layer. Exporter: the torch.export-based ``torch.onnx.export(dynamo=True)`` (the
+``spikes.<layer>`` ``[T, batch, ...]`` per neuron layer, named by its layer
+(``neurokd.student.layers``: the conv/linear before it). Exporter: the torch.export-based ``torch.onnx.export(dynamo=True)`` (the
 default since torch 2.9; it gives plain ``ai.onnx`` ops and fuses BatchNorm into Conv), with
 the deprecated TorchScript exporter as a fallback for models torch.export cannot capture.
 
@@ -103,15 +104,16 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
         if source.teacher is None:
             raise NeuroKDError(f"{source.label} has no teacher to export")
         model = private_copy(source.teacher)
-        wrapper, neuron_records = model, []
+        wrapper, neuron_records, labels, layers = model, [], [], None
     else:
         model = private_copy(source.model)
         graph = trace_student(model, source.input_shape, source.timesteps)
         graph.refuse(onnx_limits(graph), "ONNX")
         wrapper, neuron_records = _Unrolled(graph).eval(), graph.neurons
+        labels, layers = graph.spike_labels(), graph.layer_names
     inputs, _, described = source_inputs(source, "test", max_samples, dataset, data_dir,
                                          random_inputs)  # after the cheap checks
-    neurons = [r.name for r in neuron_records]
+    neurons = labels  # each neuron record's spikes under its layer's name
     names = ["logits"] + [f"spikes.{name}" for name in neurons]
     axis = batch_axis(inputs, source.input_shape)  # 1: [T, batch, C, H, W] spikes or frames
     example = take(inputs, slice(0, 2), axis)
@@ -121,7 +123,7 @@ def export_onnx(source: StudentSource | nn.Module | str | Path, path: str | Path
         try:
             proto, label = _to_onnx(wrapper, example, names, use_dynamo, axis)
             _declare_output_shapes(proto, wrapper, example, batch_axis=0 if teacher else 1)
-            describe_model(proto, source, teacher, axis == 1)
+            describe_model(proto, source, teacher, axis == 1, layers)
             check_standard(proto)
             agreement = compare(reference, _ort_run(proto), inputs, batch_size_check, neurons,
                                 axis)

@@ -66,7 +66,7 @@ def export_stepwise(source: StudentSource, path: str | Path, spike_outputs: bool
     graph = trace_student(model, source.input_shape, source.timesteps)
     graph.refuse(onnx_limits(graph), "ONNX")
     step = StepExecutor(graph).eval()
-    neurons = [r.name for r in graph.neurons]
+    neurons = graph.spike_labels()  # each neuron record's spikes under its layer's name
     states = step.state_names()
     input_names = ["x", *(f"state.{n}" for n in states)]
     output_names = ["logits", *(f"next.{n}" for n in states),
@@ -82,7 +82,7 @@ def export_stepwise(source: StudentSource, path: str | Path, spike_outputs: bool
         try:
             proto, label = _to_onnx(step, example, input_names, output_names, use_dynamo)
             _declare_shapes(proto, step, example)
-            describe_model(proto, source, False, axis == 1)
+            describe_model(proto, source, False, axis == 1, graph.layer_names)
             _describe_stepwise(proto, source, states, step.state_shapes(), axis == 1)
             check_standard(proto)
             agreement = compare(reference, stepper(proto.SerializeToString(), source.timesteps),

@@ -4,9 +4,11 @@ Gives the export's accuracy and the same per-layer event counts as the Lava back
 spike-count file of ``neurokd.energy.spike_counts``), read from the ``spikes.<layer>``
 outputs that ``neurokd export --target onnx --spikes`` adds. The layers are the file's Conv /
 Gemm / MatMul nodes in order, each followed by the neuron layer whose spikes come next (a chain,
-as on Loihi, checked shape by shape before any sample runs); they are named after their weight
-initializers (``executor.layers.K``: the ONNX graph keeps no module paths), and the neuron
-layers after their outputs.
+as on Loihi, checked shape by shape before any sample runs); they are named by the student's
+module paths that the export records (``neurokd.layer_names``; the ONNX graph keeps none), and
+each layer's spikes come from the output ``spikes.<layer>`` of that name (docs/formats.md,
+"Layer names"). Files exported before that metadata: the layers are named after their weight
+initializers, the spike counts after the outputs (there the neuron modules' paths).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
     if not dataset:
         raise NeuroKDError(f"{path} does not name its data set: give --dataset")
     timesteps, input_shape = _metadata(path, props)
-    layers = synaptic_layers(model, input_shape)
+    layers = _named(path, props, synaptic_layers(model, input_shape))
     if len(layers) - len(spike_outputs) not in (0, 1):
         raise NeuroKDError(f"{path}: {len(layers)} conv/linear layers and {len(spike_outputs)} "
                            "neuron layers do not form a chain; the result file needs one")
@@ -103,6 +105,23 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
                                                                        strict=True)},
         seconds / count, [name for name, _ in layers], [g.kind for _, g in layers], counts,
         accuracy_by_timestep=by_step, exit=exit)
+
+
+def _named(path: Path, props: dict[str, str], layers: list[tuple[str, LayerGeometry]]
+           ) -> list[tuple[str, LayerGeometry]]:
+    """``layers`` under the module paths the export recorded (``neurokd.layer_names``), one
+    per conv/linear node; files from before it keep their weight initializers' names."""
+    if "neurokd.layer_names" not in props:
+        return layers
+    from neurokd.files.json_text import loads_bounded
+
+    names = loads_bounded(props["neurokd.layer_names"], f"{path}: metadata neurokd.layer_names")
+    if not isinstance(names, list) or len(names) != len(layers) or \
+            not all(isinstance(n, str) and 0 < len(n) <= 200 for n in names) or \
+            len(set(names)) != len(names):
+        raise NeuroKDError(f"{path}: metadata neurokd.layer_names must list {len(layers)} "
+                           "distinct layer names, one per conv/linear node")
+    return [(name, geometry) for name, (_, geometry) in zip(names, layers, strict=True)]
 
 
 def _anytime(path: Path, props: dict[str, str], logits: np.ndarray, labels: np.ndarray

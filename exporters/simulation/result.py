@@ -21,8 +21,9 @@ class SimulationResult:
     torch_accuracy: float | None    # the float network's (None for onnx: the file is it)
     quantized_accuracy: float | None    # the bit-accurate integer model's (lava only)
     agreement: float | None         # argmax agreement, backend vs integer model (lava only)
-    identical_spikes: dict[str, float]   # per neuron layer, backend vs integer model
-    spike_counts: dict[str, int]    # per neuron layer, summed over samples and timesteps
+    # per layer with neurons, under its name (neurokd.student.layers; a graph file: per group)
+    identical_spikes: dict[str, float]   # backend vs integer model
+    spike_counts: dict[str, int]    # summed over samples and timesteps
     seconds_per_sample: float
     layer_names: list[str]          # synaptic layers in order (the student's module paths)
     layer_types: list[str]          # "conv" | "dense"

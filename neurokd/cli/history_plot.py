@@ -1,11 +1,12 @@
 """``neurokd plot RUN``: a run's training history (metrics.json) as one PNG.
 
 Four panels over epochs: the loss and each of its terms (student solid, teacher dashed),
-train and validation accuracy, the firing rate overall and per neuron layer, the learning rate
-(with the epoch time on a second axis); two over timesteps (docs/anytime.md): the accuracy from
-the first t timesteps (test, and validation for every epoch, the kept one bold) and of step t
-alone, and where an exit rule stopped the test samples. metrics.json is read as untrusted
-input: a file that is not a neurokd history is one error naming the file and the field.
+train and validation accuracy, the firing rate overall and per layer (docs/formats.md, "Layer
+names"), the learning rate (with the epoch time on a second axis); two over timesteps
+(docs/anytime.md): the accuracy from the first t timesteps (test, and validation for every
+epoch, the kept one bold) and of step t alone, and where an exit rule stopped the test samples.
+metrics.json is read as untrusted input: a file that is not a neurokd history is one error
+naming the file and the field.
 """
 
 from __future__ import annotations

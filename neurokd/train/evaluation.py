@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..anytime import correct_by_timestep
+from ..student.layers import SYNAPTIC, NeuronOwners
 
 
 def is_spiking(model: nn.Module) -> bool:
@@ -19,18 +20,27 @@ def is_spiking(model: nn.Module) -> bool:
 
 
 class FiringRateMeter:
-    """Counts spikes of every spiking-neuron module during forward passes, per module."""
+    """Counts spikes of every spiking-neuron module during forward passes, per layer: a
+    layer's spikes are those of the neurons after its conv/linear, under that module's path
+    (``neurokd.student.layers``; ``features.0``, as in ``energy report``)."""
 
     def __init__(self, model: nn.Module):
         self.spikes: dict[str, float] = {}
         self.elements: dict[str, int] = {}
-        self.handles = [m.register_forward_hook(self._hook_for(name or type(m).__name__))
-                        for name, m in model.named_modules() if isinstance(m, BaseNode)]
+        self.owners = NeuronOwners()
+        neurons = [(name or type(m).__name__, m) for name, m in model.named_modules()
+                   if isinstance(m, BaseNode)]
+        synapses = [(name, m) for name, m in model.named_modules()
+                    if neurons and isinstance(m, SYNAPTIC)]
+        self.handles = [m.register_forward_hook(self._hook_for(name)) for name, m in neurons]
+        self.handles += [m.register_forward_hook(
+            lambda _m, _i, _o, name=name: self.owners.synapse(name)) for name, m in synapses]
 
     def _hook_for(self, name: str):
         def hook(module, inputs, output) -> None:
-            self.spikes[name] = self.spikes.get(name, 0.0) + float(output.detach().sum())
-            self.elements[name] = self.elements.get(name, 0) + output.numel()
+            layer = self.owners.neuron(name)
+            self.spikes[layer] = self.spikes.get(layer, 0.0) + float(output.detach().sum())
+            self.elements[layer] = self.elements.get(layer, 0) + output.numel()
         return hook
 
     @property

@@ -4,7 +4,7 @@ and per neuron layer, learning rate, epoch time).
 
 TensorBoard, because that is the field's habit (spikingjelly's examples log with
 ``SummaryWriter``): ``tensorboard --logdir LOG_DIR`` shows ``student/loss``,
-``student/terms/kl``, ``student/accuracy/val``, ``student/firing_rate/features.2``,
+``student/terms/kl``, ``student/accuracy/val``, ``student/firing_rate/features.0``,
 ``student/accuracy/val_by_timestep/t1`` (the validation accuracy from the first timestep; one
 tag per t, see docs/anytime.md) and so on.
 The CSV (one file per phase: ``teacher.csv``, ``student.csv``) has one row per epoch; it is
