@@ -67,7 +67,8 @@ class Target:
     name: str
     kind: str
     argv: list[str]
-    stop: str | None = None           # "distill" (before training) or "lava" (before Lava)
+    stop: str | None = None           # "distill" (before training) or "lava" (before Lava;
+    #                                   a graph file runs on, the integer model in Lava's place)
     patches: dict = field(default_factory=dict)
 
 
@@ -146,7 +147,25 @@ def fuzz_seeds(trained_run, trained_exports, tmp_path_factory) -> dict[str, Path
 
     history = json.loads((trained_run / "metrics.json").read_text())["history"]
     (seeds["log"] / "logs" / "student.csv").write_text(_csv([flat_record(r) for r in history]))
+    seeds["graph"] = folder("graph")
+    _graph_file(seeds["graph"] / "student.net")
     return seeds
+
+
+def _graph_file(path: Path) -> Path:
+    """A Loihi graph file as ``export --target loihi`` writes it for a student that is not a
+    chain: tests/test_loihi_graph.py's tiny residual net (max pool, membrane shortcut, SEW
+    add: every group role), its data set recorded as a run's would be."""
+    from dataclasses import replace
+
+    from test_loihi_graph import tiny_residual
+
+    from neurokd.exporters import export_loihi
+
+    source = replace(tiny_residual(), config={"dataset": "digits"})
+    export_loihi(source, path, dataset="digits", max_samples=64, lava_samples=0,
+                 min_agreement=0.5)
+    return path
 
 
 def _result_file(trained_run: Path, path: Path) -> Path:
@@ -220,15 +239,14 @@ def targets(case: Path) -> dict[str, tuple[Path, Target]]:
         "log": (case / "logs" / "student.csv", Target(
             "training-log CSV", "text", ["distill", "--resume", str(case / "run"), "-q"],
             stop="distill", patches={"log_dir": str(case / "logs")})),
-        # "graph": the Loihi graph file (exporters/loihi/graph_file.py) once its format is
-        # settled: a seed built with export --target loihi on a residual student, kind "hdf5",
-        # read by `simulate` with stop="lava" (simulate_lava_graph's runner patched like
-        # _run_blocks below).
+        "graph": (case / "student.net", Target(
+            "Loihi graph file", "hdf5", ["simulate", "{file}", "--samples", "4", "-q", "--json",
+                                         out + ".json"], stop="lava")),
     }
 
 
 TYPES = ["checkpoint", "config", "profile", "result", "netx", "onnx", "nir", "frames", "labels",
-         "nmnist", "gesture", "gesture_labels", "cifar10dvs", "metrics", "log"]
+         "nmnist", "gesture", "gesture_labels", "cifar10dvs", "metrics", "log", "graph"]
 
 
 # --- running one mutation --------------------------------------------------------------------
@@ -278,7 +296,30 @@ def _stopped_at(target: Target, monkeypatch):
 
         monkeypatch.setattr(lava_backend, "lava_python", lambda: "python")
         monkeypatch.setattr(lava_backend, "_run_blocks", reached)
+        _integer_model_for_lava(monkeypatch)
     yield
+
+
+def _integer_model_for_lava(monkeypatch) -> None:
+    """A graph file's simulate runs on, with the integer model in Lava's place (a Lava run
+    per case would take minutes): the integer and float models run on what the damaged file
+    holds, and the result is written and checked like any other."""
+    from neurokd.exporters.loihi.graph_network import run_graph_fixed_point
+    from neurokd.exporters.simulation import lava_graph
+
+    real_blocks = lava_graph._run_blocks
+
+    def blocks(python, export, stored, *args, **kwargs):
+        def integer_lava(python, export, inputs, *args, **kwargs):
+            run = run_graph_fixed_point(stored.network, inputs)
+            return {**{f"spikes_{k}": s for k, s in run.spikes.items()},
+                    "readout": run.readout, "seconds": np.float64(0.0)}
+
+        monkeypatch.setattr(lava_graph, "run_lava", integer_lava)
+        return real_blocks(python, export, stored, *args, **kwargs)
+
+    monkeypatch.setattr(lava_graph, "lava_python", lambda: "python")
+    monkeypatch.setattr(lava_graph, "_run_blocks", blocks)
 
 
 _NON_FINITE = re.compile(r"(?<![\w.])(-?inf|nan)(?![\w.])", re.IGNORECASE)

@@ -480,3 +480,98 @@ def test_a_future_onnx_opset_is_explained(trained_exports, tmp_path, capsys):
     outcome = run_cli(capsys, "simulate", str(path), "--backend", "onnx", "--samples", "4", "-q")
     assert_refused(outcome, path, "opset 99")
     assert "export it again" in outcome.err
+
+
+# --- the Loihi graph file (the fuzzer's 16th type: tests/test_fuzz.py "graph") -------------
+
+@pytest.fixture(scope="module")
+def graph_file(tmp_path_factory) -> Path:
+    from test_fuzz import _graph_file
+
+    return _graph_file(tmp_path_factory.mktemp("round2-graph") / "student.net")
+
+
+def _graph_copy(graph_file: Path, tmp_path: Path, change) -> Path:
+    path = tmp_path / "student.net"
+    shutil.copy(graph_file, path)
+    with h5py.File(path, "r+") as handle:
+        change(handle)
+    return path
+
+
+def _swap(key: str, value):
+    def change(handle):
+        del handle[key]
+        if isinstance(value, str):  # "group"
+            handle.create_group(key)
+        else:
+            handle[key] = value
+    return change
+
+
+def _float_neuron(**values):
+    def change(handle):
+        stored = handle["neurokd/float/group/0"]
+        stored.attrs["neuron"] = json.dumps(json.loads(stored.attrs["neuron"]) | values)
+    return change
+
+
+def _group_scale(value):
+    def change(handle):
+        scales = json.loads(handle.attrs["neurokd.group_scales"])
+        handle.attrs["neurokd.group_scales"] = json.dumps([value, *scales[1:]])
+    return change
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda h: h["synapse/6"].create_group(b"\xff\xfeels"),
+     "a damaged HDF5 tree (an object named b'synapse/6/\\xff\\xfeels', not UTF-8"),
+    (_swap("group/2/neuron/vThMant", np.dtype("<i8")), "(/group/2) neuron vThMant must be one"),
+    (_swap("synapse/2/weight", "group"), "(/synapse/2) weight must be an array"),
+    (_swap("synapse/3", np.zeros(3)), "/synapse/3 must be a group, not Dataset"),
+    (_swap("neurokd/float/group/7/bias", np.full(10, 1e38)),
+     "bias holds 1e+38; the float network runs in float32"),
+    (_float_neuron(v_reset=-1e308), "neuron v_reset must be a finite number with |value| <="),
+    (_float_neuron(tau=10 ** 400), "neuron tau must be a finite number"),
+    (_group_scale(1e-320), "neurokd.group_scales must be 8 finite numbers > 0"),
+], ids=["name-not-utf8", "datatype-for-a-number", "group-for-a-weight", "dataset-for-a-group",
+        "float-bias-1e38", "v-reset-1e308", "tau-10**400", "denormal-scale"])
+def test_a_damaged_graph_file_is_named(change, words, graph_file, tmp_path, capsys):
+    """The fuzzer's finds: a SystemError, an AttributeError, a float32 overflow in torch, an
+    OverflowError in math.isfinite, inf logits (RuntimeWarning) from a denormal scale."""
+    path = _graph_copy(graph_file, tmp_path, change)
+    outcome = run_cli(capsys, "simulate", str(path), "--samples", "2", "-q")
+    assert_refused(outcome, path, words)
+
+
+def test_a_graph_file_with_a_damaged_btree_is_named(graph_file, tmp_path, capsys):
+    """h5py's RuntimeError from the walk (it was caught for netx files, not for graph files)."""
+    data = graph_file.read_bytes()
+    second = data.index(b"SNOD", data.index(b"SNOD") + 1)  # a symbol table node, not the root's
+    path = tmp_path / "student.net"
+    path.write_bytes(data[:second] + b"XXXX" + data[second + 4:])
+    outcome = run_cli(capsys, "simulate", str(path), "--samples", "2", "-q")
+    assert_refused(outcome, path, "cannot read the Loihi graph file (RuntimeError: ")
+
+
+def test_a_non_utf8_name_in_a_netx_file_is_named(trained_exports, tmp_path, capsys):
+    """The same walk (files/hdf5.py) reads netx files."""
+    path = tmp_path / "student.net"
+    shutil.copy(trained_exports / "student.net", path)
+    with h5py.File(path, "r+") as handle:
+        handle.create_group(b"layer/\xff")
+    outcome = run_cli(capsys, "simulate", str(path), "--samples", "2", "-q")
+    assert_refused(outcome, path, "a damaged HDF5 tree (an object named b'layer/\\xff'")
+
+
+def test_a_whole_number_tau_past_int64_runs_as_a_float(graph_file, tmp_path):
+    """JSON's 10**19 is a Python int that torch cannot take (OverflowError in the float run)."""
+    from neurokd.data import load_data
+    from neurokd.exporters.loihi.graph_file import read_graph
+    from neurokd.exporters.loihi.graph_network import run_graph_float
+
+    stored = read_graph(_graph_copy(graph_file, tmp_path, _float_neuron(tau=10 ** 19)))
+    assert stored.float_graph.groups[0].neuron.tau == 1e19
+    logits, _ = run_graph_float(stored.float_graph, load_data("digits").test.tensors[0][:2],
+                                keep_spikes=False)
+    assert np.isfinite(logits).all()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import torch
 from neurokd.errors import NeuroKDError
 from neurokd.files.budget import check_bytes
 from neurokd.files.hdf5 import check_hdf5_tree
+from neurokd.files.paths import regular_size
 from neurokd.student.geometry import LayerGeometry
 from neurokd.text import first_line
 from neurokd.validation import check_shape
@@ -56,15 +58,18 @@ from .graph_network import (
 )
 from .netx_checks import (
     BIAS_RANGE,
+    SCALE_RANGE,
     WEIGHT_RANGE,
     NetxFieldError,
     check_input_meta,
     decode_meta,
     float_array,
     integer_array,
+    is_dataset,
     neuron_params,
     neuron_values,
     scalar,
+    scale_ok,
 )
 
 GRAPH_FORMAT = "neurokd.loihi-graph"
@@ -142,20 +147,23 @@ def _write_synapse(group: h5py.Group, synapse: GraphSynapse) -> None:
 
 def is_graph_file(path: str | Path) -> bool:
     """Whether ``path`` says it is a graph file (the netx reader takes anything else)."""
+    if not os.path.isfile(path):  # a FIFO would block HDF5's open: the netx reader refuses it
+        return False
     try:
         with h5py.File(path, "r") as handle:
             value = handle.attrs.get("neurokd.format")
             return value is not None and json.loads(value) == GRAPH_FORMAT
-    except (OSError, ValueError, TypeError):
-        return False
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError, RecursionError):
+        return False  # damaged: read_netx then says what it cannot read
 
 
 def read_graph(path: str | Path) -> GraphFile:
     """A file written by ``neurokd export --target loihi`` for a network with branches or max
     pooling; anything off the format is one clear error naming the field."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise NeuroKDError(f"no such export file: {path}")
+    regular_size(path, "export file")  # a FIFO would block HDF5's open
     try:
         with h5py.File(path, "r") as handle:
             check_hdf5_tree(handle, path)  # before any array is read
@@ -173,7 +181,8 @@ def read_graph(path: str | Path) -> GraphFile:
             network, float_graph = _assemble(handle, meta, groups, synapses)
     except NetxFieldError as exc:
         raise NeuroKDError(f"{path}: {exc}") from None
-    except (OSError, KeyError, IndexError, ValueError, TypeError, RecursionError) as exc:
+    except (OSError, KeyError, IndexError, ValueError, TypeError, RecursionError,
+            RuntimeError, OverflowError) as exc:  # h5py's "B-tree iteration failed"; int(inf)
         raise NeuroKDError(f"{path}: cannot read the Loihi graph file ({type(exc).__name__}: "
                            f"{first_line(exc)})") from None
     return GraphFile(network, float_graph, meta)
@@ -198,9 +207,9 @@ def _read_meta(handle: h5py.File, path: Path) -> dict[str, Any]:
         raise NetxFieldError(f"neurokd.group_roles must give one of {', '.join(GROUP_ROLES)} "
                              f"for each of the {len(names)} groups")
     if not isinstance(scales, list) or len(scales) != len(names) or not all(
-            isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s)
-            and s > 0 for s in scales):
-        raise NetxFieldError(f"neurokd.group_scales must be {len(names)} finite numbers > 0")
+            scale_ok(s) for s in scales):
+        raise NetxFieldError(f"neurokd.group_scales must be {len(names)} finite numbers > 0 "
+                             f"({SCALE_RANGE[0]:g}..{SCALE_RANGE[1]:g})")
     if not isinstance(meta.get("input_spikes"), bool):
         raise NetxFieldError("neurokd.input_spikes must be true or false")
     return meta
@@ -209,7 +218,7 @@ def _read_meta(handle: h5py.File, path: Path) -> dict[str, Any]:
 def _read_group(handle: h5py.File, i: int, meta: dict) -> NeuronGroup:
     name, role = meta["group_names"][i], meta["group_roles"][i]
     where = f"group {name} (/group/{i})"
-    entry = handle[f"group/{i}"]
+    entry = _group(handle, f"group/{i}")
     shape = tuple(int(d) for d in np.asarray(_small(entry, "shape", where)).ravel())
     try:
         check_shape(f"{where} shape", list(shape))
@@ -224,11 +233,18 @@ def _read_group(handle: h5py.File, i: int, meta: dict) -> NeuronGroup:
     return NeuronGroup(name, role, shape, bias, cuba, float(meta["group_scales"][i]))
 
 
+def _group(handle: h5py.File, name: str) -> h5py.Group:
+    """The HDF5 group ``name`` (a damaged tree may hold a dataset or a datatype there)."""
+    entry = handle[name]
+    if not isinstance(entry, h5py.Group):
+        raise NetxFieldError(f"/{name} must be a group, not {type(entry).__name__}")
+    return entry
+
+
 def _small(group, key: str, where: str):
     """A small dataset (a shape, a pair), refused when it is not."""
     dataset = group.get(key)
-    if dataset is None or not hasattr(dataset, "dtype") or dataset.size > 8 or \
-            dataset.dtype.kind not in "iu":
+    if not is_dataset(dataset) or dataset.size > 8 or dataset.dtype.kind not in "iu":
         raise NetxFieldError(f"{where} {key} must be a few whole numbers")
     return dataset[()]
 
@@ -248,14 +264,16 @@ def _read_synapse(handle: h5py.File, j: int, meta: dict,
                   groups: list[NeuronGroup]) -> GraphSynapse:
     name = meta["synapse_names"][j]
     where = f"synapse {name} (/synapse/{j})"
-    entry = handle[f"synapse/{j}"]
-    kind = entry["type"][0].decode("ascii") if entry.get("type") is not None and \
+    entry = _group(handle, f"synapse/{j}")
+    kind = entry["type"][0].decode("ascii") if is_dataset(entry.get("type")) and \
         entry["type"].dtype.kind == "S" and entry["type"].size == 1 else None
     if kind not in ("conv", "dense"):
         raise NetxFieldError(f"{where} type must be conv or dense")
     source = scalar(entry, "source", -1, len(groups) - 1, where)
     target = scalar(entry, "target", 0, len(groups) - 1, where)
     source_shape = tuple(meta["input_shape"]) if source < 0 else groups[source].shape
+    if not is_dataset(entry.get("weight")):
+        raise NetxFieldError(f"{where} weight must be an array (an HDF5 dataset)")
     weight_shape = tuple(int(d) for d in entry["weight"].shape)
     try:
         geometry = _geometry(entry, kind, source_shape, weight_shape, where)
@@ -315,7 +333,7 @@ def _assemble(handle: h5py.File, meta: dict, groups: list[NeuronGroup],
     float_groups = []
     for i, group in enumerate(groups):
         where = f"group {group.name} float copy (/neurokd/float/group/{i})"
-        stored = handle[f"neurokd/float/group/{i}"]
+        stored = _group(handle, f"neurokd/float/group/{i}")
         params = neuron_params(json.loads(stored.attrs["neuron"]), where)
         if (params is None) == (group.role == "layer"):
             raise NetxFieldError(f"{where}: a {group.role} group "

@@ -10,7 +10,8 @@ value is checked where it is read, and each failure names the file and the field
   the ``CUBA`` neuron's ``iDecay`` / ``vDecay`` in 0..4096 and ``vThMant`` in 1..2**17-1 (0
   only for a readout without neurons);
 - the float twin (``/neurokd/float``): float arrays of finite values and neuron parameters
-  with a threshold > 0 and finite time constants.
+  with a threshold > 0 and finite time constants, all within ``MAX_FLOAT_VALUE`` (it runs in
+  float32); scales within ``SCALE_RANGE``; what should be an array is an HDF5 dataset.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def check_input_meta(meta: dict[str, Any]) -> None:
                              f"{SIZE_LIMITS['timesteps']}, not {_short(timesteps)}")
     _shape("neurokd.input_shape", meta.get("input_shape"))
     scale = meta.get("input_scale")
-    if not _finite(scale) or scale <= 0:
-        raise NetxFieldError(f"neurokd.input_scale must be a finite number > 0, not "
-                             f"{_short(scale)}")
+    if not scale_ok(scale):
+        raise NetxFieldError(f"neurokd.input_scale must be a finite number > 0 "
+                             f"({SCALE_RANGE[0]:g}..{SCALE_RANGE[1]:g}), not {_short(scale)}")
     for key in ("input_min", "input_max"):
         value = meta.get(key)
         if not _whole(value) or abs(value) > MAX_ACTIVATION:
@@ -73,9 +74,9 @@ def _check_layer_meta(meta: dict[str, Any]) -> None:
     if not isinstance(names, list) or not all(isinstance(n, str) and 0 < len(n) <= 256
                                               for n in names):
         raise NetxFieldError(f"neurokd.layer_names must be a list of names, not {_short(names)}")
-    if not isinstance(scales, list) or not all(_finite(s) and s > 0 for s in scales):
-        raise NetxFieldError(f"neurokd.layer_scales must be finite numbers > 0, not "
-                             f"{_short(scales)}")
+    if not isinstance(scales, list) or not all(scale_ok(s) for s in scales):
+        raise NetxFieldError(f"neurokd.layer_scales must be finite numbers > 0 "
+                             f"({SCALE_RANGE[0]:g}..{SCALE_RANGE[1]:g}), not {_short(scales)}")
     if not isinstance(shapes, list):
         raise NetxFieldError(f"neurokd.layer_input_shapes must be a list of shapes, not "
                              f"{_short(shapes)}")
@@ -104,7 +105,7 @@ def decode_meta(attrs) -> dict[str, Any]:
 def scalar(group, key: str, low: int, high: int, where: str) -> int:
     """A whole-number attribute dataset such as ``vThMant``, in ``low..high``."""
     dataset = group.get(key)
-    if dataset is None or not hasattr(dataset, "dtype") or dataset.size != 1:
+    if not is_dataset(dataset) or dataset.size != 1:
         raise NetxFieldError(f"{where} {key} must be one number")
     if dataset.dtype.kind not in "iub":
         raise NetxFieldError(f"{where} {key} must be a whole number, not {dataset.dtype}")
@@ -123,6 +124,8 @@ def neuron_values(group, where: str, spiking: bool) -> tuple[int, int, int]:
 
 def integer_array(dataset, where: str, low: int, high: int) -> np.ndarray:
     """An integer dataset (``weight``, ``bias``) read once its dtype is known, in range."""
+    if not is_dataset(dataset):
+        raise NetxFieldError(f"{where} must be an array (an HDF5 dataset)")
     if dataset.dtype.kind not in "iu":
         raise NetxFieldError(f"{where} must hold integers, not {dataset.dtype}")
     values = dataset[()].astype(np.int64)
@@ -133,11 +136,16 @@ def integer_array(dataset, where: str, low: int, high: int) -> np.ndarray:
 
 
 def float_array(dataset, where: str) -> np.ndarray:
+    if not is_dataset(dataset):
+        raise NetxFieldError(f"{where} must be an array (an HDF5 dataset)")
     if dataset.dtype.kind != "f":
         raise NetxFieldError(f"{where} must hold floats, not {dataset.dtype}")
     values = dataset[()]
     if not np.isfinite(values).all():
         raise NetxFieldError(f"{where} holds NaN or infinite values")
+    if values.size and np.abs(values).max() > MAX_FLOAT_VALUE:
+        raise NetxFieldError(f"{where} holds {np.abs(values).max():g}; the float network runs "
+                             f"in float32 and takes |value| <= {MAX_FLOAT_VALUE:g}")
     return values
 
 
@@ -148,13 +156,16 @@ def neuron_params(params: Any, where: str) -> dict[str, Any] | None:
     if not isinstance(params, dict):
         raise NetxFieldError(f"{where} neuron must be a table, not {_short(params)}")
     for key, value in params.items():
-        if value is not None and not isinstance(value, bool | str) and not _finite(value):
-            raise NetxFieldError(f"{where} neuron {key} must be a finite number, not "
-                                 f"{_short(value)}")
+        if value is not None and not isinstance(value, bool | str) and (
+                not _finite(value) or abs(value) > MAX_FLOAT_VALUE):
+            raise NetxFieldError(f"{where} neuron {key} must be a finite number with |value| "
+                                 f"<= {MAX_FLOAT_VALUE:g} (the float network runs in float32), "
+                                 f"not {_short(value)}")
     if not _finite(params.get("v_threshold")) or params["v_threshold"] <= 0:
         raise NetxFieldError(f"{where} neuron v_threshold must be a number > 0, not "
                              f"{_short(params.get('v_threshold'))}")
-    return params
+    # numbers as floats: a whole number past int64 (tau = 10**19) would fail in torch's ops
+    return {key: float(value) if _finite(value) else value for key, value in params.items()}
 
 
 WEIGHT_RANGE = (WEIGHT_MIN, WEIGHT_MAX)
@@ -169,7 +180,33 @@ def _shape(name: str, value: Any) -> None:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a JSON whole number past a float's range (10**400)
+        return False
+
+
+# The float twin's weights, biases and neuron numbers: its float32 sums over fan-in and time
+# stay finite (a bias of 1e38 overflows them)
+MAX_FLOAT_VALUE = 1e20
+
+# A scale (integer units per float unit) outside this is no quantization a writer makes, and
+# dividing by a denormal one (1e-320) overflows the logits to inf
+SCALE_RANGE = (1e-30, 1e30)
+
+
+def scale_ok(value: Any) -> bool:
+    return _finite(value) and SCALE_RANGE[0] <= value <= SCALE_RANGE[1]
+
+
+def is_dataset(value: Any) -> bool:
+    """Whether an HDF5 tree's member is a dataset (not a group or a committed datatype,
+    which a damaged tree may hold where an array should be)."""
+    import h5py
+
+    return isinstance(value, h5py.Dataset)
 
 
 def _whole(value: Any) -> bool:

@@ -8,6 +8,7 @@ allow-list (numpy arrays, lists, dicts, strings), so a crafted batch is refused 
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..files.budget import check_bytes
+from ..files.paths import open_regular
 
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -36,18 +38,19 @@ MAX_BATCH_BYTES = 1 << 30   # the official batches are 31 MB (CIFAR-100's train 
 
 
 def read_batch(path: Path) -> dict[str, Any]:
-    """One batch file: a regular file (a link to /dev/zero is not one) whose size is checked
-    before it is read, unpickled with the allow-list above."""
-    if path.exists() and not path.is_file():
-        raise DataError(f"{path} is not a regular file (a CIFAR batch is one)")
-    if path.is_file():
-        size = path.stat().st_size
-        if size > MAX_BATCH_BYTES:
-            raise DataError(f"{path} is {size:,} bytes; a CIFAR batch has at most "
-                            f"{MAX_BATCH_BYTES:,}")
-        check_bytes(3 * size, f"{path}: reading the CIFAR batch")  # bytes, arrays, images
+    """One batch file: a regular file (a link to /dev/zero, a FIFO are not one: refused by
+    ``files/paths.py`` before anything waits on them) whose size is checked before it is
+    read, unpickled with the allow-list above."""
+    if not path.exists():
+        raise DataError(f"missing CIFAR file {path}")
     try:
-        raw = path.read_bytes()
+        with open_regular(path, "CIFAR batch") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_BATCH_BYTES:
+                raise DataError(f"{path} is {size:,} bytes; a CIFAR batch has at most "
+                                f"{MAX_BATCH_BYTES:,}")
+            check_bytes(3 * size, f"{path}: reading the CIFAR batch")  # bytes, arrays, images
+            raw = handle.read()
         entry = _ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except FileNotFoundError:
         raise DataError(f"missing CIFAR file {path}") from None

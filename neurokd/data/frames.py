@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError, WriteError
 from ..files.npz import read_npy_header
+from ..files.paths import open_regular
 from ..runtime.progress import Reporter
 from ..text import first_line
 from .event_files import Events
@@ -211,7 +212,8 @@ class CachedFrames(Dataset):
 
     def _handle(self) -> int:
         if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own
-            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+            with _opened(self.path) as handle:  # a FIFO swapped in since: refused, not waited on
+                self._fd, self._pid = os.dup(handle.fileno()), os.getpid()
         return self._fd
 
     def __getitem__(self, index: int):
@@ -234,14 +236,24 @@ class CachedFrames(Dataset):
         return {**self.__dict__, "_fd": None, "_pid": -1}
 
 
+def _opened(path: Path):
+    """A cache file opened for reading, refused unless it is a regular file (a FIFO planted in
+    the cache would block the open forever; ``files/paths.py``)."""
+    try:
+        return open_regular(path, "frames cache file")
+    except DataError as exc:
+        raise DataError(f"{exc}; delete its folder {path.parent} to rebuild it") from None
+
+
 def _frames_header(path: Path, frame_shape: tuple[int, ...] | None = None
                    ) -> tuple[tuple[int, ...], int]:
     """Shape and data offset of a cached frames file, checked against its size (and the frame
     shape the cache was built for): sizes are Python ints, so no product wraps."""
     rebuild = f"delete its folder {path.parent} to rebuild it"
     try:
-        with open(path, "rb") as handle:
+        with _opened(path) as handle:
             shape, fortran, dtype, offset = read_npy_header(handle)
+            size = os.fstat(handle.fileno()).st_size
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DataError(f"frames cache file {path} is unreadable ({first_line(exc, 160)}); "
                         f"{rebuild}") from None
@@ -249,9 +261,9 @@ def _frames_header(path: Path, frame_shape: tuple[int, ...] | None = None
     if frame_shape is not None and tuple(shape[1:]) != tuple(frame_shape):
         raise DataError(f"frames cache file {path} holds frames of shape "
                         f"{tuple(shape[1:])}, not {tuple(frame_shape)}; {rebuild}")
-    if dtype != FRAME_DTYPE or fortran or len(shape) != 5 or path.stat().st_size != expected:
+    if dtype != FRAME_DTYPE or fortran or len(shape) != 5 or size != expected:
         raise DataError(f"frames cache file {path} is damaged (dtype {dtype}, shape {shape}, "
-                        f"{path.stat().st_size} bytes); {rebuild}")
+                        f"{size} bytes); {rebuild}")
     return shape, offset
 
 
@@ -260,7 +272,7 @@ def _labels(path: Path, count: int, num_classes: int | None = None) -> np.ndarra
     then every label inside the class range."""
     rebuild = f"delete its folder {path.parent} to rebuild it"
     try:
-        with open(path, "rb") as handle:
+        with _opened(path) as handle:
             shape, fortran, dtype, offset = read_npy_header(handle)
             size = os.fstat(handle.fileno()).st_size
             if shape != (count,) or dtype.kind not in "iu" or fortran or \

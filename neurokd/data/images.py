@@ -12,7 +12,7 @@ from torch.utils.data import Subset
 
 from ..errors import DataError
 from ..files.budget import check_bytes
-from ..files.paths import regular_size
+from ..files.paths import check_tree, regular_size
 from ..text import first_line
 from .splits import DataBundle, stratified_split
 
@@ -120,6 +120,7 @@ def load_imagefolder(name, data_dir, val_fraction, augment, image_size, **_):
               "(root/<class>/*.png), or root/train/<class>/ and root/test/<class>/")
     if not root.is_dir():
         raise DataError(f"imagefolder: no folder {root} ({layout})")
+    check_tree(root, "imagefolder", IMAGE_SUFFIXES)  # torchvision follows links: no loops, none out
     augment = False if augment is None else augment
     train_tf, eval_tf = _image_transforms(*IMAGEFOLDER_MEAN_STD, image_size, augment)
     test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from ..errors import NeuroKDError
+from ..text import first_line
 from .budget import check_bytes
 
 MAX_OBJECTS = 100_000   # groups and datasets: a file of millions of tiny objects is no network
@@ -33,9 +34,24 @@ def check_hdf5_tree(handle, path: str | Path, factor: int = 2) -> int:
 
     problems: list[str] = []
     complex_values: list[str] = []  # raised after the walk: h5py wraps what its callback raises
+    damaged: list[str] = []
     total = objects = 0
 
-    def visit(name: str, link) -> None:
+    def visit(raw: bytes) -> bool | None:
+        # The names as stored (h5py's visititems_links decodes them itself and fails on one
+        # that is not UTF-8 as a SystemError); what fails here is noted, raised after the walk
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            damaged.append(f"an object named {raw[:80]!r}, not UTF-8 text")
+            return True  # stops the walk
+        try:
+            return look(name, handle.get(name, getlink=True))
+        except (RuntimeError, OSError, KeyError, ValueError, TypeError) as exc:
+            damaged.append(f"{'/' + name!r}: {type(exc).__name__}: {first_line(exc)}")
+            return True
+
+    def look(name: str, link) -> None:
         nonlocal total, objects
         objects += 1
         if objects > MAX_OBJECTS:
@@ -59,7 +75,9 @@ def check_hdf5_tree(handle, path: str | Path, factor: int = 2) -> int:
                 complex_values.append(f"dataset /{name} holds {item.dtype} values")
             total += dataset_bytes(item)
 
-    handle.visititems_links(visit)
+    handle.id.links.visit(visit)
+    if damaged:
+        raise NeuroKDError(f"{path}: a damaged HDF5 tree ({damaged[0]})")
     if objects > MAX_OBJECTS:
         raise NeuroKDError(f"{path}: holds more than {MAX_OBJECTS:,} HDF5 objects")
     if complex_values:

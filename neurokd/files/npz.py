@@ -11,6 +11,7 @@ array is read (with ``allow_pickle=False``).
 from __future__ import annotations
 
 import math
+import os
 import tokenize
 import zipfile
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from numpy.lib import format as npy
 from ..errors import NeuroKDError
 from ..text import describe
 from .budget import check_bytes
+from .paths import open_regular
 
 MAX_MEMBERS = 10_000
 
@@ -41,17 +43,17 @@ class ArrayHeader:
 def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` at ``path`` (``what`` names it in errors)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise NeuroKDError(f"no such {what}: {path}")
-    try:
-        with zipfile.ZipFile(path) as archive:
+    try:  # a FIFO or a device is refused by open_regular, never waited on
+        with open_regular(path, what) as handle, zipfile.ZipFile(handle) as archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
             if len(members) > MAX_MEMBERS:
                 raise NeuroKDError(f"{path}: holds {len(members):,} members; a {what} has at "
                                    f"most {MAX_MEMBERS:,}")
             headers = [_header(archive, member, path) for member in members]
             check_bytes(sum(h.nbytes for h in headers), f"{path}: its arrays")
-            size = path.stat().st_size
+            size = os.fstat(handle.fileno()).st_size
             for member, header in zip(members, headers, strict=True):
                 _check_complete(member, header, path, size)
             return {header.name: _array(archive, member, header, path)

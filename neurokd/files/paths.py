@@ -9,12 +9,17 @@ list cannot make neurokd read (and train on) a file the user never pointed it at
 Every data file is checked to be a regular file before it is opened (:func:`regular_size`,
 :func:`open_regular`): a FIFO would block the first read forever, and ``/dev/zero`` or
 ``/dev/urandom`` under a recording's name has size 0 on ``stat`` and never ends when read.
+
+A data folder that a reader walks following links (torchvision's ImageFolder) is walked first
+by :func:`check_tree`: a link out of it and a link loop (a folder linking to one it lies in,
+which the reader would walk again and again) are refused by name.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -45,6 +50,48 @@ def inside(root: str | Path, named: str, source: str | Path, line: int) -> Path:
         raise DataError(f"{where}: {named!r} is a link to {real}, outside {root}; a path in "
                         "this file must lie inside it")
     return path
+
+
+MAX_FOLDERS = 1_000_000   # folders a walk through links may visit (links can multiply them)
+
+
+def check_tree(root: str | Path, what: str, suffixes: Collection[str] | None = None) -> None:
+    """Walk the data folder ``root`` the way a reader that follows links does, before it
+    does: refuse a link that leads out of ``root`` (to a folder, or to a file the reader opens:
+    one ending in ``suffixes``, any file when None) and a link to a folder it lies in (a loop:
+    the reader would go round it until the OS stops it, reading the same files each time),
+    naming the link (``what``: the data set). Folders that cannot be listed are left to the
+    reader, which says so."""
+    real_root = os.path.realpath(root)
+    stack: list[tuple[str, tuple[str, ...]]] = [(str(root), (real_root,))]
+    walked = 0
+    while stack:
+        folder, chain = stack.pop()   # chain: the real folders on the way down, this one last
+        walked += 1
+        if walked > MAX_FOLDERS:
+            raise DataError(f"{what}: {root} holds more than {MAX_FOLDERS:,} folders (counted "
+                            "through its links)")
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                link, folder_like = entry.is_symlink(), entry.is_dir()  # is_dir follows links
+            except OSError:
+                continue
+            real = os.path.realpath(entry.path) if link or folder_like else ""
+            if link and (folder_like or suffixes is None or
+                         os.path.splitext(entry.name)[1].lower() in suffixes) and \
+                    os.path.commonpath([real_root, real]) != real_root:
+                raise DataError(f"{what}: {entry.path} is a link to {real}, outside {root}; a "
+                                "link in a data folder must stay inside it")
+            if folder_like and real in chain:
+                raise DataError(f"{what}: {entry.path} is a link to {real}, a folder it lies "
+                                "in: a link loop (a data folder holds none)")
+            if folder_like:
+                stack.append((entry.path, (*chain, real)))
 
 
 def _kind(mode: int) -> str:
