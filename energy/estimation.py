@@ -27,7 +27,7 @@ from .pairing import check_pairing, one_sample_counts
 from .pricing import EnergyReport, Prices, price, price_ann
 from .profiles import EnergyProfile, ann_pricing_profile, load_profile
 from .quantities import EnergyModel, energy_model
-from .spike_counts import deployed_layout, read_spike_counts, read_spike_file
+from .spike_counts import ExitRun, SpikeCountFile, deployed_layout, read_spike_file
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class _Pricing:
 class ExitChoice:
     """The early exit an estimate prices: a rule of ``neurokd.anytime.EXIT_RULES`` and its
     threshold (checked when made), and where they came from (``given``: the caller's options;
-    ``run``: the exit the run recorded in its metrics.json).
+    ``run``: the exit the run recorded in its metrics.json, or an export in its metadata;
+    ``simulation``: the exit a spike-count file was saved with, ``simulate --save``).
 
         >>> ExitChoice.of("confidence", 0.9).threshold
         0.9
@@ -85,6 +86,14 @@ def exit_choice(source: StudentSource | None, rule: str | None, threshold: float
     """What ``energy report`` prices: ``--exit-rule R --exit-threshold C`` when given, else the
     exit the run recorded (a checkpoint of a run trained with ``--exit-rule``), else none;
     ``--no-exit`` prices all T steps whatever the run recorded."""
+    return choose_exit(source.exit if source is not None else None, rule, threshold, no_exit)
+
+
+def choose_exit(recorded: dict | None, rule: str | None, threshold: float | None,
+                no_exit: bool = False) -> ExitChoice | None:
+    """:func:`exit_choice` with the recorded exit given directly (a checked ``exit`` record,
+    e.g. an export's metadata, or None): the options' exit, else the recorded one (origin
+    ``run``), else none; ``--no-exit``: none. Bad options: ConfigError, one line."""
     if no_exit and (rule is not None or threshold is not None):
         raise ConfigError("--no-exit prices all T timesteps: drop --exit-rule/--exit-threshold")
     if (rule is None) != (threshold is None):
@@ -94,7 +103,6 @@ def exit_choice(source: StudentSource | None, rule: str | None, threshold: float
         return None
     if rule is not None:
         return ExitChoice.of(rule, threshold)
-    recorded = source.exit if source is not None else None
     return ExitChoice.of(recorded["rule"], recorded["threshold"], "run") if recorded else None
 
 
@@ -158,7 +166,7 @@ def _estimate(source: StudentSource, inputs, pricing: _Pricing, ann, reporter,
     else:
         logits, labels = both.logits, both.labels
         result.full_layers = price(both.full, pricing.snn)
-        result.exit = _exit_summary(exit, both.steps, logits, labels)
+        result.exit = exit_summary(exit, both.steps, logits, labels)
     if logits is not None and labels is not None and logits.dim() == 3:
         from neurokd.anytime import accuracy_by_timestep
 
@@ -174,16 +182,24 @@ def _estimate(source: StudentSource, inputs, pricing: _Pricing, ann, reporter,
     return result
 
 
-def _exit_summary(exit: ExitChoice, steps: torch.Tensor, logits: torch.Tensor,
-                  labels: torch.Tensor | None) -> dict:
-    """The report's ``exit`` record: the rule, where each sample stopped and (with labels)
-    the accuracy of the prediction it stopped with."""
-    from neurokd.anytime import apply_rule
+def exit_summary(exit: ExitChoice, steps: torch.Tensor, logits: torch.Tensor | None,
+                 labels: torch.Tensor | None, timesteps: int | None = None) -> dict:
+    """The report's ``exit`` record: the rule, where each sample stopped (``steps`` [N], 1..T)
+    and, with the logits ``[T, N, K]`` and labels, the accuracy of the prediction it stopped
+    with (else None). ``neurokd simulate`` reports the same record for its backends' runs."""
+    from neurokd.anytime import ExitOutcome, prefix_logits
 
-    outcome = apply_rule(exit.rule, logits, exit.threshold)
+    steps = torch.as_tensor(steps, dtype=torch.int64).reshape(-1)
+    chosen = torch.zeros_like(steps)  # no logits: no predictions to score
+    if logits is not None:  # argmax z̄_{e_b}, what apply_rule predicts
+        timesteps = logits.shape[0]
+        predictions = prefix_logits(logits.detach()).argmax(-1).cpu()
+        chosen = predictions.gather(0, (steps - 1).view(1, -1))[0]
+    outcome = ExitOutcome(steps, chosen, timesteps)  # checks the steps: 1..T
+    known = logits is not None and labels is not None
     return {"rule": exit.rule, "threshold": exit.threshold, "origin": exit.origin,
-            "mean_timesteps": float(steps.double().mean()),
-            "accuracy": None if labels is None else outcome.accuracy(labels),
+            "mean_timesteps": outcome.mean_timesteps,
+            "accuracy": outcome.accuracy(torch.as_tensor(labels)) if known else None,
             "exit_histogram": outcome.histogram}
 
 
@@ -199,22 +215,34 @@ def _report(counts: EventCounts, pricing: _Pricing, label: str, inputs: str,
 
 def price_spike_counts(path: str | Path, profile: str | Path | EnergyProfile = "45nm-fp32",
                        reference: EnergyReport | None = None, *,
-                       energy_model: str | EnergyModel = "compute") -> EnergyReport:
+                       energy_model: str | EnergyModel = "compute",
+                       exit: bool = True) -> EnergyReport:
     """The energy of a deployed run's spike-count file (``neurokd simulate --save``, any
     backend). A Lava run's memory accesses have Loihi's word sizes (``memory.LAYOUTS``).
 
     With a ``reference`` (the float estimate of the same student), its ANN reference is
-    reused, so the ratio compares the deployed SNN with the same ANN.
+    reused, so the ratio compares the deployed SNN with the same ANN. A file saved with an
+    early exit is priced with it (and at full T, ``snn_energy_full_pj``) unless ``exit`` is
+    False.
     """
     pricing = _Pricing.of(profile, energy_model)
-    counts, backend = read_spike_counts(path)
-    return _deployed_energy(counts, backend, Path(path).name, pricing, reference)
+    stored = read_spike_file(path)
+    return _deployed_energy(stored.counts, stored.backend, Path(path).name, pricing, reference,
+                            stored.exit if exit else None)
 
 
 def _deployed_energy(counts: EventCounts, backend: str, label: str, pricing: _Pricing,
-                     reference: EnergyReport | None = None) -> EnergyReport:
-    result = _report(counts, pricing.for_backend(backend), label,
+                     reference: EnergyReport | None = None, exit: ExitRun | None = None,
+                     origin: str = "simulation") -> EnergyReport:
+    """The deployed run priced; with its ``exit`` (the file's), each sample up to its exit
+    step (``layers``) and at full T (``full_layers``), as :func:`estimate` prices one."""
+    pricing = pricing.for_backend(backend)
+    result = _report(counts if exit is None else exit.counts, pricing, label,
                      f"{counts.samples} samples ({backend} run)", counted_on=backend)
+    if exit is not None:
+        result.full_layers = price(counts, pricing.snn)
+        result.exit = exit_summary(ExitChoice(exit.rule, exit.threshold, origin),
+                                   torch.from_numpy(exit.steps), None, None, counts.timesteps)
     if reference is not None and reference.ann:
         result.ann, result.ann_layers = reference.ann, list(reference.ann_layers)
     else:
@@ -237,14 +265,14 @@ def estimate_from_options(source: StudentSource | None, profile: str = "45nm-fp3
 
     With both, the float estimate runs on as many test samples as the deployed run (unless
     ``samples`` says otherwise) and carries the deployed run's report in ``.deployed``.
-    The exit priced is :func:`exit_choice`'s (the options', else the run's recorded one);
-    a spike-count file holds no per-sample timesteps, so a deployed run is priced at full T.
+    The exit priced is :func:`exit_choice`'s (the options', else the run's recorded one). A
+    spike-count file saved with an exit (``simulate`` with an exit rule) is priced with it, and
+    the float estimate beside it then prices that exit too unless the options name one; options
+    naming another exit than the file's are refused (the file cannot be re-masked). A file saved
+    without an exit holds no per-sample timesteps: its run is priced at full T.
     """
     pricing = _Pricing.of(profile, energy_model)
-    exit = exit_choice(source, exit_rule, exit_threshold, no_exit)
-    if exit is not None and exit.origin == "given" and source is None:
-        raise ConfigError("--exit-rule needs the checkpoint or --model as well as --from-sim: "
-                          "a spike-count file holds no per-sample timesteps to stop")
+    given = exit_choice(None, exit_rule, exit_threshold, no_exit)  # refused before any file
     if source is None and spike_counts is None:
         raise ConfigError("give a checkpoint, --model pkg.module:build_fn, or --from-sim "
                           "RESULT.npz")
@@ -256,10 +284,13 @@ def estimate_from_options(source: StudentSource | None, profile: str = "45nm-fp3
         stored = read_spike_file(spike_counts)
         counts, backend = stored.counts, stored.backend
         deployed = counts, backend, Path(spike_counts).name
+    exit = _exit_beside_file(source, stored, spike_counts, given, no_exit)
+    deployed_exit = None if stored is None or exit is None else stored.exit
+    origin = exit.origin if exit is not None else "simulation"
     if source is None:
         if ann not in (None, "none"):
             raise ConfigError("--ann needs the checkpoint or --model as well as --from-sim")
-        return _deployed_energy(*deployed, pricing)
+        return _deployed_energy(*deployed, pricing, exit=deployed_exit, origin=origin)
     check_ann(source, ann)
     batches, total, label = source_batches(
         source, "test", samples or (counts.samples if deployed else None), batch_size,
@@ -269,5 +300,30 @@ def estimate_from_options(source: StudentSource | None, profile: str = "45nm-fp3
                       (source.config or {}).get("dataset"), source.description)
     result = _estimate(source, batches, pricing, ann, reporter, total, label, neurobench, exit)
     if deployed is not None:
-        result.deployed = _deployed_energy(*deployed, pricing, result)
+        result.deployed = _deployed_energy(*deployed, pricing, result, deployed_exit, origin)
     return result
+
+
+def _exit_beside_file(source: StudentSource | None, stored: SpikeCountFile | None,
+                      path, given: ExitChoice | None, no_exit: bool) -> ExitChoice | None:
+    """The exit priced when a spike-count file may be given (:func:`estimate_from_options`):
+    the options' (``given``, which must be the file's exit when the file has one), else the
+    file's (origin ``simulation``), else the run's recorded one (:func:`exit_choice`)."""
+    saved = stored.exit if stored is not None else None
+    if given is not None and stored is not None:
+        if saved is None and source is None:
+            raise ConfigError(f"--exit-rule: {path} was saved without an exit, so it holds no "
+                              "per-sample timesteps to stop; simulate again with --exit-rule "
+                              f"{given.rule} --exit-threshold {given.threshold:g} --save, or "
+                              "give the checkpoint to price the float estimate's exit")
+        if saved is not None and (saved.rule, saved.threshold) != (given.rule,
+                                                                    given.threshold):
+            raise ConfigError(f"--exit-rule {given.rule} --exit-threshold {given.threshold!r} "
+                              f"is not the exit {path} was saved with ({saved.rule}, threshold "
+                              f"{saved.threshold!r}): a spike-count file cannot be re-masked; "
+                              "give the file's exit, --no-exit, or simulate again with yours")
+    if no_exit or given is not None:
+        return given
+    if saved is not None:  # the deployed run's exit: the float estimate beside prices it too
+        return ExitChoice.of(saved.rule, saved.threshold, "simulation")
+    return exit_choice(source, None, None)

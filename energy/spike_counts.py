@@ -25,6 +25,19 @@ bias per layer) and BatchNorm'd students have. Under the memory model a Lava run
 have Loihi's word sizes (:func:`deployed_layout`).
 Files written before the format had a backend-neutral name say ``format="neurokd.lava-result"``
 (same content, Lava and ONNX runs alike); they are read the same way.
+
+An early exit (optional, all or none; ``EXIT_KEYS``): a run whose samples stopped at their exit
+steps (``neurokd simulate`` with an exit rule, docs/anytime.md) also holds::
+
+    exit_rule=str (a name of neurokd.anytime.EXIT_RULES), exit_threshold=float (in its range),
+    exit_steps=int64 [N]: each sample's exit step e_b, in 1..T,
+    input_events_exit_{i}, output_spikes_exit_{i} (where output_spikes_{i} is): the same
+        counts as input_events_{i} / output_spikes_{i}, same shapes, over each sample's frames
+        t < e_b only (so elementwise <= the totals)
+
+The student is causal, so those are the counts of running sample b for e_b steps: priced as a
+run whose layers ran sum(e_b) sample steps (neuron updates: neurons x sum(e_b)). A file without
+these keys (and every file written before them) holds the full-T run only.
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurokd.errors import NeuroKDError
+from neurokd.errors import ConfigError, NeuroKDError
 from neurokd.files.npz import read_npz
 from neurokd.files.safe_io import write_atomic
 from neurokd.student.geometry import LayerGeometry
@@ -52,20 +65,38 @@ RESULT_KEYS = {
     "per_layer": ("geometry_{i}", "input_shape_{i}", "input_events_{i}", "has_neurons_{i}",
                   "output_spikes_{i}"),
 }
+# The optional early exit (module docstring): all of them or none.
+EXIT_KEYS = {
+    "header": ("exit_rule", "exit_threshold", "exit_steps"),
+    "per_layer": ("input_events_exit_{i}", "output_spikes_exit_{i}"),
+}
+
+
+@dataclass(frozen=True)
+class ExitRun:
+    """A run's early exit as the file holds it: the rule and threshold, each sample's exit step
+    (``steps``, int64 [N] in 1..T) and the counts over each sample's frames t < e_b
+    (``counts``: the same layers as the totals; each layer's ``frames`` is sum(e_b))."""
+
+    rule: str
+    threshold: float
+    steps: np.ndarray
+    counts: EventCounts
 
 
 def layer_chain(layers: list[tuple[str, LayerGeometry, np.ndarray | None]],
                 input_events: np.ndarray, samples: int, timesteps: int,
-                input_spikes: bool = False) -> EventCounts:
+                input_spikes: bool = False, frames: int | None = None) -> EventCounts:
     """The counts of a chain of synaptic layers, each fed by the neurons of the one before.
 
     ``layers``: (name, geometry, output spikes summed over samples and timesteps, or None for
     a layer without neurons) in order; ``input_events``: the events into the first layer.
     A layer whose input is not exactly the previous layer's spikes (a pool or a branch in
     between) cannot be written in this format and is refused by name. ``input_spikes``: the
-    first layer's input was spikes too (else graded values).
+    first layer's input was spikes too (else graded values). ``frames``: the sample steps
+    the counts cover, ``samples x timesteps`` unless an exit stopped samples early (sum(e_b)).
     """
-    frames, rows = samples * timesteps, []
+    frames, rows = samples * timesteps if frames is None else frames, []
     events, feeding = np.asarray(input_events, dtype=np.float64), "the input"
     for i, (name, geometry, spikes) in enumerate(layers):
         if events is None:
@@ -91,15 +122,20 @@ def layer_chain(layers: list[tuple[str, LayerGeometry, np.ndarray | None]],
 
 
 def write_spike_counts(path: str | Path, counts: EventCounts, backend: str = "lava",
-                       dataset: str | None = None) -> Path:
+                       dataset: str | None = None, exit: ExitRun | None = None) -> Path:
     """``counts`` (every layer with a geometry) in the contract above, written atomically;
-    ``dataset``: the data set the run was on (so a pairing with a checkpoint can be checked).
+    ``dataset``: the data set the run was on (so a pairing with a checkpoint can be checked);
+    ``exit``: the run's early exit (its counts over the same layers as ``counts``).
 
     Refused (nothing written): counts the reader would refuse, e.g. neurons whose spikes do
-    not have their layer's output shape."""
+    not have their layer's output shape, or exit counts above the totals."""
     arrays = _arrays(counts, backend)
     if dataset:
         arrays["dataset"] = np.array(dataset)
+    if exit is not None:
+        arrays |= _exit_arrays(exit, counts)
+        _read_exit(arrays, _layers_read(arrays, Path(path)), counts.samples, counts.timesteps,
+                   Path(path))  # the reader's checks, before anything is written
 
     def save(tmp: Path) -> None:
         with open(tmp, "wb") as handle:  # a handle: np.savez would append .npz to a name
@@ -134,11 +170,29 @@ def _arrays(counts: EventCounts, backend: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _exit_arrays(exit: ExitRun, counts: EventCounts) -> dict[str, np.ndarray]:
+    totals = [layer for layer in counts.layers if layer.geometry is not None]
+    layers = [layer for layer in exit.counts.layers if layer.geometry is not None]
+    if [layer.name for layer in layers] != [layer.name for layer in totals]:
+        raise NeuroKDError("the exit's counts are not of the run's layers: "
+                           f"{[layer.name for layer in layers]} vs "
+                           f"{[layer.name for layer in totals]}")
+    arrays = {"exit_rule": np.array(exit.rule), "exit_threshold": np.array(float(exit.threshold)),
+              "exit_steps": np.asarray(exit.steps, dtype=np.int64).reshape(-1)}
+    for i, layer in enumerate(layers):
+        events_key, spikes_key = (key.format(i=i) for key in EXIT_KEYS["per_layer"])
+        arrays[events_key] = np.asarray(layer.input_events, dtype=np.float64)
+        if layer.output_spikes is not None:
+            arrays[spikes_key] = np.asarray(layer.output_spikes, dtype=np.float64)
+    return arrays
+
+
 @dataclass(frozen=True)
 class SpikeCountFile:
     counts: EventCounts
     backend: str
     dataset: str | None     # None: written before the file recorded it
+    exit: ExitRun | None = None  # None: the run stopped no sample early (or predates exits)
 
 
 # A count per element is at most one spike per timestep (an event camera's count frames: at
@@ -168,6 +222,16 @@ def read_spike_file(path: str | Path) -> SpikeCountFile:
         raise NeuroKDError(f"{path}: spike-count file version {arrays['version']} is not supported "
                            f"(this neurokd reads version {RESULT_VERSION})")
     samples, timesteps = _int(arrays, "samples", path), _int(arrays, "timesteps", path)
+    layers = _layers_read(arrays, path)
+    dataset = _texts(arrays, "dataset", path)[0] if "dataset" in arrays else None
+    return SpikeCountFile(EventCounts(layers, samples, timesteps),
+                          _texts(arrays, "backend", path)[0], dataset,
+                          _read_exit(arrays, layers, samples, timesteps, path))
+
+
+def _layers_read(arrays: dict, path: Path) -> list[LayerEvents]:
+    """The totals' layers of ``arrays``, checked (the header's sizes first)."""
+    samples, timesteps = _int(arrays, "samples", path), _int(arrays, "timesteps", path)
     if samples < 1 or timesteps < 1 or samples * timesteps > MAX_FRAMES:
         raise NeuroKDError(f"{path}: samples and timesteps must be >= 1, their product at most "
                            f"{MAX_FRAMES:,} (samples {samples:,}, timesteps {timesteps:,})")
@@ -177,11 +241,81 @@ def read_spike_file(path: str | Path) -> SpikeCountFile:
     input_spikes = _int(arrays, "input_spikes", path) if "input_spikes" in arrays else 0
     if input_spikes not in (0, 1):
         raise NeuroKDError(f"{path}: input_spikes must be 0 or 1, not {input_spikes}")
-    layers = [_layer(arrays, i, name, kind, samples * timesteps, path, bool(input_spikes))
-              for i, (name, kind) in enumerate(zip(names, types, strict=True))]
-    dataset = _texts(arrays, "dataset", path)[0] if "dataset" in arrays else None
-    return SpikeCountFile(EventCounts(layers, samples, timesteps),
-                          _texts(arrays, "backend", path)[0], dataset)
+    return [_layer(arrays, i, name, kind, samples * timesteps, path, bool(input_spikes))
+            for i, (name, kind) in enumerate(zip(names, types, strict=True))]
+
+
+def _is_exit_key(key: str) -> bool:
+    return key in EXIT_KEYS["header"] or key.startswith(
+        tuple(k.removesuffix("{i}") for k in EXIT_KEYS["per_layer"]))
+
+
+def _read_exit(arrays: dict, layers: list[LayerEvents], samples: int, timesteps: int,
+               path: Path) -> ExitRun | None:
+    """The optional early exit (module docstring), checked against the totals ``layers``."""
+    present = sorted(key for key in arrays if _is_exit_key(key))
+    if not present:
+        return None
+    missing = [key for key in EXIT_KEYS["header"] if key not in arrays]
+    if missing:
+        raise NeuroKDError(f"{path}: has exit keys ({', '.join(present[:3])}) but lacks "
+                           f"{', '.join(missing)}")
+    from neurokd.anytime import EXIT_RULES, check_threshold
+
+    rule = _texts(arrays, "exit_rule", path)
+    if len(rule) != 1 or rule[0] not in EXIT_RULES:
+        raise NeuroKDError(f"{path}: exit_rule {', '.join(rule)[:40]!r} is not one of "
+                           f"{', '.join(EXIT_RULES)}")
+    value = arrays["exit_threshold"]
+    if value.size != 1 or value.dtype.kind not in "iuf":
+        raise NeuroKDError(f"{path}: exit_threshold must be one number, not {value!r:.80}")
+    try:
+        threshold = check_threshold(rule[0], float(value.reshape(-1)[0]))
+    except ConfigError as exc:
+        raise NeuroKDError(f"{path}: exit_threshold: {exc}") from None
+    steps = arrays["exit_steps"]
+    if steps.dtype.kind not in "iu" or steps.shape != (samples,):
+        raise NeuroKDError(f"{path}: exit_steps must be {samples} whole numbers (one per "
+                           f"sample), not {steps.dtype} {steps.shape}")
+    steps = steps.astype(np.int64)
+    if not (1 <= int(steps.min()) and int(steps.max()) <= timesteps):
+        raise NeuroKDError(f"{path}: exit_steps must lie in 1..{timesteps} (T), not "
+                           f"{int(steps.min())}..{int(steps.max())}")
+    frames = int(steps.sum())
+    expected = set(EXIT_KEYS["header"])
+    rows = []
+    for i, total in enumerate(layers):
+        events_key, spikes_key = (key.format(i=i) for key in EXIT_KEYS["per_layer"])
+        events = _exit_counts(arrays, events_key, total.input_events, path)
+        spikes = None if total.output_spikes is None else \
+            _exit_counts(arrays, spikes_key, total.output_spikes, path)
+        expected |= {events_key} | ({spikes_key} if spikes is not None else set())
+        rows.append(LayerEvents(total.name, total.geometry, events, frames,
+                                total.spiking_input,
+                                0 if spikes is None else spikes.size * frames, spikes,
+                                has_bias=total.has_bias))
+    unexpected = sorted(set(present) - expected)
+    if unexpected:
+        raise NeuroKDError(f"{path}: {', '.join(unexpected[:3])} belong to no layer with "
+                           "neurons of the file")
+    return ExitRun(rule[0], threshold, steps, EventCounts(rows, samples, timesteps))
+
+
+def _exit_counts(arrays: dict, key: str, totals: np.ndarray, path: Path) -> np.ndarray:
+    """An exit count array: the totals' shape, finite, >= 0 and <= the totals."""
+    if key not in arrays:
+        raise NeuroKDError(f"{path}: has an exit but lacks {key}")
+    value = arrays[key]
+    totals = np.asarray(totals)
+    if value.dtype.kind not in "iuf" or value.shape != totals.shape:
+        raise NeuroKDError(f"{path}: {key} must hold counts of shape {totals.shape} (as its "
+                           f"totals), not {value.dtype} {value.shape}")
+    counts = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(counts).all() or counts.min(initial=0) < 0 or \
+            bool((counts > totals).any()):
+        raise NeuroKDError(f"{path}: {key} holds negative, non-finite counts or counts above "
+                           "its totals (the frames up to each exit are a part of the run)")
+    return counts
 
 
 def _texts(arrays: dict, key: str, path: Path) -> list[str]:

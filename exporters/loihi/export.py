@@ -399,10 +399,12 @@ def compare_fixed_point(network: QuantizedNetwork, float_layers: list[FloatLayer
 
 def _file_meta(source: StudentSource, reference_logits: torch.Tensor) -> dict:
     """What a Loihi file (netx chain or graph) records of its run: the data settings, the
-    source, the class count and names."""
+    source, the class count and names, and the run's early exit (rule, threshold and what
+    they gave, docs/anytime.md) when it has one, as the ONNX and NIR files do."""
+    exit_record = {"exit": dict(source.exit)} if source.exit else {}
     return {**recorded_settings(source.config), "source": source.label,
             "num_classes": int(reference_logits.shape[-1]),
-            "class_names": list(source.class_names or [])}
+            "class_names": list(source.class_names or []), **exit_record}
 
 
 def _require_agreement(agreement, count: int, min_agreement: float) -> None:

@@ -196,6 +196,10 @@ def _read_meta(handle: h5py.File, path: Path) -> dict[str, Any]:
         raise NeuroKDError(f"{path}: neurokd Loihi graph version {meta.get('version')} is not "
                            f"supported (this neurokd reads {GRAPH_VERSION})")
     check_input_meta(meta)
+    if "exit" in meta:  # the run's early exit (docs/anytime.md), checked before it is used
+        from neurokd.anytime import checked_exit_record
+
+        meta["exit"] = checked_exit_record(meta["exit"], f"{path}: neurokd.exit")
     names, roles, scales, synapse_names = (meta.get(k) for k in (
         "group_names", "group_roles", "group_scales", "synapse_names"))
     for key, value in (("group_names", names), ("synapse_names", synapse_names)):

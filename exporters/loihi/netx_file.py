@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from neurokd.data.encoding import repeat_over_time
 from neurokd.errors import NeuroKDError
 from neurokd.files.hdf5 import check_hdf5_tree
+from neurokd.files.paths import regular_size
 from neurokd.student.geometry import HasGeometry, LayerGeometry
 from neurokd.text import first_line
 
@@ -147,8 +148,9 @@ def read_netx(path: str | Path) -> NetxFile:
     """A file written by ``neurokd export --target loihi``; anything else is one clear error
     naming the field (the checks: ``netx_checks.py``)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise NeuroKDError(f"no such export file: {path}")
+    regular_size(path, "export file")  # a FIFO would block HDF5's open
     try:
         with h5py.File(path, "r") as handle:
             check_hdf5_tree(handle, path)  # before any array is read
@@ -175,6 +177,10 @@ def _read_meta(handle: h5py.File, path: Path) -> dict[str, Any]:
         raise NeuroKDError(f"{path}: neurokd netx version {meta.get('version')} is not "
                            f"supported (this neurokd reads {FILE_VERSION})")
     check_meta(meta)
+    if "exit" in meta:  # the run's early exit (docs/anytime.md), checked before it is used
+        from neurokd.anytime import checked_exit_record
+
+        meta["exit"] = checked_exit_record(meta["exit"], f"{path}: neurokd.exit")
     return meta
 
 

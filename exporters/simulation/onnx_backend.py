@@ -29,14 +29,16 @@ from neurokd.text import first_line
 
 from ..onnx.checks import check_metadata, check_per_sample, load_checked_onnx
 from ..verify import take
+from .anytime import ExitTally, anytime, run_exit
 from .result import SimulationResult
 
 CHUNK = 64
 
 
 def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int | None = None,
-                  reporter: Reporter | None = None,
-                  data_dir: str | None = None) -> SimulationResult:
+                  reporter: Reporter | None = None, data_dir: str | None = None,
+                  exit_rule: str | None = None, exit_threshold: float | None = None,
+                  no_exit: bool = False) -> SimulationResult:
     import onnxruntime as ort
 
     path = Path(export)
@@ -60,6 +62,7 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
         raise NeuroKDError(f"{path}: {len(layers)} conv/linear layers and {len(spike_outputs)} "
                            "neuron layers do not form a chain; the result file needs one")
     _check_chain(path, layers, [_per_sample_shape(o) for o in spike_outputs], input_shape)
+    tally = ExitTally(_exit(path, props, exit_rule, exit_threshold, no_exit), timesteps)
     reporter = reporter or Reporter()
     recorded = _recorded(path, props, input_shape, timesteps)
     x, labels, _ = split_inputs(DataRef.of(recorded, dataset, data_dir), "test", samples,
@@ -75,10 +78,11 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
     task = reporter.start("ONNX Runtime (samples)", count)
     predictions, totals, started = [], [0.0] * len(spike_outputs), time.perf_counter()
     logits = []  # [T, chunk, K] each: the accuracy after every timestep, and the exit
+    exited = [0.0] * (len(spike_outputs) + 1)  # input events, then spikes: frames t < e_b
     for start in range(0, count, CHUNK):
+        part = take(x, slice(start, start + CHUNK), axis).numpy()
         try:
-            outputs = session.run(names, {"input": take(x, slice(start, start + CHUNK),
-                                                        axis).numpy()})
+            outputs = session.run(names, {"input": part})
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
             raise NeuroKDError(f"{path}: ONNX Runtime fails running this model; the file is "
                                f"damaged or not a neurokd export ({first_line(exc, 200)})") \
@@ -87,24 +91,49 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
         logits.append(outputs[0])
         totals = [total + out.sum(axis=(0, 1)) for total, out in zip(totals, outputs[1:],
                                                                      strict=True)]
+        mask = tally.mask(outputs[0])
+        if mask is not None:  # spikes [T, B, ...]; input: event frames likewise, or graded
+            events = tally.sum(part, mask) if axis else tally.graded(part, mask)
+            exited = [done + new for done, new in zip(
+                exited, [events, *(tally.sum(out, mask) for out in outputs[1:])], strict=True)]
         reporter.advance(task, min(CHUNK, count - start))
     seconds = time.perf_counter() - started
     reporter.finish(task, f"{seconds:.1f} s")
     accuracy = float((np.concatenate(predictions) == labels).mean())
-    by_step, exit = _anytime(path, props, np.concatenate(logits, axis=1), labels)
-    spikes = [*totals] + [None] * (len(layers) - len(totals))
+    by_step, exit = anytime(np.concatenate(logits, axis=1), labels, tally)
     # Spikes in: the events are the spikes over samples and timesteps; graded input is
     # repeated at every timestep, its events the non-zero values x T.
     events = x.numpy().sum((0, 1)) if axis else (x.numpy() != 0).sum(0) * timesteps
-    counts = layer_chain([(name, geometry, total) for (name, geometry), total
-                          in zip(layers, spikes, strict=True)], events, count, timesteps,
-                         input_spikes=axis == 1)
+    counts = _chain(layers, totals, events, count, timesteps, axis == 1)
+    exit_counts = None if exit is None else _chain(layers, exited[1:], exited[0], count,
+                                                   timesteps, axis == 1, tally.frames)
     return SimulationResult(
         "onnx", str(path), dataset, count, timesteps, accuracy, None, None, None, {},
         {o.name[len("spikes."):]: int(total.sum()) for o, total in zip(spike_outputs, totals,
                                                                        strict=True)},
         seconds / count, [name for name, _ in layers], [g.kind for _, g in layers], counts,
-        accuracy_by_timestep=by_step, exit=exit)
+        accuracy_by_timestep=by_step, exit=exit, exit_run=tally.run(exit_counts))
+
+
+def _chain(layers: list[tuple[str, LayerGeometry]], spikes: list, events, count: int,
+           timesteps: int, input_spikes: bool, frames: int | None = None):
+    """The run's counts (``frames``: sum(e_b) for the counts up to each exit step)."""
+    spikes = [*spikes] + [None] * (len(layers) - len(spikes))  # the readout has no neurons
+    return layer_chain([(name, geometry, total) for (name, geometry), total
+                        in zip(layers, spikes, strict=True)], events, count, timesteps,
+                       input_spikes=input_spikes, frames=frames)
+
+
+def _exit(path: Path, props: dict[str, str], rule: str | None, threshold: float | None,
+          no_exit: bool):
+    """The exit applied: the options', else the one the file records (``neurokd.exit``, the
+    run's rule and threshold), checked; else none."""
+    recorded = None
+    if "neurokd.exit" in props:
+        from neurokd.files.json_text import loads_bounded
+
+        recorded = loads_bounded(props["neurokd.exit"], f"{path}: metadata neurokd.exit")
+    return run_exit(recorded, f"{path} metadata", rule, threshold, no_exit)
 
 
 def _named(path: Path, props: dict[str, str], layers: list[tuple[str, LayerGeometry]]
@@ -122,30 +151,6 @@ def _named(path: Path, props: dict[str, str], layers: list[tuple[str, LayerGeome
         raise NeuroKDError(f"{path}: metadata neurokd.layer_names must list {len(layers)} "
                            "distinct layer names, one per conv/linear node")
     return [(name, geometry) for name, (_, geometry) in zip(names, layers, strict=True)]
-
-
-def _anytime(path: Path, props: dict[str, str], logits: np.ndarray, labels: np.ndarray
-             ) -> tuple[list[float], dict | None]:
-    """Accuracy after each timestep, and the exit the file records (``neurokd.exit``, the
-    run's rule and threshold) applied to the run's logits ``[T, N, K]``."""
-    import torch
-
-    from neurokd.anytime import accuracy_by_timestep, apply_rule, checked_exit_record
-
-    logits_t, labels_t = torch.from_numpy(logits), torch.from_numpy(np.asarray(labels))
-    by_step = accuracy_by_timestep(logits_t, labels_t)
-    if "neurokd.exit" not in props:
-        return by_step, None
-    from neurokd.files.json_text import loads_bounded
-
-    recorded = checked_exit_record(loads_bounded(props["neurokd.exit"],
-                                                 f"{path}: metadata neurokd.exit"),
-                                   f"{path} metadata")
-    outcome = apply_rule(recorded["rule"], logits_t, recorded["threshold"])
-    return by_step, {"rule": recorded["rule"], "threshold": recorded["threshold"],
-                     "accuracy": outcome.accuracy(labels_t),
-                     "mean_timesteps": outcome.mean_timesteps,
-                     "exit_histogram": outcome.histogram}
 
 
 def _recorded(path: Path, props: dict[str, str], input_shape: tuple[int, ...],

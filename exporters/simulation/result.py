@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from neurokd.energy.count import EventCounts
-from neurokd.energy.spike_counts import write_spike_counts
+from neurokd.energy.spike_counts import ExitRun, write_spike_counts
 from neurokd.errors import NeuroKDError
 
 
@@ -31,20 +31,26 @@ class SimulationResult:
     # The prefix prediction's accuracy after t = 1..T steps (docs/anytime.md); None where a
     # backend does not keep per-timestep logits.
     accuracy_by_timestep: list[float] | None = None
-    # The export's recorded exit (rule, threshold) on this run: accuracy, mean_timesteps,
-    # exit_histogram; None when the export records none.
+    # The exit applied to this run (--exit-rule/--exit-threshold, else the one the export
+    # records): rule, threshold, origin ("given" | "run"), accuracy, mean_timesteps,
+    # exit_histogram, from the backend's own per-step logits; None without an exit.
     exit: dict | None = None
+    # Its exit steps and the counts over each sample's frames t < e_b (what --save writes).
+    exit_run: ExitRun | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         """What ``--json`` writes. ``lava_accuracy`` repeats ``accuracy`` under the name the
         first version of the file used, so scripts reading it keep working."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "counts"}
+        values = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in ("counts", "exit_run")}
         values["lava_accuracy"] = self.accuracy
         return values
 
 
 def write_result(path: str | Path, result: SimulationResult) -> Path:
-    """The run's per-layer counts as a spike-count file (``neurokd.energy.spike_counts``)."""
+    """The run's per-layer counts as a spike-count file (``neurokd.energy.spike_counts``),
+    with its exit's steps and counts when an exit applied."""
     if result.counts is None:
         raise NeuroKDError(f"the {result.backend} run of {result.export} kept no per-layer counts")
-    return write_spike_counts(path, result.counts, result.backend, result.dataset)
+    return write_spike_counts(path, result.counts, result.backend, result.dataset,
+                              exit=result.exit_run)

@@ -111,7 +111,8 @@ def print_simulation(result) -> None:
             f"t={t} {pct(a)}" for t, a in enumerate(result.accuracy_by_timestep, 1)))
     if getattr(result, "exit", None):
         e = result.exit
-        console.print(f"  exit ({e['rule']}, threshold {e['threshold']:.4g}): accuracy "
+        whose = "the export's exit" if e.get("origin") == "run" else "exit"
+        console.print(f"  {whose} ({e['rule']}, threshold {e['threshold']:.4g}): accuracy "
                       f"{pct(e['accuracy'])}, mean {e['mean_timesteps']:.2f} of "
                       f"T={result.timesteps} timesteps")
     for name, count in result.spike_counts.items():

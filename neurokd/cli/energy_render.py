@@ -180,6 +180,8 @@ def print_report(result: EnergyReport, console: Console | None = None) -> None:
     deployed = result.deployed
     if deployed is not None:
         _print_tables(console, deployed)
+        for line in anytime_lines(deployed):
+            console.print(f"deployed: {line}", markup=False, highlight=False)
         line = (f"deployed ({deployed.counted_on}, {deployed.source}): "
                 f"{energy_text(deployed.snn_energy_pj)} per inference vs float estimate "
                 f"{energy_text(result.snn_energy_pj)}")
@@ -196,7 +198,8 @@ def anytime_lines(result: EnergyReport) -> list[str]:
     if exit is not None:
         from ..anytime import get_rule
 
-        origin = "the run's exit" if exit["origin"] == "run" else "exit"
+        origin = {"run": "the run's exit", "simulation": "the simulated run's exit"}.get(
+            exit["origin"], "exit")
         sign = get_rule(exit["rule"]).comparison
         accuracy = "" if exit["accuracy"] is None else f", accuracy {100 * exit['accuracy']:.2f}%"
         lines.append(f"{origin} {exit['rule']} {sign} {exit['threshold']:.4g}: mean "

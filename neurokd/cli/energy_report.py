@@ -9,6 +9,7 @@ from ..energy.profiles import BUILTIN as PROFILES
 from ..energy.quantities import ENERGY_MODELS
 from .options import (
     data_options,
+    exit_options,
     load_source,
     output_option,
     quiet_option,
@@ -37,12 +38,9 @@ from .options import (
 @click.option("--from-sim", "--from-lava", "spike_counts", type=click.Path(dir_okay=False),
               help="RESULT.npz of `neurokd simulate --save`: price the deployed run's spike "
               "counts (--from-lava is the older name)")
-@click.option("--exit-rule", help="price each sample only up to its exit step under this "
-              "rule (confidence, entropy, margin; docs/anytime.md), with --exit-threshold; "
-              "default: the exit the run recorded, if any")
-@click.option("--exit-threshold", type=float, help="the exit rule's threshold c")
-@click.option("--no-exit", is_flag=True, help="price all T timesteps even when the run "
-              "recorded an exit")
+@exit_options("price each sample only up to its exit step",
+              "the exit the run (or the --from-sim file) recorded, if any",
+              "price all T timesteps even when the run recorded an exit")
 @random_weights_option("count and price")
 @output_option("--json", "json_path", "write every number of the table to this JSON file")
 @output_option("--plot", "plot_path", "write this PNG: per-layer energy bars of the SNN and "

@@ -104,6 +104,22 @@ def random_weights_option(what: str):
                         "(without it, --model needs --weights)")
 
 
+EXIT_RULE_NAMES = ("confidence", "entropy", "margin")  # neurokd.anytime.EXIT_RULES
+
+
+def exit_options(does: str, default: str, no_exit: str):
+    """``--exit-rule R --exit-threshold C`` and ``--no-exit`` (energy report, simulate): one
+    definition; ``neurokd.energy.estimation.exit_choice`` checks their values (one line, exit
+    2). The rule names are spelled out here so that ``--help`` imports no torch (the registry
+    does); tests/test_simulate.py holds them to ``neurokd.anytime.EXIT_RULES``."""
+    return lambda command: _apply(command, [
+        click.option("--exit-rule", help=f"{does} under this rule ({', '.join(EXIT_RULE_NAMES)}"
+                     f"; docs/anytime.md), with --exit-threshold; default: {default}"),
+        click.option("--exit-threshold", type=float, help="the exit rule's threshold c"),
+        click.option("--no-exit", is_flag=True, help=no_exit),
+    ])
+
+
 def quiet_option(command):
     return click.option("--quiet", "-q", is_flag=True, help="no progress output")(command)
 

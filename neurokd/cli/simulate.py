@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import data_options, output_option, quiet_option, samples_option
+from .options import data_options, exit_options, output_option, quiet_option, samples_option
 
 
 class _Backends(click.Choice):
@@ -50,10 +50,14 @@ def _without_random(command):
 @output_option("--json", "json_path",
                "write the accuracies, agreement and spike counts to this JSON file")
 @output_option("--save", "save_path",
-               "write per-layer event counts to RESULT.npz (for energy report --from-sim)")
+               "write per-layer event counts to RESULT.npz (for energy report --from-sim; "
+               "with an exit, also the counts up to each sample's exit step)")
+@exit_options("report the accuracy and mean timesteps of stopping each sample at its exit "
+              "step", "the exit the export records, if any",
+              "report no exit even when the export records one")
 @quiet_option
 def simulate(export_path, backend, dataset, data_dir, samples, json_path, save_path,
-             quiet) -> None:
+             exit_rule, exit_threshold, no_exit, quiet) -> None:
     """Run an export on a test split: Lava (vs the float and integer models) or ONNX Runtime.
 
     \b
@@ -61,14 +65,16 @@ def simulate(export_path, backend, dataset, data_dir, samples, json_path, save_p
       neurokd simulate runs/demo/student.net                  # Lava, the export's data set
       neurokd simulate runs/demo/student.net --samples 50 --json sim.json --save sim.npz
       neurokd simulate runs/demo/student.spikes.onnx          # ONNX Runtime (--spikes export)
+      neurokd simulate runs/demo/student.net --exit-rule margin --exit-threshold 0.5 --save r.npz
     """
     from ..errors import NeuroKDError
-    from ..exporters.simulation import backend_for, write_result
+    from ..exporters.simulation import backend_for, check_exit_options, write_result
     from ..exporters.simulation import simulate as run_simulation
     from ..files.safe_io import check_writable, write_json
     from ..runtime.progress import make_reporter
     from .console import print_simulation
 
+    check_exit_options(exit_rule, exit_threshold, no_exit)  # refused before anything runs
     if not Path(export_path).exists():  # the usual first stumble: the export was never made
         raise NeuroKDError(_missing_export(Path(export_path), backend_for(export_path, backend)))
     for output in (json_path, save_path):  # refused before the run, not after it
@@ -76,7 +82,8 @@ def simulate(export_path, backend, dataset, data_dir, samples, json_path, save_p
             check_writable(output, reads=(export_path,))
     with make_reporter(quiet) as reporter:
         result = run_simulation(export_path, backend, dataset, samples, reporter,
-                                data_dir=data_dir)
+                                data_dir=data_dir, exit_rule=exit_rule,
+                                exit_threshold=exit_threshold, no_exit=no_exit)
     print_simulation(result)
     if json_path:
         write_json(json_path, result.to_json())
