@@ -241,7 +241,8 @@ def load_profile(spec: str | Path | EnergyProfile) -> EnergyProfile:
     if text in BUILTIN:
         return BUILTIN[text]
     path = Path(text)
-    if path.suffix.lower() != ".toml" and not path.is_file():
+    # a FIFO or a folder under the name is a file given (refused by name below), not a typo
+    if path.suffix.lower() != ".toml" and not path.exists():
         raise ConfigError(f"unknown energy profile {text!r}{_near(text, BUILTIN)}; built in: "
                           f"{', '.join(BUILTIN)}, or a TOML file with keys "
                           f"{', '.join(profile_keys())}")

@@ -10,10 +10,12 @@ before any array is made of it. Each failure names the file and the tensor.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from neurokd.errors import NeuroKDError
 from neurokd.files.budget import check_bytes
+from neurokd.files.paths import open_regular
 from neurokd.text import first_line
 from neurokd.validation import SIZE_LIMITS, check_shape
 
@@ -24,13 +26,17 @@ def load_checked_onnx(path: Path):
     """The ``onnx.ModelProto`` at ``path``, once it passed the checks above."""
     import onnx
 
-    if not path.is_file():
-        raise NeuroKDError(f"no such export file: {path}")
-    check_bytes(COPIES * path.stat().st_size, f"{path}: loading the ONNX model")
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
-        raise NeuroKDError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    # a FIFO, a device or a folder is refused by name, never waited on; parsed from the
+    # descriptor that was checked
+    with open_regular(path, "export file", missing=f"no such export file: {path}",
+                      error=NeuroKDError) as handle:
+        check_bytes(COPIES * os.fstat(handle.fileno()).st_size,
+                    f"{path}: loading the ONNX model")
+        try:
+            model = onnx.load(handle, load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
+            raise NeuroKDError(f"{path}: not a readable ONNX file ({type(exc).__name__})") \
+                from None
     _check_versions(path, model)
     tensors = list(_initializers(model.graph))
     external = [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]

@@ -70,7 +70,9 @@ def simulate_onnx(export: str | Path, dataset: str | None = None, samples: int |
     axis = batch_axis(x, input_shape)   # 1: [T, N, ...] event frames or rate-coded spikes
     count = x.shape[axis]
     try:
-        session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
+        # the bytes checked above, not the path again (it could be swapped for a FIFO since)
+        session = ort.InferenceSession(model.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
         raise NeuroKDError(f"{path}: ONNX Runtime {ort.__version__} cannot load this model "
                            f"({first_line(exc, 200)})") from None

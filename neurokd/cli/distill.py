@@ -78,7 +78,7 @@ def _resume_config(resume_dir: str, config_path: str | None, options: dict) -> R
         raise ConfigError(f"--resume continues a run with its saved settings; drop {extra}")
     run_dir = Path(resume_dir)
     saved = run_dir / "config.toml"
-    if not saved.is_file():
+    if not saved.exists():  # one that is not a regular file is named by load_toml
         raise ConfigError(f"nothing to resume in {run_dir} (no config.toml)")
     values = load_toml(saved)
     values.update(out=str(run_dir.parent), name=run_dir.name)

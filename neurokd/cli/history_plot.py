@@ -12,12 +12,14 @@ naming the file and the field.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 from ..anytime import checked_exit_record, get_rule
 from ..errors import NeuroKDError
 from ..files.json_text import loads_bounded
+from ..files.paths import open_regular
 from ..text import pct
 from .figure import plot_text, pyplot, write_png
 
@@ -29,15 +31,19 @@ def read_history(run: str | Path) -> tuple[Path, dict[str, Any]]:
     """metrics.json of a run folder (or the file itself), checked field by field."""
     path = Path(run)
     path = path / "metrics.json" if path.is_dir() else path
-    if not path.is_file():
-        raise NeuroKDError(f"no metrics.json at {path}: give a run folder written by "
-                           "neurokd distill")
-    if path.stat().st_size > MAX_METRICS_BYTES:
-        raise NeuroKDError(f"{path}: {path.stat().st_size:,} bytes is not a run history")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise NeuroKDError(f"cannot read {path}: {exc.strerror or exc}") from None
+    # a FIFO, a device or a folder is refused by name, never waited on
+    with open_regular(path, "metrics file", error=NeuroKDError,
+                      missing=f"no metrics.json at {path}: give a run folder written by "
+                              "neurokd distill") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_METRICS_BYTES:
+            raise NeuroKDError(f"{path}: {size:,} bytes is not a run history")
+        try:
+            raw = handle.read(MAX_METRICS_BYTES + 1)
+        except OSError as exc:
+            raise NeuroKDError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_METRICS_BYTES:  # grown since the check
+        raise NeuroKDError(f"{path}: over {MAX_METRICS_BYTES:,} bytes is not a run history")
     metrics = loads_bounded(raw, str(path))
     if not isinstance(metrics, dict) or not isinstance(metrics.get("history"), list):
         raise NeuroKDError(f"{path}: no 'history' list: not a neurokd metrics.json")

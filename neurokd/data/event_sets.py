@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import DataError
-from ..files.paths import inside, open_regular, regular_size
+from ..files.paths import check_inside, inside, open_regular, regular_size
 from .event_files import Events, read_aedat2, read_aedat31, read_nmnist
 
 GESTURES = ("hand clapping", "right hand wave", "left hand wave", "right arm clockwise",
@@ -86,18 +86,25 @@ def _number(path: Path) -> tuple[int, str]:
     return (int(digits[-1]) if digits else -1, path.name)
 
 
-def _class_files(folder: Path, classes: tuple[str, ...], suffix: str, layout: str,
+def _class_files(root: Path, folder: Path, classes: tuple[str, ...], suffix: str, layout: str,
                  name: str) -> list[list[Path]]:
-    """Per class, its files in ``folder/<class>/`` in number order; every class must have some."""
+    """Per class, its files in ``folder/<class>/`` in number order; every class must have some.
+    ``folder`` lies in the data folder ``root``: a link out of it, on the way to a class folder
+    or as a file listed there, is refused by name (files/paths.py) before anything is read."""
     missing = [c for c in classes if not (folder / c).is_dir()]
     if missing:
         raise DataError(f"{name}: no class folder {folder / missing[0]} (expected {layout})")
+    for path in (folder, *(folder / c for c in classes)):  # the link itself refused first
+        check_inside(root, path, name)
     files = [sorted((folder / c).glob(f"*{suffix}"), key=_number) for c in classes]
     empty = [c for c, f in zip(classes, files, strict=True) if not f]
     if empty:
         raise DataError(f"{name}: no {suffix} files in {folder / empty[0]} (expected {layout})")
     for path in (p for group in files for p in group):  # a FIFO or a device: refused now,
         regular_size(path, f"{name} file")             # not after binning every file before it
+    # a file that is no link lies in its class folder, checked above
+    for path in (p for group in files for p in group if p.is_symlink()):
+        check_inside(root, path, name)
     return files
 
 
@@ -110,7 +117,7 @@ def _nmnist(root: Path, split: str) -> list[Recording]:
     if not folder.is_dir():
         raise DataError(f"nmnist: no folder {folder} (expected {NMNIST_LAYOUT})")
     digits = tuple(str(d) for d in range(10))
-    files = _class_files(folder, digits, ".bin", NMNIST_LAYOUT, "nmnist")
+    files = _class_files(root, folder, digits, ".bin", NMNIST_LAYOUT, "nmnist")
     return [Recording(p, ((label, None, None),)) for label, group in enumerate(files)
             for p in group]
 
@@ -176,7 +183,8 @@ CIFAR10DVS_LAYOUT = ("DIR/<class>/*.aedat for the ten classes (airplane ... truc
 
 
 def _cifar10dvs(root: Path, split: str) -> list[Recording]:
-    files = _class_files(root, CIFAR10_CLASSES, ".aedat", CIFAR10DVS_LAYOUT, "cifar10dvs")
+    files = _class_files(root, root, CIFAR10_CLASSES, ".aedat", CIFAR10DVS_LAYOUT,
+                         "cifar10dvs")
     recordings = []
     for label, group in enumerate(files):
         test = max(1, len(group) // 10)

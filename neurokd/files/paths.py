@@ -12,7 +12,13 @@ Every data file is checked to be a regular file before it is opened (:func:`regu
 
 A data folder that a reader walks following links (torchvision's ImageFolder) is walked first
 by :func:`check_tree`: a link out of it and a link loop (a folder linking to one it lies in,
-which the reader would walk again and again) are refused by name.
+which the reader would walk again and again) are refused by name. A reader that lists its
+files itself (N-MNIST, CIFAR10-DVS) checks each with :func:`check_inside`.
+
+A file the user names (a checkpoint, an export, a TOML, metrics.json) gets the same check
+(:func:`regular_size` or :func:`open_regular` with ``missing``): a path that does not exist
+keeps the reader's own "no such ..." message, anything else that is not a regular file is
+named (a FIFO, a device, a socket, a folder), never waited on.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from ..errors import DataError
+from ..errors import DataError, NeuroKDError
 
 _KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
@@ -85,8 +91,7 @@ def check_tree(root: str | Path, what: str, suffixes: Collection[str] | None = N
             if link and (folder_like or suffixes is None or
                          os.path.splitext(entry.name)[1].lower() in suffixes) and \
                     os.path.commonpath([real_root, real]) != real_root:
-                raise DataError(f"{what}: {entry.path} is a link to {real}, outside {root}; a "
-                                "link in a data folder must stay inside it")
+                raise _link_out(what, entry.path, real, root)
             if folder_like and real in chain:
                 raise DataError(f"{what}: {entry.path} is a link to {real}, a folder it lies "
                                 "in: a link loop (a data folder holds none)")
@@ -94,47 +99,72 @@ def check_tree(root: str | Path, what: str, suffixes: Collection[str] | None = N
                 stack.append((entry.path, (*chain, real)))
 
 
+def check_inside(root: str | Path, path: str | Path, what: str) -> None:
+    """Refuse ``path``, found in the data folder ``root`` by listing it, when a link on the
+    way resolves outside ``root`` (``what``: the data set, as :func:`check_tree` names it).
+    Check a folder before the files listed in it: the first path refused is the link."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise _link_out(what, path, real, root)
+
+
+def _link_out(what: str, path: str | Path, real: str, root: str | Path) -> DataError:
+    return DataError(f"{what}: {path} is a link to {real}, outside {root}; a link in a data "
+                     "folder must stay inside it")
+
+
 def _kind(mode: int) -> str:
     return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
-def _not_regular(path: Path, what: str, mode: int) -> DataError:
+def _not_regular(path: Path, what: str, mode: int,
+                 error: type[NeuroKDError] = DataError) -> NeuroKDError:
     """The refusal of a non-regular file, saying where a link led."""
     target = os.path.realpath(path)
     via = f" (a link to {target})" if target != os.path.abspath(path) else ""
-    return DataError(f"{what} {path}{via} is {_kind(mode)}, not a regular file")
+    return error(f"{what} {path}{via} is {_kind(mode)}, not a regular file")
 
 
-def regular_size(path: str | Path, what: str) -> int:
+def regular_size(path: str | Path, what: str, missing: str | None = None,
+                 error: type[NeuroKDError] = DataError) -> int:
     """The size of ``path``, a regular file (links followed); anything else is refused with
-    ``what`` and the path, before anything opens it."""
+    ``what`` and the path, before anything opens it. With ``missing``, a path that does not
+    exist (a dangling link included) is refused with that message instead (the reader's own
+    "no such ... file"); ``error`` is the class raised."""
     path = Path(path)
     try:
         info = os.stat(path)
     except (OSError, ValueError) as exc:
+        if missing is not None and isinstance(exc, FileNotFoundError | NotADirectoryError):
+            raise error(missing) from None
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise DataError(f"cannot read {what} {path}: {why}") from None
+        raise error(f"cannot read {what} {path}: {why}") from None
     if not stat.S_ISREG(info.st_mode):
-        raise _not_regular(path, what, info.st_mode)
+        raise _not_regular(path, what, info.st_mode, error)
     return info.st_size
 
 
-def open_regular(path: str | Path, what: str) -> BinaryIO:
-    """``path`` opened for binary reading, refused unless it is a regular file. Opened with
-    ``O_NONBLOCK`` and checked again on the open descriptor, so a file swapped for a FIFO
-    after the first check cannot block the open either."""
+def open_regular(path: str | Path, what: str, missing: str | None = None,
+                 error: type[NeuroKDError] = DataError) -> BinaryIO:
+    """``path`` opened for binary reading, refused unless it is a regular file (``missing``
+    and ``error`` as for :func:`regular_size`). Opened with ``O_NONBLOCK`` and checked again
+    on the open descriptor, so a file swapped for a FIFO after the first check cannot block
+    the open either."""
     path = Path(path)
-    regular_size(path, what)
+    regular_size(path, what, missing, error)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise DataError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+        if missing is not None and isinstance(exc, FileNotFoundError):  # removed since
+            raise error(missing) from None
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise _not_regular(path, what, mode)
+            raise _not_regular(path, what, mode, error)
         os.set_blocking(fd, True)  # regular files never block; plain reads from here on
-        return os.fdopen(fd, "rb")
+        # the descriptor checked, under the file's name (readers that ask for .name get it)
+        return open(path, "rb", opener=lambda *_: fd)  # the caller closes it
     except BaseException:
         os.close(fd)
         raise

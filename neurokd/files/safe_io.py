@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NeuroKDError, WriteError
+from .paths import open_regular
 
 
 def check_writable(target: str | Path, reads: Iterable[str | Path | None] = ()) -> Path:
@@ -51,18 +52,18 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def read_small_text(path: str | Path, what: str, limit: int = 1 << 20) -> str:
     """A settings file's text: a regular file of at most ``limit`` bytes, UTF-8 (a path to
-    /dev/zero or a multi-GB file is refused before it is read)."""
+    /dev/zero or a multi-GB file is refused before it is read). A FIFO, a device or a folder
+    is named and never waited on: the file is opened with ``O_NONBLOCK`` and the check is made
+    again on the open descriptor (:func:`~neurokd.files.paths.open_regular`), so one swapped
+    in after the first check is refused too."""
     path = Path(path)
-    if not path.exists():
-        raise NeuroKDError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise NeuroKDError(f"{what} {path} is not a regular file")
-    size = path.stat().st_size
-    if size > limit:
-        raise NeuroKDError(f"{what} {path} is {size:,} bytes; a settings file has at most "
-                           f"{limit:,}")
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, what, missing=f"{what} not found: {path}",
+                          error=NeuroKDError) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise NeuroKDError(f"{what} {path} is {size:,} bytes; a settings file has at "
+                                   f"most {limit:,}")
             data = handle.read(limit + 1)
         return data[:limit].decode("utf-8")
     except UnicodeDecodeError as exc:

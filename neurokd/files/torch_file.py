@@ -3,31 +3,39 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from ..errors import CheckpointError
 from ..text import first_line
+from .paths import open_regular
 
 
 def read_torch_file(path: str | Path) -> Any:
     """``torch.load(weights_only=True)`` with every failure turned into one clear message."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no such checkpoint file: {path}")
-    if path.stat().st_size == 0:
+    # a FIFO, a device or a folder is refused by name, never waited on; loaded from the
+    # descriptor that was checked (a file swapped in after the check is never opened)
+    with open_regular(path, "checkpoint file", missing=f"no such checkpoint file: {path}",
+                      error=CheckpointError) as handle:
+        return _load(path, handle)
+
+
+def _load(path: Path, handle: BinaryIO) -> Any:
+    if os.fstat(handle.fileno()).st_size == 0:
         raise CheckpointError(f"{path} is empty")
-    kind = file_kind(path)
+    kind = file_kind(handle)
     if kind:  # before torch.load, whose weights_only essay would say nothing about it
         raise CheckpointError(f"{path}: not a neurokd checkpoint: it is {kind}")
     try:
         with warnings.catch_warnings():  # a sparse tensor is refused below, not warned about
             warnings.filterwarnings("ignore", message="Validating sparse tensor invariants")
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load (holds objects beyond plain weights; weights_only=True: "
@@ -72,11 +80,13 @@ _MAGIC = ((b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Loihi .net or NIR export?)"),
           (b"\x08", "a protobuf message (an ONNX export?)"))
 
 
-def file_kind(path: Path) -> str | None:
+def file_kind(handle: BinaryIO) -> str | None:
     """What a file that is not a PyTorch file is, from its first bytes (None: it may be one:
-    a zip archive, torch's format, or a pickle stream, torch's legacy format)."""
-    with open(path, "rb") as handle:
-        head = handle.read(256)
+    a zip archive, torch's format, or a pickle stream, torch's legacy format). Reads the open
+    ``handle`` from its start and leaves it there."""
+    handle.seek(0)
+    head = handle.read(256)
+    handle.seek(0)
     if head.startswith((b"PK\x03\x04", b"\x80")):
         return None
     for magic, kind in _MAGIC:

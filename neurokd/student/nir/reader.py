@@ -32,6 +32,7 @@ from torch import nn
 from ...errors import NeuroKDError
 from ...files.budget import check_bytes
 from ...files.hdf5 import check_hdf5_tree
+from ...files.paths import regular_size
 from ...text import describe
 from .shapes import READ_TYPES, array, infer_shapes
 
@@ -128,8 +129,8 @@ def _check_file(path: Path) -> None:
     """Types and sizes from the HDF5 headers, before any array is read."""
     import h5py
 
-    if not path.is_file():
-        raise NeuroKDError(f"no such NIR file: {path}")
+    # a FIFO would block HDF5's open: refused by name, as a device or a folder is
+    regular_size(path, "NIR file", missing=f"no such NIR file: {path}", error=NeuroKDError)
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
