@@ -213,7 +213,7 @@ def test_missing_lava_environment_is_one_line(trained_export, capsys, monkeypatc
     monkeypatch.setenv("NEUROKD_LAVA_PYTHON", str(tmp_path / "no-such-python"))
     outcome = run_cli(capsys, "simulate", str(trained_export[0]), "--samples", "2",
                       "--save", str(tmp_path / "r.npz"))
-    assert_one_line_error(outcome, 2, "make lava")
+    assert_one_line_error(outcome, 1, "make lava")  # the machine's fault, not the input's
     assert not (tmp_path / "r.npz").exists()
 
 
@@ -358,10 +358,20 @@ def test_adaptive_pool_windows_shared_by_nir_and_loihi():
 
 def test_missing_lava_fails_before_the_data_set_loads(trained_export, capsys, monkeypatch,
                                                       tmp_path):
+    """A data set can take minutes to read: a missing Lava is said first (exit 1), but only
+    after the input's own faults (a data set of the wrong shape is exit 2, before both)."""
+    import neurokd.data
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data set was loaded before Lava was looked for")
+
     monkeypatch.setenv("NEUROKD_LAVA_PYTHON", str(tmp_path / "no-such-python"))
+    monkeypatch.setattr(neurokd.data, "load_data", no_loading)
+    outcome = run_cli(capsys, "simulate", str(trained_export[0]), "--dataset", "digits")
+    assert_one_line_error(outcome, 1, "make lava")
     outcome = run_cli(capsys, "simulate", str(trained_export[0]), "--dataset", "cifar10",
                       "--data-dir", str(tmp_path / "no-cifar-here"))
-    assert_one_line_error(outcome, 2, "make lava")  # not the missing CIFAR folder
+    assert_one_line_error(outcome, 2, "cifar10 samples have shape (3, 32, 32)")
 
 
 @requires_lava

@@ -40,13 +40,14 @@ TERM_GRACE_SECONDS = 5   # the runner's time to clean up after SIGTERM before SI
 
 
 def lava_python() -> Path:
-    """The interpreter holding lava-dl (see the module docstring for the search order)."""
+    """The interpreter holding lava-dl (see the module docstring for the search order);
+    ToolMissing (exit 1: the machine lacks it, the input is fine) when there is none."""
     chosen = os.environ.get("NEUROKD_LAVA_PYTHON")
     if chosen:
         path = Path(chosen)
         if _runnable(path):
             return path
-        raise NeuroKDError(f"NEUROKD_LAVA_PYTHON={chosen} is not an executable Python: point "
+        raise ToolMissing(f"NEUROKD_LAVA_PYTHON={chosen} is not an executable Python: point "
                            "it at the python of an environment with lava-dl 0.6.0 (`make lava` "
                            "builds one in .venv-lava)")
     here = Path.cwd().resolve()
@@ -55,7 +56,7 @@ def lava_python() -> Path:
     for path in candidates:
         if _runnable(path):
             return path
-    raise NeuroKDError(f"no Lava environment: no {_VENV} in {here} or a folder above it; run "
+    raise ToolMissing(f"no Lava environment: no {_VENV} in {here} or a folder above it; run "
                        "`make lava` in the neurokd checkout (Python 3.10 with lava-dl 0.6.0) or "
                        "set NEUROKD_LAVA_PYTHON to its python")
 

@@ -56,10 +56,11 @@ def simulate_lava(export: str | Path, dataset: str | None = None, samples: int |
         raise NeuroKDError(f"{export} does not name its data set: give --dataset")
     if dataset == stored.meta.get("dataset"):
         data_dir = data_dir or stored.meta.get("data_dir")
+    ref = DataRef.of(stored.meta, dataset, data_dir)
+    ref.check_shape(network.input_shape)  # the input's fault first, then the machine's
     python = lava_python()  # before the data set loads: a missing .venv-lava fails at once
     reporter = reporter or Reporter()
-    x, labels, _ = split_inputs(DataRef.of(stored.meta, dataset, data_dir), "test", samples,
-                                network.input_shape, reporter)
+    x, labels, _ = split_inputs(ref, "test", samples, network.input_shape, reporter)
     count = len(labels)
     totals = _run_blocks(python, Path(export), stored, x, reporter, chunk, block, tally)
     lava_pred, fixed_pred = totals["lava"], totals["fixed"]

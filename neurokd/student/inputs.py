@@ -61,12 +61,19 @@ class DataRef:
             _check_settings(name, settings)
         return cls(name, tuple(sorted(settings.items())))
 
-    def load(self, input_shape: tuple[int, ...], split: str, reporter=None):
-        from ..data import DATASETS, load_data
+    def check_shape(self, input_shape: tuple[int, ...]) -> None:
+        """DataError when the data set's samples (known without reading it) do not have the
+        model's input shape; nothing for a data set whose shape needs its files."""
+        from ..data import DATASETS
 
-        if self.dataset in DATASETS:  # before loading: a data set can take minutes to read
+        if self.dataset in DATASETS:
             _check_shape(self.dataset, DATASETS[self.dataset].sample_shape(
                 dict(self.settings)), input_shape)
+
+    def load(self, input_shape: tuple[int, ...], split: str, reporter=None):
+        from ..data import load_data
+
+        self.check_shape(input_shape)  # before loading: a data set can take minutes to read
         bundle = load_data(self.dataset, **dict(self.settings), augment=False,
                            reporter=reporter)
         _check_shape(self.dataset, bundle.input_shape, input_shape)
