@@ -294,7 +294,25 @@ def readme_anytime() -> str:
         f"(loihi) / {energy['45nm-fp32']['ratio']['mean']:.3f}x (45nm-fp32) the full-T energy. "
         f"On mnist1d ({mnist1d['seeds']} seeds, memorised teacher) tser − kd is "
         f"{100 * first['mean_diff']:+.2f} points at t = 1 (p = {_p(first['t_test_p'])}) and "
-        f"{100 * last['mean_diff']:+.2f} at t = T (p = {_p(last['t_test_p'])}).")
+        f"{100 * last['mean_diff']:+.2f} at t = T (p = {_p(last['t_test_p'])})."
+        + "".join(_anytime_more(name, what) for name, what in (
+            ("anytime-mnist1d-informed.json", "mnist1d with the informed teacher"),
+            ("anytime-digits-dvs.json", "digits-dvs (event input)"))
+            if (RESULTS / name).exists()))
+
+
+def _anytime_more(name: str, what: str) -> str:
+    """One sentence of the README's any-time paragraph for a further data set's results."""
+    result = _load(name)
+    diffs = result["tser_minus_kd"]["accuracy_by_timestep"]
+    first, last = diffs[0], diffs[-1]
+    tser, kd = result["methods"]["tser"], result["methods"]["kd"]
+    return (f" On {what} ({result['seeds']} seeds, [{name[:-5]}.md](benchmarks/results/"
+            f"{name[:-5]}.md)) tser − kd is {100 * first['mean_diff']:+.2f} points at t = 1 "
+            f"(p = {_p(first['t_test_p'])}) and {100 * last['mean_diff']:+.2f} at t = T "
+            f"(p = {_p(last['t_test_p'])}); the exit takes "
+            f"{tser['exit_mean_timesteps']['mean']:.2f} timesteps (kd "
+            f"{kd['exit_mean_timesteps']['mean']:.2f}).")
 
 
 # block name -> (page, generator); the page is README.md or a file in docs/
