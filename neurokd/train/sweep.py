@@ -222,10 +222,13 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S):
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(1, OPEN_TRIES + 1):
         try:
-            return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s,
-                              grace_period=GRACE * heartbeat_s,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                  max_retry=MAX_RETRY))
+            storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s,
+                                 grace_period=GRACE * heartbeat_s,
+                                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                     max_retry=MAX_RETRY))
+            if url.startswith("sqlite"):
+                _serialise_sqlite(storage.engine)
+            return storage
         except Exception as exc:  # noqa: BLE001 - sqlalchemy, drivers: any means "cannot"
             # Workers started together race to create the tables of a new database: the
             # loser's CREATE TABLE or its insert of the schema version fails (measured over
@@ -240,6 +243,27 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S):
 
 
 OPEN_TRIES = 6
+
+
+def _serialise_sqlite(engine) -> None:
+    """Make every SQLite transaction take the write lock when it begins (``BEGIN
+    IMMEDIATE``). Python's sqlite3 starts a transaction only at the first write, so Optuna's
+    pop of an enqueued trial (read "WAITING", then write "RUNNING") is not atomic across
+    processes: two workers popped the same trial and trained the same run (measured: 17
+    duplicates in 5 rounds of two processes popping 40 enqueued trials; 0 with this). The
+    pooled connections made while the tables were created are dropped, so every connection
+    from here on is made with the two hooks (SQLAlchemy's documented pysqlite recipe)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below says when
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
 
 
 def _creation_race(exc: Exception) -> bool:
